@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# System packages the tests use. Idempotent: installs only what is missing.
+set -euo pipefail
+need=()
+command -v git >/dev/null || need+=(git)
+command -v setpriv >/dev/null || need+=(util-linux)
+python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
+if ((${#need[@]})); then
+  if [ "$(id -u)" != 0 ]; then
+    echo "install-deps: missing ${need[*]}; run as root or install them" >&2
+    exit 1
+  fi
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Runs every test of the project on a fresh Debian machine with only the Rust
+# toolchain and Python present: installs what the tests need first (system
+# packages, the Python venv of independent verifiers), then lint and tests.
+set -euo pipefail
+repo="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$repo"
+
+"$repo/scripts/install-deps.sh"
+PROVENANT_PYTHON="$("$repo/scripts/interop-venv.sh" | tail -n 1)"
+export PROVENANT_PYTHON
+
+cargo fmt --check
+cargo clippy --all-targets --quiet -- -D warnings
+cargo test --all-targets

@@ -1,0 +1,147 @@
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use clap::Args;
+use time::OffsetDateTime;
+
+use super::{DescribeOpts, HashOpts};
+use crate::provenance::{
+    self, ExternalParameters, HashedRoot, InternalParameters, Observation, Statement,
+};
+use crate::publish::write_atomic;
+use crate::sign::{sign_statement, Envelope, LocalSigner, Signer};
+use crate::verify::exit;
+
+#[derive(Args, Debug)]
+pub struct AttestArgs {
+    /// Input file or directory (recorded as resolvedDependencies); repeatable.
+    #[arg(long = "material", value_name = "PATH")]
+    pub materials: Vec<PathBuf>,
+    /// Output file or directory (recorded as subjects); repeatable.
+    #[arg(long = "product", value_name = "PATH", required = true)]
+    pub products: Vec<PathBuf>,
+    /// Private key: PKCS#8 PEM or cosign encrypted key (password from COSIGN_PASSWORD).
+    #[arg(long)]
+    pub key: PathBuf,
+    /// Where to write the DSSE envelope (one JSON line).
+    #[arg(short = 'o', long, default_value = "provenance.intoto.jsonl")]
+    pub output: PathBuf,
+    #[command(flatten)]
+    pub hash: HashOpts,
+    #[command(flatten)]
+    pub describe: DescribeOpts,
+}
+
+/// What the describe step needs beyond the hashed roots.
+pub(super) struct BuildFacts {
+    pub command: Option<Vec<String>>,
+    pub exit_code: Option<i32>,
+    pub started: OffsetDateTime,
+    pub finished: OffsetDateTime,
+    pub attest_failed: bool,
+    pub extra_materials: Vec<provenance::ResourceDescriptor>,
+}
+
+/// `git_blobs`: also compute git blob ids (for `--materials-as tree`).
+pub(super) fn hash_all(
+    paths: &[PathBuf],
+    hash: &HashOpts,
+    what: &str,
+    git_blobs: bool,
+) -> anyhow::Result<Vec<HashedRoot>> {
+    let mut opts = hash.walk_options();
+    opts.git_blobs = git_blobs;
+    let started = std::time::Instant::now();
+    let roots = provenance::hash_roots(paths, &opts)?;
+    let files: usize = roots.iter().map(|r| r.tree.entries.len()).sum();
+    tracing::info!(
+        roots = paths.len(),
+        entries = files,
+        ms = started.elapsed().as_millis() as u64,
+        "hashed {what}"
+    );
+    Ok(roots)
+}
+
+/// observe -> describe -> sign: the part `attest` and `run` share.
+pub(super) fn describe_and_sign(
+    materials: &[HashedRoot],
+    products: &[HashedRoot],
+    hash: &HashOpts,
+    describe: &DescribeOpts,
+    ctx: BuildFacts,
+    signer: &dyn Signer,
+) -> anyhow::Result<(Statement, Envelope)> {
+    let subjects = provenance::subjects(products)?;
+    let mut deps = provenance::materials(materials, describe.materials_as);
+    deps.extend(ctx.extra_materials);
+    let display = |roots: &[HashedRoot]| {
+        roots
+            .iter()
+            .map(|r| r.given.display().to_string())
+            .collect()
+    };
+    let obs = Observation {
+        builder_id: describe.builder_id.clone(),
+        external: ExternalParameters {
+            command: ctx.command,
+            materials: display(materials),
+            products: display(products),
+            excludes: hash.excludes.clone(),
+        },
+        internal: InternalParameters {
+            materials_as: describe.materials_as.as_str().into(),
+            on_error: hash.on_error.as_str().into(),
+            attest_failed: ctx.attest_failed,
+        },
+        materials: deps,
+        exit_code: ctx.exit_code,
+        started: ctx.started,
+        finished: ctx.finished,
+        invocation_id: uuid::Uuid::new_v4().to_string(),
+    };
+    let statement = Statement::new_slsa(subjects, &obs.into_provenance());
+    let envelope = sign_statement(&statement, signer)?;
+    Ok((statement, envelope))
+}
+
+pub(super) fn write_envelope(path: &Path, envelope: &Envelope) -> anyhow::Result<()> {
+    let mut line = envelope.to_json();
+    line.push('\n');
+    write_atomic(path, line.as_bytes())?;
+    Ok(())
+}
+
+pub(super) fn report(path: &Path, statement: &Statement, signer: &dyn Signer) {
+    tracing::info!(
+        output = %path.display(),
+        subjects = statement.subject.len(),
+        key_id = signer.key_id(),
+        "attestation written"
+    );
+}
+
+pub fn attest(a: AttestArgs) -> anyhow::Result<i32> {
+    let signer = LocalSigner::load(&a.key)?;
+    let started = OffsetDateTime::now_utc();
+    let materials = hash_all(
+        &a.materials,
+        &a.hash,
+        "materials",
+        a.describe.wants_git_blobs(),
+    )?;
+    let products = hash_all(&a.products, &a.hash, "products", false)?;
+    let ctx = BuildFacts {
+        command: None,
+        exit_code: None,
+        started,
+        finished: OffsetDateTime::now_utc(),
+        attest_failed: false,
+        extra_materials: Vec::new(),
+    };
+    let (statement, envelope) =
+        describe_and_sign(&materials, &products, &a.hash, &a.describe, ctx, &signer)?;
+    write_envelope(&a.output, &envelope).with_context(|| "attestation not written".to_string())?;
+    report(&a.output, &statement, &signer);
+    Ok(exit::OK)
+}

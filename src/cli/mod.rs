@@ -1,0 +1,244 @@
+//! The command line: argument parsing, logging set-up, and mapping every
+//! failure to one line on stderr and an exit code (see `verify::exit`).
+mod attest;
+mod inspect;
+mod keygen;
+mod run;
+mod verify;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::digest::{DigestError, ErrorPolicy, WalkOptions};
+use crate::provenance::{MaterialsAs, RootsError, DEFAULT_BUILDER_ID};
+use crate::publish::WriteError;
+use crate::sign::{EnvelopeError, KeyError};
+use crate::verify::{exit, VerifyError};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "provenant",
+    version,
+    about = "Signed SLSA provenance for builders you cannot modify"
+)]
+pub struct Cli {
+    /// Log format on stderr.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        env = "PROVENANT_LOG_FORMAT"
+    )]
+    pub log_format: LogFormat,
+    /// Log filter (error, warn, info, debug, trace, or a tracing directive).
+    #[arg(long, global = true, default_value = "info", env = "PROVENANT_LOG")]
+    pub log_level: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Generate a signing key pair (cosign-compatible files).
+    Keygen(keygen::KeygenArgs),
+    /// Hash materials and products now and write a signed attestation.
+    Attest(attest::AttestArgs),
+    /// Hash materials, run a command, hash products, sign the result.
+    Run(run::RunArgs),
+    /// Verify an attestation's signature and print its subjects.
+    Verify(verify::VerifyArgs),
+    /// Print a human-readable summary of an attestation (no verification).
+    Inspect(inspect::InspectArgs),
+    /// Print sha256 digests of files (sha256sum format), or a tree's git id.
+    Digest(DigestArgs),
+}
+
+/// Options shared by every command that hashes trees.
+#[derive(Args, Debug, Clone)]
+pub struct HashOpts {
+    /// Glob (relative to each root, `/`-separated) to leave out; repeatable.
+    #[arg(long = "exclude", value_name = "GLOB")]
+    pub excludes: Vec<String>,
+    /// What to do with a file that cannot be read or vanishes mid-walk.
+    #[arg(long, value_enum, default_value = "fail")]
+    pub on_error: OnError,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum OnError {
+    /// Stop with an error naming the file.
+    Fail,
+    /// Record the file with the error in the attestation and continue.
+    Record,
+}
+
+impl OnError {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnError::Fail => "fail",
+            OnError::Record => "record",
+        }
+    }
+}
+
+impl HashOpts {
+    pub fn walk_options(&self) -> WalkOptions {
+        WalkOptions {
+            excludes: self.excludes.clone(),
+            on_error: match self.on_error {
+                OnError::Fail => ErrorPolicy::Fail,
+                OnError::Record => ErrorPolicy::Record,
+            },
+            progress: true,
+            git_blobs: false,
+        }
+    }
+}
+
+/// Options that shape the predicate.
+#[derive(Args, Debug, Clone)]
+pub struct DescribeOpts {
+    /// `builder.id` to record: the identity of the platform running the build.
+    #[arg(long, default_value = DEFAULT_BUILDER_ID)]
+    pub builder_id: String,
+    /// Describe each material directory per file, or as one git tree id.
+    #[arg(long, value_enum, default_value = "files")]
+    pub materials_as: MaterialsAs,
+}
+
+impl DescribeOpts {
+    pub fn wants_git_blobs(&self) -> bool {
+        self.materials_as == MaterialsAs::Tree
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct DigestArgs {
+    /// Files or directories.
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    /// Print each directory's git tree id instead of per-file digests.
+    #[arg(long)]
+    pub tree: bool,
+    #[command(flatten)]
+    pub hash: HashOpts,
+}
+
+fn init_logging(format: LogFormat, level: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+}
+
+/// Maps a failure to the documented exit code by its type.
+pub fn exit_code_for(err: &anyhow::Error) -> i32 {
+    for cause in err.chain() {
+        if let Some(v) = cause.downcast_ref::<VerifyError>() {
+            return v.exit_code();
+        }
+        if let Some(e) = cause.downcast_ref::<EnvelopeError>() {
+            return match e {
+                EnvelopeError::Key(_) => exit::CANNOT_CHECK,
+                _ => exit::INVALID,
+            };
+        }
+        if cause.is::<KeyError>()
+            || cause.is::<DigestError>()
+            || cause.is::<RootsError>()
+            || cause.is::<WriteError>()
+            || cause.is::<std::io::Error>()
+        {
+            return exit::CANNOT_CHECK;
+        }
+    }
+    exit::INTERNAL
+}
+
+/// One line, whatever the cause chain: scripts grep it, people read it.
+/// Causes whose text an outer message already quotes are not repeated.
+pub fn one_line(e: &anyhow::Error) -> String {
+    let mut msg = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if msg.contains(&text) {
+            continue;
+        }
+        if !msg.is_empty() {
+            msg.push_str(": ");
+        }
+        msg.push_str(&text);
+    }
+    msg.replace('\n', " ")
+}
+
+/// Runs the CLI and returns the process exit code.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            };
+        }
+    };
+    init_logging(cli.log_format, &cli.log_level);
+    let result = match cli.command {
+        Command::Keygen(a) => keygen::keygen(a),
+        Command::Attest(a) => attest::attest(a),
+        Command::Run(a) => run::run(a),
+        Command::Verify(a) => verify::verify(a),
+        Command::Inspect(a) => inspect::inspect(a),
+        Command::Digest(a) => digest(a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("provenant: error: {}", one_line(&e));
+            exit_code_for(&e)
+        }
+    }
+}
+
+fn digest(a: DigestArgs) -> anyhow::Result<i32> {
+    use std::io::Write;
+    let mut opts = a.hash.walk_options();
+    opts.git_blobs = a.tree;
+    let out = std::io::stdout();
+    let mut out = std::io::BufWriter::new(out.lock());
+    for p in &a.paths {
+        let root = crate::provenance::hash_root(p, &opts)?;
+        if a.tree {
+            let id = root.tree.git_tree().unwrap_or_default();
+            writeln!(out, "{id}  {}", p.display())?;
+            continue;
+        }
+        for (path, sha) in root.tree.files() {
+            writeln!(
+                out,
+                "{}  {}",
+                hex::encode(sha),
+                root.prefix.join(path).encoded().0
+            )?;
+        }
+    }
+    out.flush()?;
+    Ok(exit::OK)
+}

@@ -1,0 +1,442 @@
+//! Observe: walk files and directories and hash them on all cores.
+//!
+//! Rules that make the result trustworthy and deterministic:
+//! - entries are sorted by raw path bytes, paths are relative to the root
+//!   and `/`-separated;
+//! - symlinks inside a root are recorded as links (their target bytes) and
+//!   never followed, so a link cannot pull content from outside the root;
+//!   a root given on the command line is followed, because the user named it;
+//! - FIFOs, sockets and devices are never opened (opening a FIFO blocks
+//!   forever); they are recorded by kind and warned about;
+//! - every file is opened with `O_NOFOLLOW | O_NONBLOCK` and checked with
+//!   `fstat` to be a regular file, so a file swapped for a FIFO or a link
+//!   between listing and opening cannot hang or redirect us;
+//! - a file that cannot be read or vanishes mid-walk is an error naming the
+//!   path, or, with [`ErrorPolicy::Record`], an entry saying what happened.
+mod git;
+mod path;
+
+use std::fs::File;
+use std::io::Read;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
+use rayon::prelude::*;
+use sha2::{Digest, Sha256};
+
+pub use path::{decode_percent, RelPath};
+
+/// What to do with an entry that cannot be hashed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ErrorPolicy {
+    /// Stop with an error naming the path.
+    #[default]
+    Fail,
+    /// Record an [`EntryKind::Error`] entry and continue.
+    Record,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct WalkOptions {
+    /// Globs relative to the root (`/` not matched by `*`); a matching
+    /// directory is not descended into.
+    pub excludes: Vec<String>,
+    pub on_error: ErrorPolicy,
+    /// Show a progress bar when stderr is a terminal.
+    pub progress: bool,
+    /// Also compute git blob ids, needed for [`Tree::git_tree`]. Off by
+    /// default because it doubles the hashing work.
+    pub git_blobs: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpecialKind {
+    Fifo,
+    Socket,
+    CharDevice,
+    BlockDevice,
+}
+
+impl std::fmt::Display for SpecialKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SpecialKind::Fifo => "fifo",
+            SpecialKind::Socket => "socket",
+            SpecialKind::CharDevice => "char-device",
+            SpecialKind::BlockDevice => "block-device",
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EntryKind {
+    File {
+        sha256: [u8; 32],
+        size: u64,
+        executable: bool,
+        git_blob: Option<[u8; 20]>,
+    },
+    Symlink {
+        target: Vec<u8>,
+    },
+    Special {
+        kind: SpecialKind,
+    },
+    Error {
+        message: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub path: RelPath,
+    pub kind: EntryKind,
+}
+
+/// The result of hashing one root.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tree {
+    pub root: PathBuf,
+    /// Sorted by path bytes.
+    pub entries: Vec<Entry>,
+}
+
+impl Tree {
+    /// Regular files and their sha256, in order.
+    pub fn files(&self) -> impl Iterator<Item = (&RelPath, &[u8; 32])> {
+        self.entries.iter().filter_map(|e| match &e.kind {
+            EntryKind::File { sha256, .. } => Some((&e.path, sha256)),
+            _ => None,
+        })
+    }
+
+    /// The git tree id (`git write-tree` of the same content), `None` if the
+    /// walk ran without [`WalkOptions::git_blobs`].
+    pub fn git_tree(&self) -> Option<String> {
+        git::tree_id(&self.entries)
+    }
+
+    pub fn total_bytes(&self) -> u64 {
+        self.entries
+            .iter()
+            .map(|e| match e.kind {
+                EntryKind::File { size, .. } => size,
+                _ => 0,
+            })
+            .sum()
+    }
+}
+
+const HINT: &str = "(--on-error record records it and continues)";
+
+#[derive(Debug, thiserror::Error)]
+pub enum DigestError {
+    #[error("{path}: no such file or directory")]
+    Missing { path: String },
+    #[error("cannot read {path}: {source} {HINT}")]
+    Unreadable {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path} vanished while being hashed {HINT}")]
+    Vanished { path: String },
+    #[error("invalid --exclude glob '{glob}': {source}")]
+    BadExclude {
+        glob: String,
+        source: globset::Error,
+    },
+}
+
+/// Hashes one file, following a link if `path` is one (the caller named
+/// it). Refuses anything but a regular file.
+pub fn hash_file(path: &Path) -> Result<[u8; 32], DigestError> {
+    let f = File::options()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| io_error(path, e))?;
+    Ok(hash_open(f, false).map_err(|e| io_error(path, e))?.sha256)
+}
+
+fn io_error(path: &Path, e: std::io::Error) -> DigestError {
+    let path = path.display().to_string();
+    match e.kind() {
+        std::io::ErrorKind::NotFound => DigestError::Vanished { path },
+        _ => DigestError::Unreadable { path, source: e },
+    }
+}
+
+struct FileDigest {
+    sha256: [u8; 32],
+    size: u64,
+    executable: bool,
+    git_blob: Option<[u8; 20]>,
+}
+
+thread_local! {
+    static BUF: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0u8; 256 * 1024]);
+}
+
+/// Hashes an open file; errors if it is not a regular file.
+fn hash_open(mut f: File, git_blob: bool) -> std::io::Result<FileDigest> {
+    let meta = f.metadata()?;
+    if !meta.file_type().is_file() {
+        return Err(std::io::Error::other("not a regular file any more"));
+    }
+    let mut sha = Sha256::new();
+    let mut git = git_blob.then(|| git::blob_id_of(meta.len()));
+    let mut size = 0u64;
+    BUF.with(|buf| -> std::io::Result<()> {
+        let mut buf = buf.borrow_mut();
+        loop {
+            let n = match f.read(&mut buf) {
+                Ok(0) => return Ok(()),
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            sha.update(&buf[..n]);
+            if let Some(g) = git.as_mut() {
+                sha1::Digest::update(g, &buf[..n]);
+            }
+            size += n as u64;
+        }
+    })?;
+    if git.is_some() && size != meta.len() {
+        // The blob header carries the length; a file that changed size while
+        // we read it would give a blob id for content that never existed.
+        return Err(std::io::Error::other(
+            "file changed size while being hashed",
+        ));
+    }
+    Ok(FileDigest {
+        sha256: sha.finalize().into(),
+        size,
+        executable: meta.permissions().mode() & 0o100 != 0,
+        git_blob: git.map(|g| sha1::Digest::finalize(g).into()),
+    })
+}
+
+struct Walker<'a> {
+    opts: &'a WalkOptions,
+    excludes: GlobSet,
+    prune: GlobSet,
+    progress: Option<indicatif::ProgressBar>,
+}
+
+fn special_kind(ft: &std::fs::FileType) -> Option<SpecialKind> {
+    if ft.is_fifo() {
+        Some(SpecialKind::Fifo)
+    } else if ft.is_socket() {
+        Some(SpecialKind::Socket)
+    } else if ft.is_char_device() {
+        Some(SpecialKind::CharDevice)
+    } else if ft.is_block_device() {
+        Some(SpecialKind::BlockDevice)
+    } else {
+        None
+    }
+}
+
+impl Walker<'_> {
+    fn excluded(&self, rel: &RelPath, is_dir: bool) -> bool {
+        self.excludes.is_match(rel.as_path()) || (is_dir && self.prune.is_match(rel.as_path()))
+    }
+
+    fn failed(
+        &self,
+        rel: &RelPath,
+        abs: &Path,
+        e: std::io::Error,
+    ) -> Result<Vec<Entry>, DigestError> {
+        let err = io_error(abs, e);
+        match self.opts.on_error {
+            ErrorPolicy::Fail => Err(err),
+            ErrorPolicy::Record => {
+                tracing::warn!(path = %abs.display(), "{err}; recorded as an error entry");
+                Ok(vec![Entry {
+                    path: rel.clone(),
+                    kind: EntryKind::Error {
+                        message: match err {
+                            DigestError::Vanished { .. } => "vanished while being hashed".into(),
+                            DigestError::Unreadable { source, .. } => source.to_string(),
+                            other => other.to_string(),
+                        },
+                    },
+                }])
+            }
+        }
+    }
+
+    /// One directory entry (already known not to be excluded).
+    fn visit(
+        &self,
+        abs: &Path,
+        rel: RelPath,
+        ft: std::fs::FileType,
+    ) -> Result<Vec<Entry>, DigestError> {
+        if ft.is_dir() {
+            return self.walk_dir(abs, &rel);
+        }
+        if ft.is_symlink() {
+            return match std::fs::read_link(abs) {
+                Ok(t) => Ok(vec![Entry {
+                    path: rel,
+                    kind: EntryKind::Symlink {
+                        target: t.into_os_string().into_vec(),
+                    },
+                }]),
+                Err(e) => self.failed(&rel, abs, e),
+            };
+        }
+        if let Some(kind) = special_kind(&ft) {
+            tracing::warn!(path = %abs.display(), kind = %kind, "not a regular file: recorded by kind, not opened");
+            return Ok(vec![Entry {
+                path: rel,
+                kind: EntryKind::Special { kind },
+            }]);
+        }
+        let opened = File::options()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+            .open(abs);
+        let result = opened.and_then(|f| hash_open(f, self.opts.git_blobs));
+        match result {
+            Ok(FileDigest {
+                sha256,
+                size,
+                executable,
+                git_blob,
+            }) => {
+                if let Some(p) = &self.progress {
+                    p.inc(size);
+                }
+                Ok(vec![Entry {
+                    path: rel,
+                    kind: EntryKind::File {
+                        sha256,
+                        size,
+                        executable,
+                        git_blob,
+                    },
+                }])
+            }
+            Err(e) => self.failed(&rel, abs, e),
+        }
+    }
+
+    fn walk_dir(&self, abs: &Path, rel: &RelPath) -> Result<Vec<Entry>, DigestError> {
+        let rd = match std::fs::read_dir(abs) {
+            Ok(rd) => rd,
+            Err(e) => return self.failed(rel, abs, e),
+        };
+        let mut pending = Vec::new();
+        for de in rd {
+            let de = match de {
+                Ok(de) => de,
+                Err(e) => return self.failed(rel, abs, e),
+            };
+            let child_rel = rel.join(&RelPath::from_bytes(de.file_name().as_bytes()));
+            match de.file_type() {
+                Ok(ft) if self.excluded(&child_rel, ft.is_dir()) => {}
+                Ok(ft) => pending.push((de.path(), child_rel, Ok(ft))),
+                Err(e) => pending.push((de.path(), child_rel, Err(e))),
+            }
+        }
+        // Directories and files of one level in parallel; rayon's work
+        // stealing spreads deep and wide trees alike over all cores.
+        let parts: Vec<Vec<Entry>> = pending
+            .into_par_iter()
+            .map(|(p, r, ft)| match ft {
+                Ok(ft) => self.visit(&p, r, ft),
+                Err(e) => self.failed(&r, &p, e),
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(parts.into_iter().flatten().collect())
+    }
+}
+
+fn build_globs<'a>(globs: impl Iterator<Item = &'a str>) -> Result<GlobSet, DigestError> {
+    let mut b = GlobSetBuilder::new();
+    for g in globs {
+        let glob = GlobBuilder::new(g)
+            .literal_separator(true)
+            .backslash_escape(true)
+            .build()
+            .map_err(|source| DigestError::BadExclude {
+                glob: g.to_string(),
+                source,
+            })?;
+        b.add(glob);
+    }
+    b.build().map_err(|source| DigestError::BadExclude {
+        glob: "(set)".into(),
+        source,
+    })
+}
+
+/// Hashes everything under `root` (or `root` itself if it is not a
+/// directory; the entry is then named by the file name).
+pub fn hash_tree(root: &Path, opts: &WalkOptions) -> Result<Tree, DigestError> {
+    let excludes = build_globs(opts.excludes.iter().map(|s| s.trim_end_matches('/')))?;
+    // `dir/**` excludes everything below `dir`: skip the directory itself
+    // instead of walking it only to drop every file.
+    let prune = build_globs(
+        opts.excludes
+            .iter()
+            .filter_map(|s| s.strip_suffix("/**"))
+            .filter(|s| !s.is_empty()),
+    )?;
+    let meta = std::fs::metadata(root).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => DigestError::Missing {
+            path: root.display().to_string(),
+        },
+        _ => DigestError::Unreadable {
+            path: root.display().to_string(),
+            source: e,
+        },
+    })?;
+    let progress =
+        (opts.progress && std::io::IsTerminal::is_terminal(&std::io::stderr())).then(|| {
+            let p = indicatif::ProgressBar::new_spinner();
+            p.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{spinner} hashing {msg} {bytes} ({bytes_per_sec})",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+            );
+            p.set_message(root.display().to_string());
+            p.enable_steady_tick(std::time::Duration::from_millis(120));
+            p
+        });
+    let walker = Walker {
+        opts,
+        excludes,
+        prune,
+        progress,
+    };
+    let mut entries = if meta.is_dir() {
+        walker.walk_dir(root, &RelPath::default())?
+    } else {
+        let name = RelPath::from_bytes(
+            root.file_name()
+                .map(|n| n.as_bytes())
+                .unwrap_or(b"")
+                .to_vec(),
+        );
+        // The user named this path, so a link here is followed; O_NOFOLLOW
+        // applies to what we find inside roots.
+        let real = std::fs::canonicalize(root).map_err(|e| io_error(root, e))?;
+        walker.visit(&real, name, meta.file_type())?
+    };
+    if let Some(p) = walker.progress {
+        p.finish_and_clear();
+    }
+    entries.sort_unstable_by(|a, b| a.path.cmp(&b.path));
+    Ok(Tree {
+        root: root.to_path_buf(),
+        entries,
+    })
+}

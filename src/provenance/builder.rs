@@ -1,0 +1,150 @@
+//! Turning what was observed about a build into a SLSA v1 predicate.
+//! The meaning of every parameter is documented in `docs/build-type.md`.
+use std::collections::BTreeMap;
+
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use super::{BuildDefinition, BuildMetadata, Builder, Provenance, ResourceDescriptor, RunDetails};
+
+/// provenant's own buildType: "a build observed from outside the builder".
+/// The URI names the documentation of the parameters below.
+pub const BUILD_TYPE: &str = "https://provenant.dev/build-types/observed/v1";
+/// Default `builder.id` for `provenant run`/`attest` on one machine. Platform
+/// teams set their own with `--builder-id`, because the id names the trust
+/// boundary (the cluster, the CI system), which only they know.
+pub const DEFAULT_BUILDER_ID: &str = "https://provenant.dev/builders/local/v1";
+
+/// Name of the byproduct carrying the observed build's exit code.
+pub const EXIT_CODE_BYPRODUCT: &str = "exit-code";
+
+/// `buildDefinition.externalParameters` of [`BUILD_TYPE`].
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExternalParameters {
+    /// argv of the observed command (`provenant run`), absent when the build
+    /// was not started by provenant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
+    /// Material roots as the user named them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub materials: Vec<String>,
+    /// Product roots as the user named them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub products: Vec<String>,
+    /// Exclude globs applied to every root.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub excludes: Vec<String>,
+}
+
+/// `buildDefinition.internalParameters` of [`BUILD_TYPE`].
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InternalParameters {
+    /// `files` (one descriptor per file) or `tree` (one gitTree per root).
+    pub materials_as: String,
+    /// `fail` or `record`: what happened to unreadable files.
+    pub on_error: String,
+    /// Whether a build with a non-zero exit code is attested at all.
+    pub attest_failed: bool,
+}
+
+/// Everything observed about one build, ready to become a predicate.
+#[derive(Debug, Clone)]
+pub struct Observation {
+    pub builder_id: String,
+    pub external: ExternalParameters,
+    pub internal: InternalParameters,
+    pub materials: Vec<ResourceDescriptor>,
+    pub exit_code: Option<i32>,
+    pub started: OffsetDateTime,
+    pub finished: OffsetDateTime,
+    pub invocation_id: String,
+}
+
+/// RFC 3339 in UTC with milliseconds, the form protobuf's Timestamp JSON
+/// accepts and people can read.
+pub fn rfc3339(t: OffsetDateTime) -> String {
+    let t = t.to_offset(time::UtcOffset::UTC);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.millisecond()
+    )
+}
+
+pub fn parse_rfc3339(s: &str) -> Option<OffsetDateTime> {
+    OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()
+}
+
+fn to_map<T: Serialize>(v: &T) -> serde_json::Map<String, serde_json::Value> {
+    match serde_json::to_value(v) {
+        Ok(serde_json::Value::Object(m)) => m,
+        _ => serde_json::Map::new(),
+    }
+}
+
+/// The exit code as a byproduct: text content, so the descriptor is valid
+/// (it needs one of uri/digest/content) and a reader sees the number.
+pub fn exit_code_byproduct(code: i32) -> ResourceDescriptor {
+    ResourceDescriptor {
+        name: Some(EXIT_CODE_BYPRODUCT.into()),
+        content: Some(base64::engine::general_purpose::STANDARD.encode(code.to_string())),
+        media_type: Some("text/plain".into()),
+        ..Default::default()
+    }
+}
+
+/// Reads the exit code back out of a predicate's byproducts.
+pub fn exit_code_of(p: &Provenance) -> Option<i32> {
+    let rd = p
+        .run_details
+        .byproducts
+        .iter()
+        .find(|b| b.name.as_deref() == Some(EXIT_CODE_BYPRODUCT))?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(rd.content.as_deref()?)
+        .ok()?;
+    std::str::from_utf8(&bytes).ok()?.trim().parse().ok()
+}
+
+impl Observation {
+    pub fn into_provenance(self) -> Provenance {
+        let mut version = BTreeMap::new();
+        version.insert(
+            "provenant".to_string(),
+            env!("CARGO_PKG_VERSION").to_string(),
+        );
+        Provenance {
+            build_definition: BuildDefinition {
+                build_type: BUILD_TYPE.to_string(),
+                external_parameters: to_map(&self.external),
+                internal_parameters: to_map(&self.internal),
+                resolved_dependencies: self.materials,
+            },
+            run_details: RunDetails {
+                builder: Builder {
+                    id: self.builder_id,
+                    version,
+                    builder_dependencies: Vec::new(),
+                },
+                metadata: Some(BuildMetadata {
+                    invocation_id: Some(self.invocation_id),
+                    started_on: Some(rfc3339(self.started)),
+                    finished_on: Some(rfc3339(self.finished)),
+                }),
+                byproducts: self
+                    .exit_code
+                    .map(exit_code_byproduct)
+                    .into_iter()
+                    .collect(),
+            },
+        }
+    }
+}

@@ -1,0 +1,142 @@
+//! From the paths a user named to descriptors: materials become
+//! `resolvedDependencies`, products become subjects.
+use std::path::{Path, PathBuf};
+
+use crate::digest::{self, DigestError, EntryKind, RelPath, Tree, WalkOptions};
+
+use super::ResourceDescriptor;
+
+/// How material roots are described.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum MaterialsAs {
+    /// One descriptor per file (sha256).
+    Files,
+    /// One descriptor per directory root (its git tree id); files named
+    /// directly are still described one by one.
+    Tree,
+}
+
+impl MaterialsAs {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MaterialsAs::Files => "files",
+            MaterialsAs::Tree => "tree",
+        }
+    }
+}
+
+/// A hashed root together with the name prefix its entries get.
+#[derive(Debug, Clone)]
+pub struct HashedRoot {
+    /// The path as the user gave it.
+    pub given: PathBuf,
+    /// Prefix for descriptor names: the given path, cleaned; for a single
+    /// file, its parent (the entry itself carries the file name).
+    pub prefix: RelPath,
+    pub is_dir: bool,
+    pub tree: Tree,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RootsError {
+    #[error(transparent)]
+    Digest(#[from] DigestError),
+    #[error("no products to attest: product root(s) {0} hold no regular files")]
+    NoProducts(String),
+    #[error("product {path} could not be hashed: {message}")]
+    UnhashedProduct { path: String, message: String },
+}
+
+/// `./src/` -> `src`, `.` -> ``; absolute paths stay absolute.
+pub fn clean_prefix(p: &Path) -> RelPath {
+    use std::os::unix::ffi::OsStrExt;
+    let mut parts: Vec<&[u8]> = Vec::new();
+    let bytes = p.as_os_str().as_bytes();
+    let absolute = bytes.first() == Some(&b'/');
+    for c in bytes.split(|b| *b == b'/') {
+        if c.is_empty() || c == b"." {
+            continue;
+        }
+        parts.push(c);
+    }
+    let mut out = Vec::new();
+    if absolute {
+        out.push(b'/');
+    }
+    out.extend_from_slice(&parts.join(&b'/'));
+    RelPath::from_bytes(out)
+}
+
+pub fn hash_root(path: &Path, opts: &WalkOptions) -> Result<HashedRoot, DigestError> {
+    let tree = digest::hash_tree(path, opts)?;
+    let is_dir = std::fs::symlink_metadata(path)
+        .map(|m| m.is_dir())
+        .unwrap_or(false);
+    let prefix = if is_dir {
+        clean_prefix(path)
+    } else {
+        clean_prefix(path.parent().unwrap_or(Path::new("")))
+    };
+    Ok(HashedRoot {
+        given: path.to_path_buf(),
+        prefix,
+        is_dir,
+        tree,
+    })
+}
+
+pub fn hash_roots(paths: &[PathBuf], opts: &WalkOptions) -> Result<Vec<HashedRoot>, DigestError> {
+    paths.iter().map(|p| hash_root(p, opts)).collect()
+}
+
+/// Materials as resolvedDependencies, in the order the roots were given.
+pub fn materials(roots: &[HashedRoot], how: MaterialsAs) -> Vec<ResourceDescriptor> {
+    let mut out = Vec::new();
+    for r in roots {
+        let tree = (how == MaterialsAs::Tree && r.is_dir)
+            .then(|| ResourceDescriptor::git_tree(&r.prefix, &r.tree))
+            .flatten();
+        match tree {
+            Some(d) => out.push(d),
+            None => out.extend(ResourceDescriptor::from_tree(&r.prefix, &r.tree)),
+        }
+    }
+    out
+}
+
+/// Subjects: every regular file of the product roots. Other entries cannot
+/// be subjects (a subject needs a digest); they are skipped with the warning
+/// the walk already gave, except unreadable files, which fail: a product we
+/// could not hash must not silently drop out of the attestation.
+pub fn subjects(roots: &[HashedRoot]) -> Result<Vec<ResourceDescriptor>, RootsError> {
+    let mut out = Vec::new();
+    for r in roots {
+        for e in &r.tree.entries {
+            match &e.kind {
+                EntryKind::File { .. } => out.push(ResourceDescriptor::from_entry(&r.prefix, e)),
+                EntryKind::Error { message } => {
+                    return Err(RootsError::UnhashedProduct {
+                        path: r.prefix.join(&e.path).encoded().0,
+                        message: message.clone(),
+                    })
+                }
+                EntryKind::Symlink { .. } | EntryKind::Special { .. } => {
+                    tracing::warn!(
+                        path = %r.prefix.join(&e.path).encoded().0,
+                        "not a regular file; not a subject"
+                    );
+                }
+            }
+        }
+    }
+    if out.is_empty() {
+        return Err(RootsError::NoProducts(
+            roots
+                .iter()
+                .map(|r| r.given.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+        ));
+    }
+    Ok(out)
+}

@@ -1,0 +1,130 @@
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::ResourceDescriptor;
+
+pub const STATEMENT_TYPE_V1: &str = "https://in-toto.io/Statement/v1";
+pub const SLSA_PROVENANCE_V1: &str = "https://slsa.dev/provenance/v1";
+/// DSSE payloadType for in-toto statements.
+pub const IN_TOTO_PAYLOAD_TYPE: &str = "application/vnd.in-toto+json";
+
+/// in-toto Statement v1 with an arbitrary predicate. The predicate stays a
+/// JSON value so `verify` can read statements whose predicate type we do not
+/// model. Unknown fields are ignored on parse, as the in-toto spec requires of
+/// consumers; what we emit is fixed by the types. `provenance()` gives the
+/// typed SLSA view.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Statement {
+    #[serde(rename = "_type")]
+    pub type_: String,
+    pub subject: Vec<ResourceDescriptor>,
+    #[serde(rename = "predicateType")]
+    pub predicate_type: String,
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    pub predicate: serde_json::Value,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StatementError {
+    #[error("statement is not valid JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("statement _type is '{0}', expected {STATEMENT_TYPE_V1}")]
+    Type(String),
+    #[error("statement has no subject")]
+    NoSubject,
+    #[error("statement subject[{0}] has no digest")]
+    SubjectWithoutDigest(usize),
+    #[error("predicate is not a SLSA v1 provenance: {0}")]
+    Predicate(serde_json::Error),
+}
+
+impl Statement {
+    pub fn new_slsa(subject: Vec<ResourceDescriptor>, predicate: &Provenance) -> Self {
+        Statement {
+            type_: STATEMENT_TYPE_V1.to_string(),
+            subject,
+            predicate_type: SLSA_PROVENANCE_V1.to_string(),
+            // Serializing our own typed struct cannot fail: it has only
+            // string keys and no non-finite floats.
+            predicate: serde_json::to_value(predicate).unwrap_or_default(),
+        }
+    }
+
+    /// Canonical bytes we sign: compact JSON with struct field order fixed by
+    /// the types and map keys sorted (BTreeMap), so equal statements give
+    /// equal bytes.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// Parse and check the Statement-level rules of the spec.
+    pub fn parse(bytes: &[u8]) -> Result<Self, StatementError> {
+        let st: Statement = serde_json::from_slice(bytes)?;
+        if st.type_ != STATEMENT_TYPE_V1 {
+            return Err(StatementError::Type(st.type_));
+        }
+        if st.subject.is_empty() {
+            return Err(StatementError::NoSubject);
+        }
+        if let Some(i) = st.subject.iter().position(|s| s.digest.is_empty()) {
+            return Err(StatementError::SubjectWithoutDigest(i));
+        }
+        Ok(st)
+    }
+
+    pub fn provenance(&self) -> Result<Provenance, StatementError> {
+        serde_json::from_value(self.predicate.clone()).map_err(StatementError::Predicate)
+    }
+}
+
+/// SLSA Provenance v1 predicate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Provenance {
+    pub build_definition: BuildDefinition,
+    pub run_details: RunDetails,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BuildDefinition {
+    pub build_type: String,
+    pub external_parameters: serde_json::Map<String, serde_json::Value>,
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub internal_parameters: serde_json::Map<String, serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resolved_dependencies: Vec<ResourceDescriptor>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunDetails {
+    pub builder: Builder,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<BuildMetadata>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub byproducts: Vec<ResourceDescriptor>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Builder {
+    pub id: String,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub version: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub builder_dependencies: Vec<ResourceDescriptor>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BuildMetadata {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invocation_id: Option<String>,
+    /// RFC 3339, UTC, millisecond precision (`2026-11-25T03:21:32.123Z`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_on: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_on: Option<String>,
+}

@@ -1,0 +1,327 @@
+//! Key files. Private keys: PKCS#8 PEM (`PRIVATE KEY`) or cosign's encrypted
+//! format (`ENCRYPTED SIGSTORE PRIVATE KEY` / `ENCRYPTED COSIGN PRIVATE KEY`,
+//! scrypt + nacl/secretbox, password from `COSIGN_PASSWORD` as cosign reads
+//! it). Public keys: SPKI PEM (`PUBLIC KEY`). ECDSA P-256 (cosign's default)
+//! and Ed25519. All cryptography is the `sigstore` crate's.
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+use sigstore::crypto::signing_key::{
+    ecdsa::{ECDSAKeys, EllipticCurve},
+    ed25519::Ed25519Keys,
+    kdf, SigStoreKeyPair, SigStoreSigner,
+};
+use sigstore::crypto::{CosignVerificationKey, SigningScheme};
+use zeroize::Zeroizing;
+
+use super::Signer;
+
+pub const PASSWORD_ENV: &str = "COSIGN_PASSWORD";
+const LABEL_PRIVATE: &str = "PRIVATE KEY";
+const LABEL_PUBLIC: &str = "PUBLIC KEY";
+const LABEL_SIGSTORE_ENC: &str = "ENCRYPTED SIGSTORE PRIVATE KEY";
+const LABEL_COSIGN_ENC: &str = "ENCRYPTED COSIGN PRIVATE KEY";
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("cannot read key file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot write key file {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} already exists; refusing to overwrite a key (remove it first)")]
+    Exists { path: PathBuf },
+    #[error("key file {path} is not PEM: {reason}")]
+    NotPem { path: String, reason: String },
+    #[error("key file {path} holds a '{label}' block; expected {expected}")]
+    Label {
+        path: String,
+        label: String,
+        expected: &'static str,
+    },
+    #[error("key file {path} is encrypted: set {PASSWORD_ENV} to its password")]
+    NeedPassword { path: String },
+    #[error("cannot decrypt key file {path}: wrong password in {PASSWORD_ENV} or corrupt key")]
+    WrongPassword { path: String },
+    #[error("key file {path}: unsupported or malformed key ({reason}); provenant signs with ECDSA P-256 or Ed25519")]
+    Unsupported { path: String, reason: String },
+    #[error("signing failed: {0}")]
+    Sign(String),
+    #[error("signer unavailable: {0}")]
+    Remote(String),
+}
+
+/// The algorithms provenant signs with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Algorithm {
+    /// ECDSA P-256 with SHA-256, ASN.1 DER signatures (cosign's default).
+    #[value(name = "ecdsa-p256")]
+    EcdsaP256,
+    Ed25519,
+}
+
+/// Hex SHA-256 of the SPKI DER public key: a key id any party can recompute
+/// from the public key alone.
+pub fn key_id_of_spki(spki_der: &[u8]) -> String {
+    hex::encode(Sha256::digest(spki_der))
+}
+
+fn parse_pem(path: &str, bytes: &[u8]) -> Result<pem::Pem, KeyError> {
+    pem::parse(bytes).map_err(|e| KeyError::NotPem {
+        path: path.to_string(),
+        reason: e.to_string(),
+    })
+}
+
+/// A private key held in this process.
+pub struct LocalSigner {
+    signer: SigStoreSigner,
+    key_id: String,
+    public_pem: String,
+    algorithm: Algorithm,
+}
+
+impl std::fmt::Debug for LocalSigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalSigner")
+            .field("key_id", &self.key_id)
+            .field("algorithm", &self.algorithm)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LocalSigner {
+    pub fn generate(alg: Algorithm) -> Result<Self, KeyError> {
+        let pair = match alg {
+            Algorithm::EcdsaP256 => ECDSAKeys::new(EllipticCurve::P256).map(SigStoreKeyPair::ECDSA),
+            Algorithm::Ed25519 => Ed25519Keys::new().map(SigStoreKeyPair::ED25519),
+        }
+        .map_err(|e| KeyError::Sign(e.to_string()))?;
+        Self::from_pair(pair, "generated key")
+    }
+
+    /// Loads a private key file, decrypting with `password` when it is in
+    /// cosign's encrypted format.
+    pub fn from_pem(path: &str, bytes: &[u8], password: Option<&[u8]>) -> Result<Self, KeyError> {
+        let block = parse_pem(path, bytes)?;
+        let der: Zeroizing<Vec<u8>> = match block.tag() {
+            LABEL_PRIVATE => Zeroizing::new(block.contents().to_vec()),
+            LABEL_SIGSTORE_ENC | LABEL_COSIGN_ENC => {
+                let password = password.ok_or_else(|| KeyError::NeedPassword {
+                    path: path.to_string(),
+                })?;
+                Zeroizing::new(kdf::decrypt(block.contents(), password).map_err(|_| {
+                    KeyError::WrongPassword {
+                        path: path.to_string(),
+                    }
+                })?)
+            }
+            LABEL_PUBLIC => {
+                return Err(KeyError::Label {
+                    path: path.to_string(),
+                    label: LABEL_PUBLIC.into(),
+                    expected: "a private key (PKCS#8 PEM or cosign encrypted key)",
+                })
+            }
+            other => {
+                return Err(KeyError::Label {
+                    path: path.to_string(),
+                    label: other.to_string(),
+                    expected: "a private key (PKCS#8 PEM or cosign encrypted key); convert SEC1/PKCS#1 keys with `openssl pkcs8 -topk8 -nocrypt`",
+                })
+            }
+        };
+        let pair = SigStoreKeyPair::from_der(&der).map_err(|e| KeyError::Unsupported {
+            path: path.to_string(),
+            reason: e.to_string(),
+        })?;
+        Self::from_pair(pair, path)
+    }
+
+    /// Reads a key file, taking the password from `COSIGN_PASSWORD`.
+    pub fn load(path: &Path) -> Result<Self, KeyError> {
+        let bytes = Zeroizing::new(std::fs::read(path).map_err(|source| KeyError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?);
+        let password = std::env::var(PASSWORD_ENV).ok().map(Zeroizing::new);
+        Self::from_pem(
+            &path.display().to_string(),
+            &bytes,
+            password.as_ref().map(|p| p.as_bytes()),
+        )
+    }
+
+    fn from_pair(pair: SigStoreKeyPair, path: &str) -> Result<Self, KeyError> {
+        let unsupported = |reason: String| KeyError::Unsupported {
+            path: path.to_string(),
+            reason,
+        };
+        let (scheme, algorithm) = match &pair {
+            SigStoreKeyPair::ECDSA(ECDSAKeys::P256(_)) => {
+                (SigningScheme::ECDSA_P256_SHA256_ASN1, Algorithm::EcdsaP256)
+            }
+            SigStoreKeyPair::ED25519(_) => (SigningScheme::ED25519, Algorithm::Ed25519),
+            other => return Err(unsupported(format!("{other} keys are not supported"))),
+        };
+        let signer = pair
+            .to_sigstore_signer(&scheme)
+            .map_err(|e| unsupported(e.to_string()))?;
+        let spki = pair
+            .public_key_to_der()
+            .map_err(|e| unsupported(e.to_string()))?;
+        let public_pem = pair
+            .public_key_to_pem()
+            .map_err(|e| unsupported(e.to_string()))?;
+        Ok(LocalSigner {
+            signer,
+            key_id: key_id_of_spki(&spki),
+            public_pem,
+            algorithm,
+        })
+    }
+
+    pub fn algorithm(&self) -> Algorithm {
+        self.algorithm
+    }
+
+    pub fn public_key_pem(&self) -> &str {
+        &self.public_pem
+    }
+
+    pub fn verifying_key(&self) -> Result<VerifyingKey, KeyError> {
+        VerifyingKey::from_pem("generated key", self.public_pem.as_bytes())
+    }
+
+    fn pair(&self) -> Result<SigStoreKeyPair, KeyError> {
+        self.signer
+            .to_sigstore_keypair()
+            .map_err(|e| KeyError::Sign(e.to_string()))
+    }
+
+    /// PKCS#8 PEM, unencrypted.
+    pub fn private_key_pem(&self) -> Result<Zeroizing<String>, KeyError> {
+        self.pair()?
+            .private_key_to_pem()
+            .map_err(|e| KeyError::Sign(e.to_string()))
+    }
+
+    /// cosign's encrypted private key format.
+    pub fn encrypted_private_key_pem(
+        &self,
+        password: &[u8],
+    ) -> Result<Zeroizing<String>, KeyError> {
+        self.pair()?
+            .private_key_to_encrypted_pem(password)
+            .map_err(|e| KeyError::Sign(e.to_string()))
+    }
+}
+
+impl Signer for LocalSigner {
+    fn key_id(&self) -> &str {
+        &self.key_id
+    }
+
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, KeyError> {
+        self.signer
+            .sign(message)
+            .map_err(|e| KeyError::Sign(e.to_string()))
+    }
+}
+
+/// A trusted public key.
+#[derive(Debug, Clone)]
+pub struct VerifyingKey {
+    key: CosignVerificationKey,
+    /// Hex SHA-256 of the SPKI DER.
+    pub id: String,
+    /// Where the key came from, for messages.
+    pub source: String,
+}
+
+impl VerifyingKey {
+    pub fn from_pem(source: &str, bytes: &[u8]) -> Result<Self, KeyError> {
+        let block = parse_pem(source, bytes)?;
+        match block.tag() {
+            LABEL_PUBLIC => {}
+            LABEL_PRIVATE | LABEL_SIGSTORE_ENC | LABEL_COSIGN_ENC => {
+                return Err(KeyError::Label {
+                    path: source.to_string(),
+                    label: block.tag().to_string(),
+                    expected: "a public key (SPKI PEM, usually the .pub file)",
+                })
+            }
+            other => {
+                return Err(KeyError::Label {
+                    path: source.to_string(),
+                    label: other.to_string(),
+                    expected: "a public key (SPKI PEM, usually the .pub file)",
+                })
+            }
+        }
+        let key = CosignVerificationKey::try_from_der(block.contents()).map_err(|e| {
+            KeyError::Unsupported {
+                path: source.to_string(),
+                reason: e.to_string(),
+            }
+        })?;
+        Ok(VerifyingKey {
+            key,
+            id: key_id_of_spki(block.contents()),
+            source: source.to_string(),
+        })
+    }
+
+    pub fn load(path: &Path) -> Result<Self, KeyError> {
+        let bytes = std::fs::read(path).map_err(|source| KeyError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_pem(&path.display().to_string(), &bytes)
+    }
+
+    pub fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
+        self.key
+            .verify_signature(sigstore::crypto::Signature::Raw(signature), message)
+            .is_ok()
+    }
+
+    pub fn describe(&self) -> String {
+        format!("{} ({})", self.source, &self.id[..16.min(self.id.len())])
+    }
+}
+
+/// Writes `contents` to a new file with mode 0600 (private) or 0644,
+/// refusing to replace an existing key.
+pub fn write_key_file(path: &Path, contents: &str, private: bool) -> Result<(), KeyError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(if private { 0o600 } else { 0o644 })
+        .open(path)
+        .map_err(|source| {
+            if source.kind() == std::io::ErrorKind::AlreadyExists {
+                KeyError::Exists {
+                    path: path.to_path_buf(),
+                }
+            } else {
+                KeyError::Write {
+                    path: path.to_path_buf(),
+                    source,
+                }
+            }
+        })?;
+    f.write_all(contents.as_bytes())
+        .and_then(|_| f.sync_all())
+        .map_err(|source| KeyError::Write {
+            path: path.to_path_buf(),
+            source,
+        })
+}

@@ -1,0 +1,122 @@
+//! Checking an attestation: envelope signature against trusted keys, then
+//! the statement inside it.
+use std::path::Path;
+
+use crate::provenance::{Statement, StatementError, IN_TOTO_PAYLOAD_TYPE};
+use crate::sign::{Envelope, EnvelopeError, KeyError, VerifyingKey};
+
+/// Exit codes scripts can rely on (also listed in the README).
+pub mod exit {
+    /// Everything checked out.
+    pub const OK: i32 = 0;
+    /// Unexpected internal error.
+    pub const INTERNAL: i32 = 1;
+    /// Command-line usage error (clap's own code).
+    pub const USAGE: i32 = 2;
+    /// Could not check: missing/unreadable file, bad key file, I/O, network.
+    pub const CANNOT_CHECK: i32 = 3;
+    /// The attestation is invalid: malformed, tampered, or not signed by a
+    /// trusted key.
+    pub const INVALID: i32 = 4;
+    /// Valid signature, but the policy rejects it.
+    pub const POLICY: i32 = 5;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Envelope { path: String, source: EnvelopeError },
+    #[error("{path}: signature valid but {source}")]
+    Statement {
+        path: String,
+        source: StatementError,
+    },
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    #[error("no trusted key given: pass --key PUBLIC_KEY")]
+    NoKeys,
+}
+
+impl VerifyError {
+    /// Which exit code this failure maps to.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            VerifyError::Read { .. } | VerifyError::Key(_) | VerifyError::NoKeys => {
+                exit::CANNOT_CHECK
+            }
+            VerifyError::Envelope {
+                source: EnvelopeError::Key(_),
+                ..
+            } => exit::CANNOT_CHECK,
+            VerifyError::Envelope { .. } | VerifyError::Statement { .. } => exit::INVALID,
+        }
+    }
+}
+
+/// A verified attestation.
+#[derive(Debug, Clone)]
+pub struct Verified {
+    pub envelope: Envelope,
+    pub statement: Statement,
+    /// Ids of the trusted keys whose signatures verified.
+    pub signed_by: Vec<String>,
+}
+
+pub fn verify_bytes(
+    label: &str,
+    bytes: &[u8],
+    keys: &[VerifyingKey],
+    threshold: usize,
+) -> Result<Verified, VerifyError> {
+    if keys.is_empty() {
+        return Err(VerifyError::NoKeys);
+    }
+    let env_err = |source| VerifyError::Envelope {
+        path: label.to_string(),
+        source,
+    };
+    let envelope = Envelope::parse(trim_jsonl(bytes)).map_err(env_err)?;
+    let (payload, signed_by) = envelope
+        .verify(IN_TOTO_PAYLOAD_TYPE, keys, threshold.max(1))
+        .map_err(env_err)?;
+    let statement = Statement::parse(&payload).map_err(|source| VerifyError::Statement {
+        path: label.to_string(),
+        source,
+    })?;
+    Ok(Verified {
+        envelope,
+        statement,
+        signed_by,
+    })
+}
+
+pub fn verify_file(
+    path: &Path,
+    keys: &[VerifyingKey],
+    threshold: usize,
+) -> Result<Verified, VerifyError> {
+    let bytes = std::fs::read(path).map_err(|source| VerifyError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    verify_bytes(&path.display().to_string(), &bytes, keys, threshold)
+}
+
+/// Our files are `.intoto.jsonl` (one envelope, one line); accept the
+/// trailing newline and surrounding whitespace, nothing else.
+fn trim_jsonl(b: &[u8]) -> &[u8] {
+    let start = b
+        .iter()
+        .position(|c| !c.is_ascii_whitespace())
+        .unwrap_or(b.len());
+    let end = b
+        .iter()
+        .rposition(|c| !c.is_ascii_whitespace())
+        .map_or(start, |i| i + 1);
+    &b[start..end]
+}

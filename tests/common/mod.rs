@@ -1,0 +1,157 @@
+//! Shared helpers for the integration tests: run the real binary, make
+//! keys and example trees.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_provenant"))
+}
+
+/// `provenant ARGS` in `dir`, with a clean environment for the bits that
+/// matter (no password unless the test sets one, text logs).
+pub fn provenant(dir: &Path) -> Command {
+    let mut c = Command::new(bin());
+    c.current_dir(dir)
+        .env_remove("COSIGN_PASSWORD")
+        .env_remove("PROVENANT_LOG_FORMAT")
+        .env("PROVENANT_LOG", "info");
+    c
+}
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+pub fn run(mut c: Command) -> Run {
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = c.output().expect("spawn provenant");
+    Run {
+        code: status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&stderr).into_owned(),
+    }
+}
+
+impl Run {
+    pub fn ok(self) -> Run {
+        assert_eq!(
+            self.code, 0,
+            "expected success\nstdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+
+    /// Asserts the exit code and that the error is one line containing `needle`.
+    pub fn fails(self, code: i32, needle: &str) -> Run {
+        assert_eq!(
+            self.code, code,
+            "exit code\nstdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
+        let errors: Vec<&str> = self
+            .stderr
+            .lines()
+            .filter(|l| l.starts_with("provenant: error:"))
+            .collect();
+        assert_eq!(
+            errors.len(),
+            1,
+            "exactly one error line expected, stderr:\n{}",
+            self.stderr
+        );
+        assert!(
+            errors[0].contains(needle),
+            "error line {:?} should contain {:?}",
+            errors[0],
+            needle
+        );
+        assert!(!self.stderr.contains("panicked"), "panic: {}", self.stderr);
+        // A cause chain must not repeat itself in the one line.
+        let msg = errors[0].trim_start_matches("provenant: error: ");
+        let parts: Vec<&str> = msg.split(": ").filter(|p| p.len() > 20).collect();
+        for (i, p) in parts.iter().enumerate() {
+            assert!(
+                !parts[i + 1..].contains(p),
+                "error line repeats {p:?}: {msg}"
+            );
+        }
+        self
+    }
+}
+
+pub fn write(path: &Path, contents: &[u8]) {
+    if let Some(p) = path.parent() {
+        std::fs::create_dir_all(p).unwrap();
+    }
+    std::fs::write(path, contents).unwrap();
+}
+
+/// A small source tree and a build output, in `dir/src` and `dir/out`.
+pub fn example_tree(dir: &Path) {
+    write(&dir.join("src/main.c"), b"int main(void) { return 0; }\n");
+    write(&dir.join("src/lib/util.h"), b"#define UTIL 1\n");
+    write(&dir.join("config.toml"), b"opt = 2\n");
+    write(&dir.join("out/app.bin"), b"\x7fELF-not-really");
+    write(&dir.join("out/app.sha"), b"checksum\n");
+}
+
+/// Generates an unencrypted key pair `dir/NAME.key`, `dir/NAME.pub`.
+pub fn keygen(dir: &Path, name: &str, alg: &str) {
+    let mut c = provenant(dir);
+    c.args([
+        "keygen",
+        "--unencrypted",
+        "--algorithm",
+        alg,
+        "--output-prefix",
+        name,
+    ]);
+    run(c).ok();
+}
+
+pub fn sha256_hex(b: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(b))
+}
+
+pub fn read_json(path: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+/// The statement inside an envelope file.
+pub fn statement_of(path: &Path) -> serde_json::Value {
+    use base64::Engine;
+    let env = read_json(path);
+    let payload = base64::engine::general_purpose::STANDARD
+        .decode(env["payload"].as_str().unwrap())
+        .unwrap();
+    serde_json::from_slice(&payload).unwrap()
+}
+
+/// The Python of the interop venv that scripts/test.sh creates.
+pub fn interop_python() -> PathBuf {
+    if let Some(p) = std::env::var_os("PROVENANT_PYTHON") {
+        return PathBuf::from(p);
+    }
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/interop-venv/bin/python");
+    assert!(
+        p.exists(),
+        "interop venv missing at {}: run scripts/test.sh, which creates it",
+        p.display()
+    );
+    p
+}
+
+pub fn interop_script(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/interop")
+        .join(name)
+}

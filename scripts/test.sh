@@ -7,6 +7,10 @@ repo="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$repo"
 
 "$repo/scripts/install-deps.sh"
+# Rootful podman with runc and the ulimits this kind of machine allows, for
+# the real-pod tests (tests/pod_e2e.rs); those build their images with
+# scripts/build-images.sh themselves.
+"$repo/scripts/podman-setup.sh"
 PROVENANT_PYTHON="$("$repo/scripts/interop-venv.sh" | tail -n 1)"
 export PROVENANT_PYTHON
 

@@ -93,13 +93,24 @@ pub(super) fn describe_and_sign(
             materials_as: describe.materials_as.as_str().into(),
             on_error: hash.on_error.as_str().into(),
             attest_failed: ctx.attest_failed,
+            ..Default::default()
         },
         materials: deps,
         exit_code: ctx.exit_code,
         started: ctx.started,
         finished: ctx.finished,
         invocation_id: uuid::Uuid::new_v4().to_string(),
+        byproducts: Vec::new(),
     };
+    sign_observation(subjects, obs, signer)
+}
+
+/// describe -> sign for a finished observation.
+pub(super) fn sign_observation(
+    subjects: Vec<provenance::ResourceDescriptor>,
+    obs: Observation,
+    signer: &dyn Signer,
+) -> anyhow::Result<(Statement, Envelope)> {
     let statement = Statement::new_slsa(subjects, &obs.into_provenance());
     let envelope = sign_statement(&statement, signer)?;
     Ok((statement, envelope))

@@ -3,7 +3,9 @@
 mod attest;
 mod inspect;
 mod keygen;
+mod record;
 mod run;
+mod snapshot;
 mod verify;
 
 use std::path::PathBuf;
@@ -57,6 +59,10 @@ pub enum Command {
     Verify(verify::VerifyArgs),
     /// Print a human-readable summary of an attestation (no verification).
     Inspect(inspect::InspectArgs),
+    /// Init container: hash the inputs before the builder starts.
+    Snapshot(snapshot::SnapshotArgs),
+    /// Sidecar: watch the workspace, detect the end of the build, attest.
+    Record(record::RecordArgs),
     /// Print sha256 digests of files (sha256sum format), or a tree's git id.
     Digest(DigestArgs),
 }
@@ -138,6 +144,8 @@ fn init_logging(format: LogFormat, level: &str) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colour codes would end up in pod logs and files; only a terminal gets them.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false);
     let _ = match format {
         LogFormat::Text => builder.try_init(),
@@ -161,6 +169,10 @@ pub fn exit_code_for(err: &anyhow::Error) -> i32 {
             || cause.is::<DigestError>()
             || cause.is::<RootsError>()
             || cause.is::<WriteError>()
+            || cause.is::<crate::pod::StateError>()
+            || cause.is::<crate::watch::WatchError>()
+            || cause.is::<crate::provenance::ReportedError>()
+            || cause.is::<crate::completion::CompletionError>()
             || cause.is::<std::io::Error>()
         {
             return exit::CANNOT_CHECK;
@@ -207,6 +219,8 @@ pub fn main() -> i32 {
         Command::Verify(a) => verify::verify(a),
         Command::Inspect(a) => inspect::inspect(a),
         Command::Digest(a) => digest(a),
+        Command::Snapshot(a) => snapshot::snapshot(a),
+        Command::Record(a) => record::record(a),
     };
     match result {
         Ok(code) => code,

@@ -168,11 +168,66 @@ fn io_error(path: &Path, e: std::io::Error) -> DigestError {
     }
 }
 
-struct FileDigest {
-    sha256: [u8; 32],
-    size: u64,
-    executable: bool,
-    git_blob: Option<[u8; 20]>,
+/// A regular file's digests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileDigest {
+    pub sha256: [u8; 32],
+    pub size: u64,
+    pub executable: bool,
+    pub git_blob: Option<[u8; 20]>,
+}
+
+/// What the kernel says about a file's identity and last change. Equal keys
+/// mean the content was not changed, provided the file was not modified
+/// within the timestamp granularity of when the key was taken (callers
+/// handle that "racy" window; see `watch`). `ctime` cannot be set from user
+/// space, so `touch -d` cannot fake it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct StatKey {
+    pub dev: u64,
+    pub ino: u64,
+    pub size: u64,
+    pub mode: u32,
+    pub mtime_ns: i128,
+    pub ctime_ns: i128,
+}
+
+impl StatKey {
+    pub fn of(m: &std::fs::Metadata) -> StatKey {
+        use std::os::unix::fs::MetadataExt;
+        StatKey {
+            dev: m.dev(),
+            ino: m.ino(),
+            size: m.size(),
+            mode: m.mode(),
+            mtime_ns: m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128,
+            ctime_ns: m.ctime() as i128 * 1_000_000_000 + m.ctime_nsec() as i128,
+        }
+    }
+}
+
+/// Digests computed earlier (by the workspace watcher) that a walk may reuse
+/// instead of reading the file again.
+pub trait DigestCache: Sync {
+    /// The digest of the file at `abs` if it is known for exactly `key`.
+    fn lookup(&self, abs: &Path, key: &StatKey, need_git_blob: bool) -> Option<FileDigest>;
+}
+
+/// Hashes the regular file at `abs` without following a link, and returns
+/// the stat key it had; fails if the file changed while being read.
+pub fn hash_path_nofollow(abs: &Path, git_blob: bool) -> std::io::Result<(FileDigest, StatKey)> {
+    let f = File::options()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(abs)?;
+    let before = StatKey::of(&f.metadata()?);
+    let f2 = f.try_clone()?;
+    let d = hash_open(f, git_blob)?;
+    let after = StatKey::of(&f2.metadata()?);
+    if before != after {
+        return Err(std::io::Error::other("file changed while being hashed"));
+    }
+    Ok((d, after))
 }
 
 thread_local! {
@@ -219,11 +274,51 @@ fn hash_open(mut f: File, git_blob: bool) -> std::io::Result<FileDigest> {
     })
 }
 
+/// Compiled `--exclude` globs.
+#[derive(Debug, Clone)]
+pub struct Excludes {
+    globs: GlobSet,
+    /// `dir/**` excludes everything below `dir`: skip the directory itself
+    /// instead of walking it only to drop every file.
+    prune: GlobSet,
+}
+
+impl Excludes {
+    pub fn new(globs: &[String]) -> Result<Excludes, DigestError> {
+        Ok(Excludes {
+            globs: build_globs(globs.iter().map(|s| s.trim_end_matches('/')))?,
+            prune: build_globs(
+                globs
+                    .iter()
+                    .filter_map(|s| s.strip_suffix("/**"))
+                    .filter(|s| !s.is_empty()),
+            )?,
+        })
+    }
+
+    /// `rel` is relative to the walk root.
+    pub fn excluded(&self, rel: &RelPath, is_dir: bool) -> bool {
+        self.globs.is_match(rel.as_path()) || (is_dir && self.prune.is_match(rel.as_path()))
+    }
+}
+
 struct Walker<'a> {
     opts: &'a WalkOptions,
-    excludes: GlobSet,
-    prune: GlobSet,
+    excludes: Excludes,
+    cache: Option<&'a dyn DigestCache>,
     progress: Option<indicatif::ProgressBar>,
+}
+
+fn file_entry(path: RelPath, d: FileDigest) -> Entry {
+    Entry {
+        path,
+        kind: EntryKind::File {
+            sha256: d.sha256,
+            size: d.size,
+            executable: d.executable,
+            git_blob: d.git_blob,
+        },
+    }
 }
 
 fn special_kind(ft: &std::fs::FileType) -> Option<SpecialKind> {
@@ -241,10 +336,6 @@ fn special_kind(ft: &std::fs::FileType) -> Option<SpecialKind> {
 }
 
 impl Walker<'_> {
-    fn excluded(&self, rel: &RelPath, is_dir: bool) -> bool {
-        self.excludes.is_match(rel.as_path()) || (is_dir && self.prune.is_match(rel.as_path()))
-    }
-
     fn failed(
         &self,
         rel: &RelPath,
@@ -298,30 +389,26 @@ impl Walker<'_> {
                 kind: EntryKind::Special { kind },
             }]);
         }
+        if let Some(cache) = self.cache {
+            if let Ok(m) = std::fs::symlink_metadata(abs) {
+                if m.file_type().is_file() {
+                    if let Some(d) = cache.lookup(abs, &StatKey::of(&m), self.opts.git_blobs) {
+                        return Ok(vec![file_entry(rel, d)]);
+                    }
+                }
+            }
+        }
         let opened = File::options()
             .read(true)
             .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
             .open(abs);
         let result = opened.and_then(|f| hash_open(f, self.opts.git_blobs));
         match result {
-            Ok(FileDigest {
-                sha256,
-                size,
-                executable,
-                git_blob,
-            }) => {
+            Ok(d) => {
                 if let Some(p) = &self.progress {
-                    p.inc(size);
+                    p.inc(d.size);
                 }
-                Ok(vec![Entry {
-                    path: rel,
-                    kind: EntryKind::File {
-                        sha256,
-                        size,
-                        executable,
-                        git_blob,
-                    },
-                }])
+                Ok(vec![file_entry(rel, d)])
             }
             Err(e) => self.failed(&rel, abs, e),
         }
@@ -340,7 +427,7 @@ impl Walker<'_> {
             };
             let child_rel = rel.join(&RelPath::from_bytes(de.file_name().as_bytes()));
             match de.file_type() {
-                Ok(ft) if self.excluded(&child_rel, ft.is_dir()) => {}
+                Ok(ft) if self.excludes.excluded(&child_rel, ft.is_dir()) => {}
                 Ok(ft) => pending.push((de.path(), child_rel, Ok(ft))),
                 Err(e) => pending.push((de.path(), child_rel, Err(e))),
             }
@@ -380,15 +467,17 @@ fn build_globs<'a>(globs: impl Iterator<Item = &'a str>) -> Result<GlobSet, Dige
 /// Hashes everything under `root` (or `root` itself if it is not a
 /// directory; the entry is then named by the file name).
 pub fn hash_tree(root: &Path, opts: &WalkOptions) -> Result<Tree, DigestError> {
-    let excludes = build_globs(opts.excludes.iter().map(|s| s.trim_end_matches('/')))?;
-    // `dir/**` excludes everything below `dir`: skip the directory itself
-    // instead of walking it only to drop every file.
-    let prune = build_globs(
-        opts.excludes
-            .iter()
-            .filter_map(|s| s.strip_suffix("/**"))
-            .filter(|s| !s.is_empty()),
-    )?;
+    hash_tree_cached(root, opts, None)
+}
+
+/// [`hash_tree`], reusing digests from `cache` for files whose stat key
+/// it vouches for.
+pub fn hash_tree_cached(
+    root: &Path,
+    opts: &WalkOptions,
+    cache: Option<&dyn DigestCache>,
+) -> Result<Tree, DigestError> {
+    let excludes = Excludes::new(&opts.excludes)?;
     let meta = std::fs::metadata(root).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => DigestError::Missing {
             path: root.display().to_string(),
@@ -414,7 +503,7 @@ pub fn hash_tree(root: &Path, opts: &WalkOptions) -> Result<Tree, DigestError> {
     let walker = Walker {
         opts,
         excludes,
-        prune,
+        cache,
         progress,
     };
     let mut entries = if meta.is_dir() {

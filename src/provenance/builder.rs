@@ -48,6 +48,38 @@ pub struct InternalParameters {
     pub on_error: String,
     /// Whether a build with a non-zero exit code is attested at all.
     pub attest_failed: bool,
+    /// Pod mode: the pod that ran the build (downward API).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<PodIdentity>,
+    /// Pod mode: how the end of the build was detected (`sigterm`,
+    /// `process`, `kube-api`, `marker`, `http`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion: Option<String>,
+}
+
+/// Who ran the build, from the downward API.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PodIdentity {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account: Option<String>,
+    /// Container name -> image (ideally `name@sha256:...`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub images: BTreeMap<String, String>,
+}
+
+impl PodIdentity {
+    pub fn is_empty(&self) -> bool {
+        *self == PodIdentity::default()
+    }
 }
 
 /// Everything observed about one build, ready to become a predicate.
@@ -61,6 +93,8 @@ pub struct Observation {
     pub started: OffsetDateTime,
     pub finished: OffsetDateTime,
     pub invocation_id: String,
+    /// Further byproducts (e.g. materials the build changed).
+    pub byproducts: Vec<ResourceDescriptor>,
 }
 
 /// RFC 3339 in UTC with milliseconds, the form protobuf's Timestamp JSON
@@ -143,6 +177,7 @@ impl Observation {
                     .exit_code
                     .map(exit_code_byproduct)
                     .into_iter()
+                    .chain(self.byproducts)
                     .collect(),
             },
         }

@@ -9,10 +9,12 @@
 //! (protobuf JSON parsing) treat explicit empties differently from absence.
 mod builder;
 mod descriptor;
+mod reported;
 mod roots;
 mod statement;
 
 pub use builder::*;
 pub use descriptor::*;
+pub use reported::*;
 pub use roots::*;
 pub use statement::*;

@@ -68,7 +68,16 @@ pub fn clean_prefix(p: &Path) -> RelPath {
 }
 
 pub fn hash_root(path: &Path, opts: &WalkOptions) -> Result<HashedRoot, DigestError> {
-    let tree = digest::hash_tree(path, opts)?;
+    hash_root_cached(path, opts, None)
+}
+
+/// [`hash_root`] reusing digests the workspace watcher already computed.
+pub fn hash_root_cached(
+    path: &Path,
+    opts: &WalkOptions,
+    cache: Option<&dyn digest::DigestCache>,
+) -> Result<HashedRoot, DigestError> {
+    let tree = digest::hash_tree_cached(path, opts, cache)?;
     let is_dir = std::fs::symlink_metadata(path)
         .map(|m| m.is_dir())
         .unwrap_or(false);

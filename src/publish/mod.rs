@@ -42,3 +42,84 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
     }
     result.map_err(err)
 }
+
+/// Marker field of the log line: log pipelines select lines that have it.
+pub const LOG_MARKER: &str = "provenantAttestation";
+pub const LOG_MARKER_VERSION: &str = "v1";
+
+/// A subject as shown in the log line, for humans scanning logs.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct LoggedSubject {
+    pub name: String,
+    pub digest: String,
+}
+
+/// The one JSON line the sidecar prints on stdout:
+/// `{"provenantAttestation":"v1","envelope":{DSSE},"subjects":[..],"file":".."}`.
+/// The envelope is embedded unchanged, so `jq -c .envelope` gives exactly
+/// the signed file; `provenant verify` also reads this line (or a whole log)
+/// directly.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct LogLine {
+    #[serde(rename = "provenantAttestation")]
+    pub marker: String,
+    pub envelope: crate::sign::Envelope,
+    pub subjects: Vec<LoggedSubject>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+}
+
+impl LogLine {
+    pub fn new(
+        envelope: &crate::sign::Envelope,
+        statement: &crate::provenance::Statement,
+        file: Option<&Path>,
+    ) -> LogLine {
+        LogLine {
+            marker: LOG_MARKER_VERSION.into(),
+            envelope: envelope.clone(),
+            subjects: statement
+                .subject
+                .iter()
+                .map(|s| LoggedSubject {
+                    name: s.name.clone().unwrap_or_default(),
+                    digest: s
+                        .digest
+                        .iter()
+                        .next()
+                        .map(|(k, v)| format!("{k}:{v}"))
+                        .unwrap_or_default(),
+                })
+                .collect(),
+            file: file.map(|f| f.display().to_string()),
+        }
+    }
+
+    pub fn to_line(&self) -> String {
+        let mut s = serde_json::to_string(self).unwrap_or_default();
+        s.push('\n');
+        s
+    }
+}
+
+/// Writes the log line to stdout in one `write` call, so it cannot be
+/// interleaved with other output, and flushes.
+pub fn emit_log_line(line: &LogLine) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(line.to_line().as_bytes())?;
+    out.flush()
+}
+
+/// The envelope in `bytes`: a bare envelope, a log line, or a whole log in
+/// which the last marked line counts.
+pub fn extract_envelope(bytes: &[u8]) -> Option<Vec<u8>> {
+    let marker = format!("\"{LOG_MARKER}\"");
+    let marked = bytes
+        .split(|b| *b == b'\n')
+        .rev()
+        .find(|l| l.windows(marker.len()).any(|w| w == marker.as_bytes()))?;
+    // Pod log lines may carry a runtime prefix (`2026-... stdout F {...}`).
+    let start = marked.iter().position(|b| *b == b'{')?;
+    let line: LogLine = serde_json::from_slice(&marked[start..]).ok()?;
+    serde_json::to_vec(&line.envelope).ok()
+}

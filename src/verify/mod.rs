@@ -80,6 +80,10 @@ pub fn verify_bytes(
         path: label.to_string(),
         source,
     };
+    // A log line (or a whole pod log) from `provenant record` holds the
+    // envelope; the signature check below is what makes it trustworthy.
+    let extracted = crate::publish::extract_envelope(bytes);
+    let bytes = extracted.as_deref().unwrap_or(bytes);
     let envelope = Envelope::parse(trim_jsonl(bytes)).map_err(env_err)?;
     let (payload, signed_by) = envelope
         .verify(IN_TOTO_PAYLOAD_TYPE, keys, threshold.max(1))

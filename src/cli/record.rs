@@ -1,0 +1,288 @@
+//! `provenant record`: the sidecar. Watches the workspace while the builder
+//! runs, learns when it finished, then finalizes: re-hash (mostly from the
+//! watch cache), describe, sign, write the file atomically and print the
+//! one-line attestation on stdout.
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+use time::OffsetDateTime;
+
+use super::attest::{sign_observation, write_envelope};
+use super::OnError;
+use crate::completion::{self, Trigger};
+use crate::digest::{ErrorPolicy, WalkOptions};
+use crate::pod::{self, Snapshot};
+use crate::provenance::{
+    self, parse_rfc3339, ExternalParameters, HashedRoot, InternalParameters, MaterialsAs,
+    Observation, ReportSources,
+};
+use crate::publish::{emit_log_line, LogLine};
+use crate::sign::{LocalSigner, Signer};
+use crate::verify::exit;
+use crate::watch::{Watch, WatchOptions};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SubjectSource {
+    /// Images the builder reported (kpack, Tekton, OCI layout) if any, else
+    /// the product files.
+    Auto,
+    /// Always the product files.
+    Files,
+    /// Only reported images; fail if there are none.
+    Reported,
+}
+
+#[derive(Args, Debug)]
+pub struct RecordArgs {
+    /// State directory written by `provenant snapshot`.
+    #[arg(long, env = "PROVENANT_STATE", default_value = "/provenant/state")]
+    pub state: PathBuf,
+    /// Workspace directories to watch for products (default: the ones the
+    /// snapshot recorded). Repeatable.
+    #[arg(long = "workspace", value_name = "DIR")]
+    pub workspaces: Vec<PathBuf>,
+    /// Private key, mounted only into this container (PKCS#8 PEM or cosign
+    /// encrypted with COSIGN_PASSWORD).
+    #[arg(long, env = "PROVENANT_KEY")]
+    pub key: PathBuf,
+    /// Where to write the envelope (default: STATE/provenance.intoto.jsonl).
+    #[arg(short = 'o', long)]
+    pub output: Option<PathBuf>,
+    /// How to learn that the build finished: `sigterm`, `process:PATTERN`,
+    /// `kube:CONTAINER`, `marker:PATH`, `http:ADDR`. Repeatable (or
+    /// comma-separated); the first to fire wins.
+    #[arg(
+        long = "completion",
+        value_name = "TRIGGER",
+        required = true,
+        env = "PROVENANT_COMPLETION",
+        value_delimiter = ','
+    )]
+    pub completion: Vec<String>,
+    /// Also attest builds that exited non-zero.
+    #[arg(long)]
+    pub attest_failed: bool,
+    /// What the subjects are.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub subjects: SubjectSource,
+    /// kpack / buildpacks lifecycle `report.toml`.
+    #[arg(long, value_name = "FILE")]
+    pub kpack_report: Option<PathBuf>,
+    /// Tekton results directory (IMAGE_URL/IMAGE_DIGEST, IMAGES, *ARTIFACT_OUTPUTS).
+    #[arg(long, value_name = "DIR")]
+    pub tekton_results: Option<PathBuf>,
+    /// OCI image layout directory the builder wrote; repeatable.
+    #[arg(long = "oci-layout", value_name = "DIR")]
+    pub oci_layouts: Vec<PathBuf>,
+    /// What to do with a file that cannot be read or vanishes mid-walk.
+    #[arg(long, value_enum, default_value = "fail")]
+    pub on_error: OnError,
+    /// `builder.id` to record: the identity of the platform running the build.
+    #[arg(long, default_value = provenance::DEFAULT_BUILDER_ID)]
+    pub builder_id: String,
+}
+
+pub fn record(a: RecordArgs) -> anyhow::Result<i32> {
+    harden_process();
+    let snap_path = Snapshot::path_in(&a.state);
+    let snap = Snapshot::load(&a.state)?;
+    // Problems with the key must surface now, not after a long build.
+    let signer = LocalSigner::load(&a.key)?;
+    let triggers = a
+        .completion
+        .iter()
+        .map(|t| t.parse::<Trigger>())
+        .collect::<Result<Vec<_>, _>>()?;
+    let markers: Vec<PathBuf> = triggers
+        .iter()
+        .filter_map(|t| match t {
+            Trigger::Marker(p) => Some(std::path::absolute(p).unwrap_or(p.clone())),
+            _ => None,
+        })
+        .collect();
+    let materials_before = Snapshot::roots(&snap.materials, &snap_path)?;
+    let baseline = Snapshot::roots(&snap.workspace, &snap_path)?;
+    let workspaces: Vec<PathBuf> = if a.workspaces.is_empty() {
+        baseline.iter().map(|r| r.given.clone()).collect()
+    } else {
+        a.workspaces.clone()
+    };
+    if workspaces.is_empty() {
+        anyhow::bail!("no workspace to record: give --workspace here or to `provenant snapshot`");
+    }
+    let materials_as = if snap.materials_as == "tree" {
+        MaterialsAs::Tree
+    } else {
+        MaterialsAs::Files
+    };
+    let git_blobs = materials_as == MaterialsAs::Tree;
+    let mut watched: Vec<PathBuf> = workspaces.iter().filter(|w| w.is_dir()).cloned().collect();
+    watched.extend(
+        materials_before
+            .iter()
+            .filter(|m| m.is_dir)
+            .map(|m| m.given.clone()),
+    );
+    let mut watch = Watch::start(
+        &watched,
+        &WatchOptions {
+            excludes: snap.excludes.clone(),
+            git_blobs,
+            ..Default::default()
+        },
+    )?;
+    let ready = Arc::new(AtomicBool::new(false));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start async runtime")?;
+    let completed = rt.block_on(async {
+        let waiter = completion::arm(triggers, ready.clone()).await?;
+        ready.store(true, std::sync::atomic::Ordering::SeqCst);
+        tracing::info!("ready: watching the workspace until the build finishes");
+        waiter.wait().await
+    })?;
+    let t0 = Instant::now();
+    tracing::info!(by = completed.by, exit_code = ?completed.exit_code, detail = %completed.detail, "build finished; finalizing");
+    if let Some(code) = completed.exit_code.filter(|c| *c != 0) {
+        if !a.attest_failed {
+            tracing::warn!(
+                exit_code = code,
+                "build failed; not attesting a failed build (--attest-failed attests it anyway)"
+            );
+            return Ok(exit::OK);
+        }
+        tracing::warn!(
+            exit_code = code,
+            "build failed; attesting it because --attest-failed is set"
+        );
+    }
+
+    let opts = WalkOptions {
+        excludes: snap.excludes.clone(),
+        on_error: match a.on_error {
+            OnError::Fail => ErrorPolicy::Fail,
+            OnError::Record => ErrorPolicy::Record,
+        },
+        progress: false,
+        git_blobs,
+    };
+    let cache = Some(watch.cache() as &dyn crate::digest::DigestCache);
+    // Inputs the build changed are recorded, never silently accepted.
+    let mut byproducts = Vec::new();
+    for before in &materials_before {
+        let now = provenance::hash_root_cached(&before.given, &opts, cache)?;
+        let changes = pod::material_changes(before, &now);
+        if !changes.is_empty() {
+            tracing::warn!(root = %before.given.display(), changed = changes.len(), "the build changed its inputs; recorded as byproducts");
+        }
+        byproducts.extend(changes);
+    }
+    let markers: Vec<PathBuf> = markers
+        .iter()
+        .filter_map(|m| std::fs::canonicalize(m).ok())
+        .collect();
+    let mut products: Vec<HashedRoot> = Vec::new();
+    for w in &workspaces {
+        let now = provenance::hash_root_cached(w, &opts, cache)?;
+        let mut changed = pod::changed(&baseline, &now);
+        // A completion marker inside the workspace is ours, not a product.
+        changed.tree.entries.retain(|e| {
+            let abs = std::fs::canonicalize(w.join(e.path.as_path())).ok();
+            !markers.iter().any(|m| Some(m) == abs.as_ref())
+        });
+        products.push(changed);
+    }
+    let hits = watch.cache().hits();
+    watch.stop();
+
+    let sources = ReportSources {
+        kpack_report: a.kpack_report.clone(),
+        tekton_results: a.tekton_results.clone(),
+        oci_layouts: a.oci_layouts.clone(),
+    };
+    let reported = match a.subjects {
+        SubjectSource::Files => Vec::new(),
+        _ => provenance::reported_subjects(&sources)?,
+    };
+    let subjects = if !reported.is_empty() {
+        tracing::info!(
+            images = reported.len(),
+            "subjects: images the builder reported"
+        );
+        reported
+    } else if a.subjects == SubjectSource::Reported {
+        anyhow::bail!("--subjects reported: the builder reported no image (checked --kpack-report, --tekton-results, --oci-layout)");
+    } else {
+        provenance::subjects(&products)?
+    };
+    let mut materials = provenance::materials(&materials_before, materials_as);
+    materials.extend(snap.references.iter().cloned());
+    let display = |roots: &[HashedRoot]| {
+        roots
+            .iter()
+            .map(|r| r.given.display().to_string())
+            .collect()
+    };
+    let started = parse_rfc3339(&snap.taken_on).unwrap_or_else(OffsetDateTime::now_utc);
+    let obs = Observation {
+        builder_id: a.builder_id.clone(),
+        external: ExternalParameters {
+            command: None,
+            materials: display(&materials_before),
+            products: workspaces.iter().map(|w| w.display().to_string()).collect(),
+            excludes: snap.excludes.clone(),
+        },
+        internal: InternalParameters {
+            materials_as: materials_as.as_str().into(),
+            on_error: a.on_error.as_str().into(),
+            attest_failed: a.attest_failed,
+            pod: (!snap.pod.is_empty()).then(|| snap.pod.clone()),
+            completion: Some(completed.by.to_string()),
+        },
+        materials,
+        exit_code: completed.exit_code,
+        started,
+        finished: completed.at,
+        invocation_id: snap
+            .pod
+            .uid
+            .clone()
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+        byproducts,
+    };
+    let (statement, envelope) = sign_observation(subjects, obs, &signer)?;
+    let output = a
+        .output
+        .clone()
+        .unwrap_or_else(|| a.state.join("provenance.intoto.jsonl"));
+    write_envelope(&output, &envelope).context("attestation not written")?;
+    emit_log_line(&LogLine::new(&envelope, &statement, Some(&output)))
+        .context("cannot write the attestation to stdout")?;
+    tracing::info!(
+        output = %output.display(),
+        subjects = statement.subject.len(),
+        key_id = signer.key_id(),
+        finalize_ms = t0.elapsed().as_millis() as u64,
+        cache_hits = hits,
+        "attestation written"
+    );
+    Ok(exit::OK)
+}
+
+/// With `shareProcessNamespace` the builder sees this process; /proc/PID/root
+/// would otherwise let a build step running as the same uid walk into our
+/// mount namespace and read the key. A non-dumpable process's /proc entries
+/// belong to root and need CAP_SYS_PTRACE, which containers lack.
+fn harden_process() {
+    // SAFETY: prctl with PR_SET_DUMPABLE takes plain integers and touches no memory.
+    let rc = unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    if rc != 0 {
+        tracing::warn!(error = %std::io::Error::last_os_error(), "cannot mark the process non-dumpable");
+    }
+}

@@ -1,0 +1,353 @@
+//! Real pods: `podman kube play` of manifests/examples/pod-{process,marker,http}.yaml
+//! with images built locally FROM scratch (scripts/build-images.sh): an init
+//! container fetches the source, `provenant snapshot` hashes it, the
+//! unmodified builder (images/builder/build.sh) builds, and the
+//! `provenant record` sidecar signs. The attestation is taken from the
+//! sidecar's log and checked by `provenant verify` and by securesystemslib;
+//! its subjects must be the files the builder produced, its materials the
+//! source tree.
+//!
+//! Needs rootful podman set up by scripts/podman-setup.sh (scripts/test.sh
+//! runs it). PROVENANT_SKIP_PODMAN=1 skips these tests on a machine without
+//! podman, saying so; otherwise a missing podman is a failure.
+//!
+//! What podman 4.3 cannot do and the tests therefore change in the pod they
+//! play (podmanize below): Secret volumes (hostPath to a key directory
+//! instead), some downward-API fields (namespace, node, service account),
+//! and emptyDir volumes are global named volumes (renamed per test run).
+//! The native-sidecar and kube-API examples need a kubelet and are not
+//! played here (tests/record.rs and tests/completion.rs cover their
+//! triggers at process level).
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn podman(args: &[&str]) -> Run {
+    let mut c = Command::new("podman");
+    c.args(args);
+    run(c)
+}
+
+/// False (and a loud note) only when skipping was asked for.
+fn podman_ready() -> bool {
+    if std::env::var_os("PROVENANT_SKIP_PODMAN").is_some() {
+        eprintln!("PROVENANT_SKIP_PODMAN set: skipping the podman end-to-end test");
+        return false;
+    }
+    static IMAGES: OnceLock<Result<(), String>> = OnceLock::new();
+    let r = IMAGES.get_or_init(|| {
+        let mut c = Command::new(repo().join("scripts/build-images.sh"));
+        c.current_dir(repo());
+        let r = run(c);
+        if r.code == 0 {
+            Ok(())
+        } else {
+            Err(format!(
+                "scripts/build-images.sh failed (run scripts/podman-setup.sh first, or set PROVENANT_SKIP_PODMAN=1):\n{}",
+                r.stderr
+            ))
+        }
+    });
+    if let Err(e) = r {
+        panic!("{e}");
+    }
+    true
+}
+
+/// The example pod as podman 4.3 can play it (see the module comment).
+fn podmanize(yaml: &str, mode: &str, pod: &str, suffix: &str, keys: &Path) -> String {
+    let secret = "      secret:\n        secretName: provenant-signing-key\n        defaultMode: 0440\n        optional: false\n";
+    assert!(
+        yaml.contains(secret),
+        "the example no longer has the expected key volume"
+    );
+    let mut out = yaml.replace(
+        secret,
+        &format!(
+            "      hostPath:\n        path: {}\n        type: Directory\n",
+            keys.display()
+        ),
+    );
+    let original = format!("\n  name: example-build-{mode}\n");
+    assert!(out.contains(&original));
+    out = out.replacen(&original, &format!("\n  name: {pod}\n"), 1);
+    for v in ["workspace", "state", "signing-key"] {
+        out = out.replace(&format!("name: {v}\n"), &format!("name: {v}-{suffix}\n"));
+    }
+    // Downward-API fields podman 4.3 does not know: drop those env entries.
+    let lines: Vec<&str> = out.lines().collect();
+    let mut kept = Vec::new();
+    let mut i = 0;
+    while i < lines.len() {
+        let next = lines.get(i + 1).copied().unwrap_or("");
+        if lines[i].trim_start().starts_with("- name: ")
+            && [
+                "metadata.namespace",
+                "spec.nodeName",
+                "spec.serviceAccountName",
+            ]
+            .iter()
+            .any(|f| next.contains(&format!("fieldPath: {f}}}")))
+        {
+            i += 2;
+            continue;
+        }
+        kept.push(lines[i]);
+        i += 1;
+    }
+    kept.join("\n") + "\n"
+}
+
+struct Pod {
+    name: String,
+    suffix: String,
+    dir: tempfile::TempDir,
+}
+
+impl Drop for Pod {
+    fn drop(&mut self) {
+        let _ = podman(&["pod", "rm", "-f", &self.name]);
+        for v in ["workspace", "state", "signing-key"] {
+            let _ = podman(&["volume", "rm", "-f", &format!("{v}-{}", self.suffix)]);
+        }
+    }
+}
+
+struct Played {
+    pod: Pod,
+    sidecar_stdout: String,
+    sidecar_stderr: String,
+    sidecar_exit: i32,
+    builder_log: String,
+    workspace: PathBuf,
+}
+
+fn play(mode: &str) -> Played {
+    let suffix = format!("{mode}-{}", std::process::id());
+    let name = format!("provenant-e2e-{suffix}");
+    let pod = Pod {
+        name: name.clone(),
+        suffix: suffix.clone(),
+        dir: tempfile::tempdir().unwrap(),
+    };
+    let d = pod.dir.path();
+    let keys = d.join("keys");
+    std::fs::create_dir_all(&keys).unwrap();
+    let mut c = provenant(d);
+    c.args(["keygen", "--unencrypted", "--output-prefix", "keys/cosign"]);
+    run(c).ok();
+    // The sidecar runs as 65532: the key is that user's alone, as the
+    // Secret's fsGroup and defaultMode arrange in a cluster.
+    std::os::unix::fs::chown(keys.join("cosign.key"), Some(65532), Some(65532)).unwrap();
+    std::fs::set_permissions(
+        keys.join("cosign.key"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o400),
+    )
+    .unwrap();
+
+    let src = std::fs::read_to_string(repo().join(format!("manifests/examples/pod-{mode}.yaml")))
+        .unwrap();
+    let yaml = podmanize(&src, mode, &name, &suffix, &keys);
+    let file = d.join("pod.yaml");
+    std::fs::write(&file, &yaml).unwrap();
+    let _ = podman(&["pod", "rm", "-f", &name]);
+    let r = podman(&["kube", "play", "--network", "none", file.to_str().unwrap()]);
+    assert_eq!(
+        r.code, 0,
+        "podman kube play:\n{}\n{}\n{yaml}",
+        r.stdout, r.stderr
+    );
+
+    let sidecar = format!("{name}-provenant");
+    let builder = format!("{name}-builder");
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let r = podman(&[
+            "ps",
+            "-a",
+            "--filter",
+            &format!("pod={name}"),
+            "--format",
+            "{{.Names}} {{.State}}",
+        ]);
+        let states: BTreeMap<String, String> = r
+            .stdout
+            .lines()
+            .filter_map(|l| {
+                l.split_once(' ')
+                    .map(|(a, b)| (a.to_string(), b.to_string()))
+            })
+            .collect();
+        let exited = |c: &str| {
+            states
+                .get(c)
+                .is_some_and(|s| s.to_ascii_lowercase().starts_with("exited"))
+        };
+        if exited(&sidecar) && exited(&builder) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "pod {name} did not finish: {states:?}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let logs = podman(&["logs", &sidecar]);
+    let builder_log = podman(&["logs", &builder]).stdout;
+    let exit = podman(&["inspect", &sidecar, "--format", "{{.State.ExitCode}}"])
+        .stdout
+        .trim()
+        .parse()
+        .unwrap();
+    let ws = podman(&[
+        "volume",
+        "inspect",
+        &format!("workspace-{suffix}"),
+        "--format",
+        "{{.Mountpoint}}",
+    ]);
+    Played {
+        pod,
+        sidecar_stdout: logs.stdout,
+        sidecar_stderr: logs.stderr,
+        sidecar_exit: exit,
+        builder_log,
+        workspace: PathBuf::from(ws.stdout.trim()),
+    }
+}
+
+fn files_under(root: &Path) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+                out.insert(rel, sha256_hex(&std::fs::read(&p).unwrap()));
+            }
+        }
+    }
+    out
+}
+
+fn check(mode: &str) {
+    if !podman_ready() {
+        return;
+    }
+    let p = play(mode);
+    let d = p.pod.dir.path();
+    let ctx = format!(
+        "sidecar stdout:\n{}\nsidecar stderr:\n{}\nbuilder:\n{}",
+        p.sidecar_stdout, p.sidecar_stderr, p.builder_log
+    );
+    assert_eq!(p.sidecar_exit, 0, "{ctx}");
+    // The builder never saw the key or the state, even through /proc.
+    assert!(
+        p.builder_log.contains("build.sh: KEY-NOT-READABLE"),
+        "{ctx}"
+    );
+    assert!(
+        p.builder_log.contains("build.sh: STATE-NOT-REACHABLE"),
+        "{ctx}"
+    );
+    assert!(p.builder_log.contains("build.sh: done"), "{ctx}");
+
+    // The attestation is the one JSON line on the sidecar's stdout.
+    let lines: Vec<&str> = p.sidecar_stdout.lines().collect();
+    assert_eq!(lines.len(), 1, "{ctx}");
+    std::fs::write(d.join("sidecar.log"), &p.sidecar_stdout).unwrap();
+    let mut c = provenant(d);
+    c.args(["verify", "--key", "keys/cosign.pub", "sidecar.log"]);
+    run(c).ok();
+    let line: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+    std::fs::write(
+        d.join("envelope.json"),
+        serde_json::to_vec(&line["envelope"]).unwrap(),
+    )
+    .unwrap();
+    let mut c = Command::new(interop_python());
+    c.arg(interop_script("sslib_verify.py"))
+        .arg(d.join("envelope.json"))
+        .arg(d.join("keys/cosign.pub"));
+    let r = run(c);
+    assert_eq!(r.code, 0, "securesystemslib: {}\n{}", r.stdout, r.stderr);
+
+    use base64::Engine;
+    let payload = base64::engine::general_purpose::STANDARD
+        .decode(line["envelope"]["payload"].as_str().unwrap())
+        .unwrap();
+    let st: serde_json::Value = serde_json::from_slice(&payload).unwrap();
+
+    // Subjects: exactly the files the builder left in /workspace/out.
+    let produced = files_under(&p.workspace.join("out"));
+    assert_eq!(produced.len(), 4, "{produced:?}");
+    let subjects: BTreeMap<String, String> = st["subject"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            let name = s["name"].as_str().unwrap();
+            let rel = name
+                .strip_prefix("/workspace/out/")
+                .unwrap_or_else(|| panic!("subject {name} is not a product"));
+            (
+                rel.to_string(),
+                s["digest"]["sha256"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(subjects, produced, "{ctx}");
+
+    // Materials: the source tree, as the image carries it, plus the builder reference.
+    let source = files_under(&repo().join("images/builder/source"));
+    let deps = st["predicate"]["buildDefinition"]["resolvedDependencies"]
+        .as_array()
+        .unwrap();
+    let materials: BTreeMap<String, String> = deps
+        .iter()
+        .filter_map(|m| {
+            let rel = m["name"].as_str()?.strip_prefix("/workspace/source/")?;
+            Some((rel.to_string(), m["digest"]["sha256"].as_str()?.to_string()))
+        })
+        .collect();
+    assert_eq!(materials, source, "{ctx}");
+    assert!(deps.iter().any(|m| m["name"] == "builder"), "{deps:?}");
+
+    let internal = &st["predicate"]["buildDefinition"]["internalParameters"];
+    assert_eq!(internal["completion"], mode, "{ctx}");
+    assert_eq!(internal["pod"]["name"], p.pod.name.as_str());
+    let uid = internal["pod"]["uid"].as_str().unwrap_or_default();
+    assert!(!uid.is_empty(), "{internal}");
+    assert_eq!(
+        st["predicate"]["runDetails"]["metadata"]["invocationId"],
+        uid
+    );
+}
+
+#[test]
+fn pod_with_shared_process_namespace() {
+    check("process");
+}
+
+#[test]
+fn pod_with_marker_file() {
+    check("marker");
+}
+
+#[test]
+fn pod_with_http_completion() {
+    check("http");
+}

@@ -1,0 +1,493 @@
+//! Pod mode at process level: `provenant snapshot` then `provenant record`
+//! beside a "builder" (this test), with the real binary.
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn snapshot(d: &Path, extra: &[&str]) {
+    let mut c = provenant(d);
+    c.args([
+        "snapshot",
+        "--state",
+        "state",
+        "--material",
+        "ws/source",
+        "--workspace",
+        "ws",
+    ]);
+    c.args(extra);
+    run(c).ok();
+}
+
+struct Sidecar {
+    child: Child,
+    stderr: std::sync::mpsc::Receiver<String>,
+    seen: String,
+}
+
+fn spawn_record(d: &Path, args: &[&str]) -> Sidecar {
+    let mut c = provenant(d);
+    c.args(["record", "--state", "state", "--key", "k.key"])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    let err = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(err).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    Sidecar {
+        child,
+        stderr: rx,
+        seen: String::new(),
+    }
+}
+
+fn finish(mut s: Sidecar) -> Run {
+    let out = s.child.wait_with_output().unwrap();
+    while let Ok(line) = s.stderr.recv_timeout(Duration::from_secs(5)) {
+        s.seen.push_str(&line);
+        s.seen.push('\n');
+    }
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: s.seen,
+    }
+}
+
+fn setup(d: &Path) {
+    write(
+        &d.join("ws/source/main.c"),
+        b"int main(void) { return 0; }\n",
+    );
+    write(&d.join("ws/source/lib/util.h"), b"#define UTIL 1\n");
+    keygen(d, "k", "ecdsa-p256");
+}
+
+/// Waits until the sidecar logs that its watch and triggers are in place.
+fn wait_ready(s: &mut Sidecar) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if let Ok(line) = s.stderr.recv_timeout(Duration::from_millis(100)) {
+            let ready = line.contains("ready: watching the workspace");
+            s.seen.push_str(&line);
+            s.seen.push('\n');
+            if ready {
+                return;
+            }
+        }
+    }
+    panic!("sidecar never became ready; stderr:\n{}", s.seen);
+}
+
+fn the_line(r: &Run) -> serde_json::Value {
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "stdout must be exactly one line:\n{}\nstderr:\n{}",
+        r.stdout,
+        r.stderr
+    );
+    let v: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+    assert_eq!(v["provenantAttestation"], "v1");
+    v
+}
+
+fn statement_of_line(v: &serde_json::Value) -> serde_json::Value {
+    use base64::Engine;
+    let payload = base64::engine::general_purpose::STANDARD
+        .decode(v["envelope"]["payload"].as_str().unwrap())
+        .unwrap();
+    serde_json::from_slice(&payload).unwrap()
+}
+
+fn names_and_digests(list: &serde_json::Value) -> Vec<(String, String)> {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["name"].as_str().unwrap_or("").to_string(),
+                s["digest"]["sha256"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn marker_mode_attests_what_the_builder_produced() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    setup(d);
+    snapshot(
+        d,
+        &[
+            "--reference",
+            &format!(
+                "builder-image=registry.local/builder@sha256:{}",
+                "b".repeat(64)
+            ),
+        ],
+    );
+    let mut child = spawn_record(d, &["--completion", "marker:done"]);
+    wait_ready(&mut child);
+    // The builder: writes, rewrites, renames, deletes.
+    write(&d.join("ws/out/app.bin"), b"first");
+    write(&d.join("ws/out/app.bin"), b"\x7fELF final");
+    write(&d.join("ws/out/tmp.o"), b"obj");
+    std::fs::rename(d.join("ws/out/tmp.o"), d.join("ws/out/lib.o")).unwrap();
+    write(&d.join("ws/out/scratch"), b"gone");
+    std::fs::remove_file(d.join("ws/out/scratch")).unwrap();
+    std::fs::write(d.join("done"), b"0\n").unwrap();
+    let r = finish(child);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let line = the_line(&r);
+    let st = statement_of_line(&line);
+    assert_eq!(
+        names_and_digests(&st["subject"]),
+        vec![
+            ("ws/out/app.bin".to_string(), sha256_hex(b"\x7fELF final")),
+            ("ws/out/lib.o".to_string(), sha256_hex(b"obj")),
+        ]
+    );
+    let deps = names_and_digests(&st["predicate"]["buildDefinition"]["resolvedDependencies"]);
+    assert_eq!(
+        deps[0],
+        (
+            "ws/source/lib/util.h".into(),
+            sha256_hex(b"#define UTIL 1\n")
+        )
+    );
+    assert_eq!(
+        deps[1],
+        (
+            "ws/source/main.c".into(),
+            sha256_hex(b"int main(void) { return 0; }\n")
+        )
+    );
+    assert_eq!(deps[2], ("builder-image".into(), "b".repeat(64)));
+    let p = &st["predicate"];
+    assert_eq!(
+        p["buildDefinition"]["internalParameters"]["completion"],
+        "marker"
+    );
+    assert_eq!(p["runDetails"]["byproducts"][0]["name"], "exit-code");
+    // The file in the state volume is the same envelope, and verifies.
+    let file = read_json(&d.join("state/provenance.intoto.jsonl"));
+    assert_eq!(file, line["envelope"]);
+    let mut c = provenant(d);
+    c.args(["verify", "--key", "k.pub", "state/provenance.intoto.jsonl"]);
+    run(c).ok();
+    // `verify` also reads the log line (or a whole log) directly.
+    std::fs::write(
+        d.join("pod.log"),
+        format!("some log\n{}other log\n", r.stdout),
+    )
+    .unwrap();
+    let mut c = provenant(d);
+    c.args(["verify", "--key", "k.pub", "pod.log"]);
+    let v = run(c).ok();
+    assert!(v.stdout.contains("ws/out/app.bin"), "{}", v.stdout);
+}
+
+#[test]
+fn inputs_changed_by_the_build_are_recorded() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    setup(d);
+    snapshot(d, &[]);
+    let mut child = spawn_record(d, &["--completion", "marker:done"]);
+    wait_ready(&mut child);
+    write(&d.join("ws/source/main.c"), b"tampered\n");
+    write(&d.join("ws/out/a"), b"a");
+    std::fs::write(d.join("done"), b"").unwrap();
+    let r = finish(child);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let st = statement_of_line(&the_line(&r));
+    // Materials are the inputs as they were when the build started ...
+    let deps = names_and_digests(&st["predicate"]["buildDefinition"]["resolvedDependencies"]);
+    assert!(deps.contains(&(
+        "ws/source/main.c".into(),
+        sha256_hex(b"int main(void) { return 0; }\n")
+    )));
+    // ... and the change is on the record, not silently accepted. The
+    // changed source is also a product (it differs from the snapshot).
+    let by = &st["predicate"]["runDetails"]["byproducts"];
+    let change = by
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["name"] == "ws/source/main.c")
+        .unwrap();
+    assert_eq!(
+        change["annotations"]["provenant.materialChange"],
+        "modified"
+    );
+    assert_eq!(change["digest"]["sha256"], sha256_hex(b"tampered\n"));
+    assert!(
+        r.stderr.contains("the build changed its inputs"),
+        "{}",
+        r.stderr
+    );
+    // No exit code known from an empty marker: no exit-code byproduct.
+    assert!(by
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|b| b["name"] != "exit-code"));
+}
+
+#[test]
+fn failed_builds_are_attested_only_when_asked() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    setup(d);
+    snapshot(d, &[]);
+    let mut child = spawn_record(d, &["--completion", "marker:done"]);
+    wait_ready(&mut child);
+    write(&d.join("ws/out/a"), b"a");
+    std::fs::write(d.join("done"), b"2\n").unwrap();
+    let r = finish(child);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.stdout, "");
+    assert!(
+        r.stderr.contains("not attesting a failed build"),
+        "{}",
+        r.stderr
+    );
+    assert!(!d.join("state/provenance.intoto.jsonl").exists());
+
+    std::fs::remove_file(d.join("done")).unwrap();
+    let mut child = spawn_record(d, &["--completion", "marker:done", "--attest-failed"]);
+    wait_ready(&mut child);
+    std::fs::write(d.join("done"), b"2\n").unwrap();
+    let r = finish(child);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let st = statement_of_line(&the_line(&r));
+    assert_eq!(
+        st["predicate"]["runDetails"]["byproducts"][0]["content"],
+        "Mg=="
+    );
+    assert_eq!(
+        st["predicate"]["buildDefinition"]["internalParameters"]["attestFailed"],
+        true
+    );
+}
+
+#[test]
+fn sigterm_means_finalize_now() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    setup(d);
+    snapshot(d, &[]);
+    let mut child = spawn_record(d, &["--completion", "sigterm"]);
+    wait_ready(&mut child);
+    write(&d.join("ws/out/image.tar"), b"layers");
+    let started = Instant::now();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let r = finish(child);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    // Well within any grace period.
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let st = statement_of_line(&the_line(&r));
+    assert_eq!(
+        names_and_digests(&st["subject"]),
+        vec![("ws/out/image.tar".to_string(), sha256_hex(b"layers"))]
+    );
+    assert_eq!(
+        st["predicate"]["buildDefinition"]["internalParameters"]["completion"],
+        "sigterm"
+    );
+}
+
+#[test]
+fn reported_image_digest_is_the_subject() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    setup(d);
+    snapshot(d, &[]);
+    let digest = "c".repeat(64);
+    let mut child = spawn_record(
+        d,
+        &["--completion", "marker:done", "--tekton-results", "results"],
+    );
+    wait_ready(&mut child);
+    write(&d.join("ws/out/layer.tar"), b"layer");
+    write(
+        &d.join("results/IMAGE_URL"),
+        b"registry.local:5000/team/app:1.0\n",
+    );
+    write(
+        &d.join("results/IMAGE_DIGEST"),
+        format!("sha256:{digest}\n").as_bytes(),
+    );
+    std::fs::write(d.join("done"), b"0").unwrap();
+    let r = finish(child);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let st = statement_of_line(&the_line(&r));
+    assert_eq!(
+        names_and_digests(&st["subject"]),
+        vec![("registry.local:5000/team/app".to_string(), digest)]
+    );
+}
+
+#[test]
+fn kpack_report_and_oci_layout_are_read() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    setup(d);
+    snapshot(d, &[]);
+    let a = "a".repeat(64);
+    let b = "b".repeat(64);
+    write(
+        &d.join("report.toml"),
+        format!("[image]\ntags = [\"reg.local/app:latest\", \"reg.local/app:v1\"]\ndigest = \"sha256:{a}\"\nmanifest-size = 1234\n\n[build]\n").as_bytes(),
+    );
+    write(
+        &d.join("ws/layout/oci-layout"),
+        br#"{"imageLayoutVersion":"1.0.0"}"#,
+    );
+    write(
+        &d.join("ws/layout/index.json"),
+        format!(r#"{{"schemaVersion":2,"manifests":[{{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:{b}","size":7,"annotations":{{"org.opencontainers.image.ref.name":"reg.local/other:2"}}}}]}}"#).as_bytes(),
+    );
+    let mut child = spawn_record(
+        d,
+        &[
+            "--completion",
+            "marker:done",
+            "--kpack-report",
+            "report.toml",
+            "--oci-layout",
+            "ws/layout",
+        ],
+    );
+    wait_ready(&mut child);
+    std::fs::write(d.join("done"), b"0").unwrap();
+    let r = finish(child);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let st = statement_of_line(&the_line(&r));
+    assert_eq!(
+        names_and_digests(&st["subject"]),
+        vec![
+            ("reg.local/app".to_string(), a),
+            ("reg.local/other:2".to_string(), b)
+        ]
+    );
+}
+
+#[test]
+fn bad_setups_fail_with_one_line() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    setup(d);
+    let mut c = provenant(d);
+    c.args([
+        "record",
+        "--state",
+        "nostate",
+        "--key",
+        "k.key",
+        "--completion",
+        "sigterm",
+    ]);
+    run(c).fails(3, "no snapshot at nostate/snapshot.json");
+    let mut c = provenant(d);
+    c.args(["snapshot", "--state", "state", "--material", "ws/missing"]);
+    run(c).fails(3, "ws/missing: no such file or directory");
+    snapshot(d, &[]);
+    let mut c = provenant(d);
+    c.args([
+        "record",
+        "--state",
+        "state",
+        "--key",
+        "k.key",
+        "--completion",
+        "bogus:x",
+    ]);
+    run(c).fails(3, "bogus:x");
+    let mut c = provenant(d);
+    c.args([
+        "record",
+        "--state",
+        "state",
+        "--key",
+        "nokey.key",
+        "--completion",
+        "sigterm",
+    ]);
+    run(c).fails(3, "nokey.key");
+    std::fs::write(d.join("state/snapshot.json"), b"{garbage").unwrap();
+    let mut c = provenant(d);
+    c.args([
+        "record",
+        "--state",
+        "state",
+        "--key",
+        "k.key",
+        "--completion",
+        "sigterm",
+    ]);
+    run(c).fails(3, "state/snapshot.json is not a provenant snapshot");
+}
+
+#[test]
+fn killing_the_sidecar_mid_finalize_leaves_no_partial_attestation() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    setup(d);
+    snapshot(d, &[]);
+    // Enough work that finalize takes a while.
+    for i in 0..3000 {
+        write(
+            &d.join(format!("ws/out/d{}/f{i}", i % 30)),
+            format!("{i}").repeat(200).as_bytes(),
+        );
+    }
+    let out = d.join("state/provenance.intoto.jsonl");
+    for delay_ms in [0u64, 5, 10, 20, 40, 80, 160] {
+        let _ = std::fs::remove_file(&out);
+        let _ = std::fs::remove_file(d.join("done"));
+        std::fs::write(d.join("done"), b"0").unwrap();
+        // Marker already present: finalize starts at once.
+        let mut child = spawn_record(d, &["--completion", "marker:done"]);
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        let _ = child.child.kill();
+        let _ = child.child.wait();
+        if out.exists() {
+            // Whatever is there must be whole and valid.
+            let mut c = provenant(d);
+            c.args(["verify", "--key", "k.pub", "state/provenance.intoto.jsonl"]);
+            run(c).ok();
+        }
+    }
+    // The final name only ever holds complete envelopes; temp files never
+    // carry that name.
+    let names: Vec<String> = std::fs::read_dir(d.join("state"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names.iter().all(|n| n == "snapshot.json"
+            || n == "provenance.intoto.jsonl"
+            || n.starts_with(".provenance.intoto.jsonl.tmp-")),
+        "{names:?}"
+    );
+}

@@ -3,6 +3,7 @@
 mod attest;
 mod inspect;
 mod keygen;
+mod publish;
 mod record;
 mod run;
 mod snapshot;
@@ -63,6 +64,8 @@ pub enum Command {
     Snapshot(snapshot::SnapshotArgs),
     /// Sidecar: watch the workspace, detect the end of the build, attest.
     Record(record::RecordArgs),
+    /// Push spooled attestations to their images' registries (idempotent).
+    Publish(publish::PublishArgs),
     /// Print sha256 digests of files (sha256sum format), or a tree's git id.
     Digest(DigestArgs),
 }
@@ -173,6 +176,9 @@ pub fn exit_code_for(err: &anyhow::Error) -> i32 {
             || cause.is::<crate::watch::WatchError>()
             || cause.is::<crate::provenance::ReportedError>()
             || cause.is::<crate::completion::CompletionError>()
+            || cause.is::<crate::publish::RegistryError>()
+            || cause.is::<crate::publish::AuthError>()
+            || cause.is::<crate::publish::SpoolError>()
             || cause.is::<std::io::Error>()
         {
             return exit::CANNOT_CHECK;
@@ -217,6 +223,7 @@ pub fn main() -> i32 {
         Command::Attest(a) => attest::attest(a),
         Command::Run(a) => run::run(a),
         Command::Verify(a) => verify::verify(a),
+        Command::Publish(a) => publish::publish(a),
         Command::Inspect(a) => inspect::inspect(a),
         Command::Digest(a) => digest(a),
         Command::Snapshot(a) => snapshot::snapshot(a),

@@ -20,7 +20,7 @@ use crate::provenance::{
     self, parse_rfc3339, ExternalParameters, HashedRoot, InternalParameters, MaterialsAs,
     Observation, ReportSources,
 };
-use crate::publish::{emit_log_line, LogLine};
+use crate::publish::{emit_log_line, push_with_retry, Bundle, LogLine, Spool, SpoolEntry};
 use crate::sign::{LocalSigner, Signer};
 use crate::verify::exit;
 use crate::watch::{Watch, WatchOptions};
@@ -84,12 +84,33 @@ pub struct RecordArgs {
     /// `builder.id` to record: the identity of the platform running the build.
     #[arg(long, default_value = provenance::DEFAULT_BUILDER_ID)]
     pub builder_id: String,
+    /// Attach the attestation to the images it is about (the reported image
+    /// subjects) in their registries: cosign `.att` and OCI referrer.
+    #[arg(long)]
+    pub publish: bool,
+    /// Where attestations wait until pushed (default STATE/spool). Entries
+    /// that could not be pushed stay here for `provenant publish`.
+    #[arg(long, value_name = "DIR")]
+    pub spool: Option<PathBuf>,
+    /// How long to keep retrying a failing registry; keep it well inside
+    /// the pod's termination grace period.
+    #[arg(long, value_name = "SECONDS", default_value_t = 20)]
+    pub publish_timeout: u64,
+    #[command(flatten)]
+    pub registry: super::publish::RegistryOpts,
 }
 
 pub fn record(a: RecordArgs) -> anyhow::Result<i32> {
     harden_process();
     let snap_path = Snapshot::path_in(&a.state);
     let snap = Snapshot::load(&a.state)?;
+    // Registry settings are checked now too; the registry itself may well
+    // be unreachable until the build is over.
+    let registry = if a.publish {
+        Some(a.registry.registry()?)
+    } else {
+        None
+    };
     // Problems with the key must surface now, not after a long build.
     let signer = LocalSigner::load(&a.key)?;
     let triggers = a
@@ -210,6 +231,7 @@ pub fn record(a: RecordArgs) -> anyhow::Result<i32> {
         SubjectSource::Files => Vec::new(),
         _ => provenance::reported_subjects(&sources)?,
     };
+    let subjects_are_images = !reported.is_empty();
     let subjects = if !reported.is_empty() {
         tracing::info!(
             images = reported.len(),
@@ -256,12 +278,36 @@ pub fn record(a: RecordArgs) -> anyhow::Result<i32> {
             .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
         byproducts,
     };
+    // Only images the builder reported live in a registry; product files do not.
+    let image_subjects: Vec<String> = if a.publish && subjects_are_images {
+        subjects
+            .iter()
+            .filter_map(|s| {
+                Some(format!(
+                    "{}@sha256:{}",
+                    s.name.as_deref()?,
+                    s.digest.get("sha256")?
+                ))
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
     let (statement, envelope) = sign_observation(subjects, obs, &signer)?;
     let output = a
         .output
         .clone()
         .unwrap_or_else(|| a.state.join("provenance.intoto.jsonl"));
     write_envelope(&output, &envelope).context("attestation not written")?;
+    // The same envelope as a Sigstore bundle, for sigstore tooling.
+    let bundle_path = output.with_file_name(bundle_name(&output));
+    crate::publish::write_atomic(
+        &bundle_path,
+        Bundle::for_envelope(&envelope, signer.key_id())
+            .to_json()
+            .as_bytes(),
+    )
+    .context("bundle not written")?;
     emit_log_line(&LogLine::new(&envelope, &statement, Some(&output)))
         .context("cannot write the attestation to stdout")?;
     tracing::info!(
@@ -272,7 +318,78 @@ pub fn record(a: RecordArgs) -> anyhow::Result<i32> {
         cache_hits = hits,
         "attestation written"
     );
+    if let Some(registry) = &registry {
+        publish_images(
+            &a,
+            registry,
+            &image_subjects,
+            &envelope,
+            signer.key_id(),
+            &statement.predicate_type,
+        )?;
+    }
     Ok(exit::OK)
+}
+
+/// `provenance.intoto.jsonl` -> `provenance.sigstore.json`.
+fn bundle_name(output: &std::path::Path) -> String {
+    let name = output
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let stem = name
+        .strip_suffix(".intoto.jsonl")
+        .or_else(|| name.strip_suffix(".jsonl"))
+        .or_else(|| name.strip_suffix(".json"))
+        .unwrap_or(&name);
+    format!("{stem}.sigstore.json")
+}
+
+/// Spool first, then push with retries; a registry outage never loses the
+/// attestation and never fails the sidecar (the pod log and the file have
+/// it already), it leaves one clear line saying where the spooled file is.
+fn publish_images(
+    a: &RecordArgs,
+    registry: &crate::publish::Registry,
+    images: &[String],
+    envelope: &crate::sign::Envelope,
+    key_id: &str,
+    predicate_type: &str,
+) -> anyhow::Result<()> {
+    if images.is_empty() {
+        tracing::warn!(
+            "--publish: no image subjects (the builder reported no image); nothing to attach"
+        );
+        return Ok(());
+    }
+    let dir = a.spool.clone().unwrap_or_else(|| a.state.join("spool"));
+    let spool = Spool::open(&dir)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start async runtime")?;
+    for image in images {
+        let entry = SpoolEntry {
+            version: crate::publish::spool::SPOOL_VERSION,
+            image: image.clone(),
+            predicate_type: predicate_type.to_string(),
+            key_id: key_id.to_string(),
+            envelope: envelope.clone(),
+        };
+        let path = spool.add(&entry)?;
+        match rt.block_on(push_with_retry(registry, &entry, std::time::Duration::from_secs(a.publish_timeout))) {
+            Ok(att) => {
+                spool.mark_published(&path)?;
+                tracing::info!(image = %att.image, att = %att.att_tag, referrer = %att.referrer, "attestation attached");
+            }
+            Err(e) => tracing::error!(
+                "not attached to {image}: {e}; the attestation is kept in {} (push it with `provenant publish {}`)",
+                path.display(),
+                dir.display()
+            ),
+        }
+    }
+    Ok(())
 }
 
 /// With `shareProcessNamespace` the builder sees this process; /proc/PID/root

@@ -3,7 +3,9 @@ use std::path::PathBuf;
 use clap::Args;
 
 use crate::sign::VerifyingKey;
-use crate::verify::{exit, verify_file};
+use anyhow::Context;
+
+use crate::verify::{exit, verify_bytes, verify_file};
 
 #[derive(Args, Debug)]
 pub struct VerifyArgs {
@@ -16,8 +18,16 @@ pub struct VerifyArgs {
     /// Print the verified statement as JSON instead of the subject list.
     #[arg(long)]
     pub json: bool,
-    /// Attestation file (DSSE envelope JSON).
-    pub file: PathBuf,
+    /// Attestation file: a DSSE envelope, a Sigstore bundle, a log line or a
+    /// whole pod log from `provenant record`; `-` for standard input.
+    #[arg(required_unless_present = "image", conflicts_with = "image")]
+    pub file: Option<PathBuf>,
+    /// Verify the attestations attached to this image in its registry
+    /// (cosign `.att` tag and OCI referrers), by tag or digest.
+    #[arg(long, value_name = "REF")]
+    pub image: Option<String>,
+    #[command(flatten)]
+    pub registry: super::publish::RegistryOpts,
 }
 
 pub fn verify(a: VerifyArgs) -> anyhow::Result<i32> {
@@ -26,7 +36,11 @@ pub fn verify(a: VerifyArgs) -> anyhow::Result<i32> {
         .iter()
         .map(|k| VerifyingKey::load(k))
         .collect::<Result<Vec<_>, _>>()?;
-    let v = verify_file(&a.file, &keys, a.threshold)?;
+    if let Some(image) = &a.image {
+        return verify_image(image, &a, &keys);
+    }
+    let file = a.file.clone().unwrap_or_default();
+    let v = verify_file(&file, &keys, a.threshold)?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&v.statement)?);
     } else {
@@ -42,9 +56,76 @@ pub fn verify(a: VerifyArgs) -> anyhow::Result<i32> {
     }
     eprintln!(
         "Verified OK: {} ({}) signed by {}",
-        a.file.display(),
+        file.display(),
         v.statement.predicate_type,
         v.signed_by.join(", ")
     );
     Ok(exit::OK)
+}
+
+/// Every attestation attached to the image, each verified on its own: the
+/// signature against the keys, then the statement, then that one of its
+/// subjects is this image's manifest digest (an attestation copied next to
+/// another image must not vouch for it).
+fn verify_image(image: &str, a: &VerifyArgs, keys: &[VerifyingKey]) -> anyhow::Result<i32> {
+    let registry = a.registry.registry()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start async runtime")?;
+    let (img, found) = rt.block_on(registry.fetch(image))?;
+    let want = img.digest.trim_start_matches("sha256:").to_string();
+    let mut ok = 0;
+    for f in &found {
+        let label = format!("{} {}", f.source, f.digest);
+        let result =
+            f.envelope
+                .clone()
+                .map_err(|e| e.to_string())
+                .and_then(|env| {
+                    verify_bytes(&label, env.to_json().as_bytes(), keys, a.threshold)
+                        .map_err(|e| e.to_string())
+                })
+                .and_then(|v| {
+                    let matches =
+                        v.statement.subject.iter().any(|s| {
+                            s.digest.get("sha256").map(String::as_str) == Some(want.as_str())
+                        });
+                    if matches {
+                        Ok(v)
+                    } else {
+                        Err(format!(
+                            "{label}: signature valid but no subject has the image digest {}",
+                            img.digest
+                        ))
+                    }
+                });
+        match result {
+            Ok(v) => {
+                ok += 1;
+                if a.json {
+                    println!("{}", serde_json::to_string(&v.statement)?);
+                } else {
+                    println!(
+                        "OK    {label}  {}  signed by {}",
+                        v.statement.predicate_type,
+                        v.signed_by.join(", ")
+                    );
+                }
+            }
+            Err(e) => println!("FAIL  {label}  {e}"),
+        }
+    }
+    if found.is_empty() {
+        anyhow::bail!(crate::verify::VerifyError::NotAttached {
+            image: format!("{}@{}", img.repository(), img.digest)
+        });
+    }
+    eprintln!(
+        "{}@{}: {ok} of {} attestations verified",
+        img.repository(),
+        img.digest,
+        found.len()
+    );
+    Ok(if ok > 0 { exit::OK } else { exit::INVALID })
 }

@@ -1,5 +1,15 @@
 //! Where signed attestations go: files (written atomically) and, in pod
 //! mode, one marked JSON line on stdout.
+pub mod auth;
+pub mod bundle;
+pub mod registry;
+pub mod spool;
+
+pub use auth::{AuthError, Credentials};
+pub use bundle::{Bundle, BundleError, BUNDLE_MEDIA_TYPE};
+pub use registry::{Attached, Found, Registry, RegistryError};
+pub use spool::{push_with_retry, Spool, SpoolEntry, SpoolError};
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 

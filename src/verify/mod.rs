@@ -40,6 +40,13 @@ pub enum VerifyError {
     Key(#[from] KeyError),
     #[error("no trusted key given: pass --key PUBLIC_KEY")]
     NoKeys,
+    #[error("{image}: no attestation attached (no cosign .att tag, no referrers)")]
+    NotAttached { image: String },
+    #[error("{path}: {source}")]
+    Bundle {
+        path: String,
+        source: crate::publish::BundleError,
+    },
 }
 
 impl VerifyError {
@@ -53,7 +60,10 @@ impl VerifyError {
                 source: EnvelopeError::Key(_),
                 ..
             } => exit::CANNOT_CHECK,
-            VerifyError::Envelope { .. } | VerifyError::Statement { .. } => exit::INVALID,
+            VerifyError::Envelope { .. }
+            | VerifyError::Statement { .. }
+            | VerifyError::Bundle { .. }
+            | VerifyError::NotAttached { .. } => exit::INVALID,
         }
     }
 }
@@ -84,7 +94,17 @@ pub fn verify_bytes(
     // envelope; the signature check below is what makes it trustworthy.
     let extracted = crate::publish::extract_envelope(bytes);
     let bytes = extracted.as_deref().unwrap_or(bytes);
-    let envelope = Envelope::parse(trim_jsonl(bytes)).map_err(env_err)?;
+    // A Sigstore bundle carries the same envelope.
+    let envelope = match crate::publish::bundle::sniff(bytes) {
+        Some(Ok(b)) => b.envelope(),
+        Some(Err(source)) => {
+            return Err(VerifyError::Bundle {
+                path: label.to_string(),
+                source,
+            })
+        }
+        None => Envelope::parse(trim_jsonl(bytes)).map_err(env_err)?,
+    };
     let (payload, signed_by) = envelope
         .verify(IN_TOTO_PAYLOAD_TYPE, keys, threshold.max(1))
         .map_err(env_err)?;
@@ -99,11 +119,22 @@ pub fn verify_bytes(
     })
 }
 
+/// `-` reads standard input (`kubectl logs ... | provenant verify -`).
 pub fn verify_file(
     path: &Path,
     keys: &[VerifyingKey],
     threshold: usize,
 ) -> Result<Verified, VerifyError> {
+    if path.as_os_str() == "-" {
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut bytes).map_err(|source| {
+            VerifyError::Read {
+                path: "standard input".into(),
+                source,
+            }
+        })?;
+        return verify_bytes("standard input", &bytes, keys, threshold);
+    }
     let bytes = std::fs::read(path).map_err(|source| VerifyError::Read {
         path: path.display().to_string(),
         source,

@@ -1,0 +1,138 @@
+//! Sigstore bundle v0.3 (`application/vnd.dev.sigstore.bundle.v0.3+json`,
+//! protobuf-specs `dev.sigstore.bundle.v1.Bundle` in its JSON form) holding
+//! our DSSE envelope and a public-key hint. No transparency-log entry or
+//! timestamp: provenant signs with keys, not Fulcio certificates, and the
+//! verifier is given the key (sigstore-js: `tlogThreshold: 0`).
+use serde::{Deserialize, Serialize};
+
+use crate::sign::{Envelope, Signature};
+
+pub const BUNDLE_MEDIA_TYPE: &str = "application/vnd.dev.sigstore.bundle.v0.3+json";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Bundle {
+    pub media_type: String,
+    pub verification_material: VerificationMaterial,
+    pub dsse_envelope: BundleEnvelope,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VerificationMaterial {
+    pub public_key: PublicKeyHint,
+    #[serde(default)]
+    pub tlog_entries: Vec<serde_json::Value>,
+    #[serde(default)]
+    pub timestamp_verification_data: TimestampVerificationData,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublicKeyHint {
+    pub hint: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TimestampVerificationData {
+    #[serde(default)]
+    pub rfc3161_timestamps: Vec<serde_json::Value>,
+}
+
+/// The bundle's DSSE envelope: the same fields as ours, but `keyid` comes
+/// after `sig` and is always present (protobuf JSON field order).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BundleEnvelope {
+    pub payload: String,
+    pub payload_type: String,
+    pub signatures: Vec<BundleSignature>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BundleSignature {
+    pub sig: String,
+    #[serde(default)]
+    pub keyid: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BundleError {
+    #[error("not a Sigstore bundle: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("bundle mediaType is '{0}', expected {BUNDLE_MEDIA_TYPE} (or v0.1/v0.2)")]
+    MediaType(String),
+    #[error("bundle has no DSSE envelope signatures")]
+    NoSignatures,
+}
+
+impl Bundle {
+    /// The bundle for `envelope`, hinting at the key that signed it.
+    pub fn for_envelope(envelope: &Envelope, key_id: &str) -> Bundle {
+        Bundle {
+            media_type: BUNDLE_MEDIA_TYPE.into(),
+            verification_material: VerificationMaterial {
+                public_key: PublicKeyHint {
+                    hint: key_id.into(),
+                },
+                tlog_entries: Vec::new(),
+                timestamp_verification_data: TimestampVerificationData::default(),
+            },
+            dsse_envelope: BundleEnvelope {
+                payload: envelope.payload.clone(),
+                payload_type: envelope.payload_type.clone(),
+                signatures: envelope
+                    .signatures
+                    .iter()
+                    .map(|s| BundleSignature {
+                        sig: s.sig.clone(),
+                        keyid: s.keyid.clone(),
+                    })
+                    .collect(),
+            },
+        }
+    }
+
+    pub fn parse(bytes: &[u8]) -> Result<Bundle, BundleError> {
+        let b: Bundle = serde_json::from_slice(bytes)?;
+        if !b
+            .media_type
+            .starts_with("application/vnd.dev.sigstore.bundle")
+        {
+            return Err(BundleError::MediaType(b.media_type));
+        }
+        if b.dsse_envelope.signatures.is_empty() {
+            return Err(BundleError::NoSignatures);
+        }
+        Ok(b)
+    }
+
+    /// The DSSE envelope inside, as provenant verifies it.
+    pub fn envelope(&self) -> Envelope {
+        Envelope {
+            payload: self.dsse_envelope.payload.clone(),
+            payload_type: self.dsse_envelope.payload_type.clone(),
+            signatures: self
+                .dsse_envelope
+                .signatures
+                .iter()
+                .map(|s| Signature {
+                    keyid: s.keyid.clone(),
+                    sig: s.sig.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("bundle serializes")
+    }
+}
+
+/// A bundle in `bytes`, if that is what they are (cheap sniff first).
+pub fn sniff(bytes: &[u8]) -> Option<Result<Bundle, BundleError>> {
+    let head = &bytes[..bytes.len().min(4096)];
+    let text = String::from_utf8_lossy(head);
+    (text.contains("\"dsseEnvelope\"") || text.contains("application/vnd.dev.sigstore.bundle"))
+        .then(|| Bundle::parse(bytes))
+}

@@ -678,3 +678,66 @@ fn registry_settings_are_checked_before_the_build() {
     ]);
     run(c).fails(3, "bad-config.json: not a docker config.json");
 }
+
+#[test]
+fn gate_and_policy_on_an_image() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let reg = RegistryProc::start(&d.join("reg"), &[]);
+    let digest = push_image(d, &reg, "app:v1", "gate", None);
+    let image = format!("{}/app", reg.host());
+    // Not attested yet: the next stage's gate refuses it.
+    write(
+        &d.join("policy.yaml"),
+        b"version: 1\nkeys:\n  - path: k.pub\nbuilderIds: [\"https://provenant.dev/*\"]\n",
+    );
+    keygen(d, "k", "ecdsa-p256");
+    let gate = |d: &Path| {
+        let mut c = provenant(d);
+        c.args([
+            "snapshot",
+            "--state",
+            "next",
+            "--require",
+            &format!("image:{image}:v1"),
+            "--policy",
+            "policy.yaml",
+            "--workspace",
+            "ws2",
+        ]);
+        std::fs::create_dir_all(d.join("ws2")).unwrap();
+        run(c)
+    };
+    gate(d).fails(5, "no attestation is attached");
+    let r = record_image(d, &image, &digest, &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    gate(d).ok();
+    let snap = read_json(&d.join("next/snapshot.json"));
+    let refs = snap["references"].as_array().unwrap();
+    assert!(
+        refs.iter()
+            .any(|x| x["name"] == format!("attestation:image:{image}:v1")
+                && x["uri"] == format!("{image}@{digest}")),
+        "{refs:?}"
+    );
+    // verify --image --policy: a policy the attestation breaks.
+    write(
+        &d.join("strict.yaml"),
+        b"version: 1\nkeys:\n  - path: k.pub\nbuilderIds: [https://elsewhere.example.com/x]\n",
+    );
+    let mut c = provenant(d);
+    c.args([
+        "verify",
+        "--policy",
+        "strict.yaml",
+        "--image",
+        &format!("{image}:v1"),
+    ]);
+    let r = run(c);
+    assert_eq!(r.code, 5, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout.contains("FAIL") && r.stdout.contains("predicate.runDetails.builder.id"),
+        "{}",
+        r.stdout
+    );
+}

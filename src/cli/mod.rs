@@ -162,6 +162,9 @@ pub fn exit_code_for(err: &anyhow::Error) -> i32 {
         if let Some(v) = cause.downcast_ref::<VerifyError>() {
             return v.exit_code();
         }
+        if let Some(g) = cause.downcast_ref::<crate::verify::gate::GateError>() {
+            return g.exit_code();
+        }
         if let Some(e) = cause.downcast_ref::<EnvelopeError>() {
             return match e {
                 EnvelopeError::Key(_) => exit::CANNOT_CHECK,
@@ -177,6 +180,7 @@ pub fn exit_code_for(err: &anyhow::Error) -> i32 {
             || cause.is::<crate::provenance::ReportedError>()
             || cause.is::<crate::completion::CompletionError>()
             || cause.is::<crate::publish::RegistryError>()
+            || cause.is::<crate::verify::PolicyError>()
             || cause.is::<crate::publish::AuthError>()
             || cause.is::<crate::publish::SpoolError>()
             || cause.is::<std::io::Error>()

@@ -43,6 +43,16 @@ pub struct SnapshotArgs {
     pub node_name: Option<String>,
     #[arg(long, env = "SERVICE_ACCOUNT")]
     pub service_account: Option<String>,
+    /// Gate: an input that must carry a valid attestation from the previous
+    /// stage (`PATH=ATTESTATION`, `PATH`, or `image:REF`); repeatable. Any
+    /// failure stops the init container, so the builder never starts.
+    #[arg(long = "require", value_name = "INPUT", requires = "policy")]
+    pub require: Vec<String>,
+    /// Policy the required inputs' attestations must pass.
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+    #[command(flatten)]
+    pub registry: super::publish::RegistryOpts,
     #[command(flatten)]
     pub hash: HashOpts,
     #[command(flatten)]
@@ -69,6 +79,8 @@ pub fn parse_reference(s: &str) -> anyhow::Result<ResourceDescriptor> {
 
 pub fn snapshot(a: SnapshotArgs) -> anyhow::Result<i32> {
     let taken = OffsetDateTime::now_utc();
+    // The gate first: a build whose inputs are not vouched for never starts.
+    let upstream = gate(&a)?;
     let references = a
         .references
         .iter()
@@ -107,7 +119,7 @@ pub fn snapshot(a: SnapshotArgs) -> anyhow::Result<i32> {
         materials_as: a.describe.materials_as.as_str().into(),
         materials: materials.iter().map(SnapRoot::from_hashed).collect(),
         workspace: workspace.iter().map(SnapRoot::from_hashed).collect(),
-        references,
+        references: references.into_iter().chain(upstream).collect(),
     };
     std::fs::create_dir_all(&a.state)
         .with_context(|| format!("cannot create state directory {}", a.state.display()))?;
@@ -117,4 +129,44 @@ pub fn snapshot(a: SnapshotArgs) -> anyhow::Result<i32> {
     let files: usize = snap.materials.iter().map(|r| r.entries.len()).sum();
     tracing::info!(snapshot = %path.display(), materials = files, "snapshot written");
     Ok(exit::OK)
+}
+
+/// Verifies every `--require`d input; returns what to record upstream.
+fn gate(a: &SnapshotArgs) -> anyhow::Result<Vec<crate::provenance::ResourceDescriptor>> {
+    use crate::verify::gate::{check_image, check_path, Requirement};
+    if a.require.is_empty() {
+        return Ok(Vec::new());
+    }
+    let policy =
+        crate::verify::Policy::load(a.policy.as_deref().context("--require needs --policy")?)?;
+    let reqs = a
+        .require
+        .iter()
+        .map(|r| r.parse::<Requirement>())
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut out = Vec::new();
+    let mut rt = None;
+    for r in reqs {
+        let d = match r {
+            Requirement::Path { input, attestation } => {
+                check_path(&input, attestation.as_deref(), &policy)?
+            }
+            Requirement::Image(image) => {
+                let registry = a.registry.registry()?;
+                let rt = match &mut rt {
+                    Some(rt) => rt,
+                    None => rt.insert(
+                        tokio::runtime::Builder::new_current_thread()
+                            .enable_all()
+                            .build()
+                            .context("cannot start async runtime")?,
+                    ),
+                };
+                rt.block_on(check_image(&image, &registry, &policy))?
+            }
+        };
+        tracing::info!(input = %d.name.as_deref().unwrap_or(""), "input vouched for by the previous stage");
+        out.push(d);
+    }
+    Ok(out)
 }

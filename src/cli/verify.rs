@@ -5,13 +5,17 @@ use clap::Args;
 use crate::sign::VerifyingKey;
 use anyhow::Context;
 
-use crate::verify::{exit, verify_bytes, verify_file};
+use crate::verify::{exit, verify_bytes, verify_file, Policy};
 
 #[derive(Args, Debug)]
 pub struct VerifyArgs {
     /// Trusted public key (SPKI PEM); repeatable.
-    #[arg(long = "key", value_name = "PUB", required = true)]
+    #[arg(long = "key", value_name = "PUB", required_unless_present = "policy")]
     pub keys: Vec<PathBuf>,
+    /// Policy file (YAML): trusted keys, predicate types, builder ids,
+    /// subjects, required materials, maximum age, failed builds.
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
     /// How many distinct trusted keys must have signed.
     #[arg(long, default_value_t = 1)]
     pub threshold: usize,
@@ -31,16 +35,26 @@ pub struct VerifyArgs {
 }
 
 pub fn verify(a: VerifyArgs) -> anyhow::Result<i32> {
-    let keys = a
+    let mut keys = a
         .keys
         .iter()
         .map(|k| VerifyingKey::load(k))
         .collect::<Result<Vec<_>, _>>()?;
+    let policy = a.policy.as_deref().map(Policy::load).transpose()?;
+    let mut threshold = a.threshold;
+    if let Some(p) = &policy {
+        keys.extend(p.keys.iter().cloned());
+        threshold = threshold.max(p.threshold);
+    }
+    let a = VerifyArgs { threshold, ..a };
     if let Some(image) = &a.image {
-        return verify_image(image, &a, &keys);
+        return verify_image(image, &a, &keys, policy.as_ref());
     }
     let file = a.file.clone().unwrap_or_default();
     let v = verify_file(&file, &keys, a.threshold)?;
+    if let Some(p) = &policy {
+        enforce(p, &v, &file.display().to_string())?;
+    }
     if a.json {
         println!("{}", serde_json::to_string_pretty(&v.statement)?);
     } else {
@@ -67,7 +81,12 @@ pub fn verify(a: VerifyArgs) -> anyhow::Result<i32> {
 /// signature against the keys, then the statement, then that one of its
 /// subjects is this image's manifest digest (an attestation copied next to
 /// another image must not vouch for it).
-fn verify_image(image: &str, a: &VerifyArgs, keys: &[VerifyingKey]) -> anyhow::Result<i32> {
+fn verify_image(
+    image: &str,
+    a: &VerifyArgs,
+    keys: &[VerifyingKey],
+    policy: Option<&Policy>,
+) -> anyhow::Result<i32> {
     let registry = a.registry.registry()?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -76,6 +95,7 @@ fn verify_image(image: &str, a: &VerifyArgs, keys: &[VerifyingKey]) -> anyhow::R
     let (img, found) = rt.block_on(registry.fetch(image))?;
     let want = img.digest.trim_start_matches("sha256:").to_string();
     let mut ok = 0;
+    let mut policy_failed = 0;
     for f in &found {
         let label = format!("{} {}", f.source, f.digest);
         let result =
@@ -91,12 +111,26 @@ fn verify_image(image: &str, a: &VerifyArgs, keys: &[VerifyingKey]) -> anyhow::R
                         v.statement.subject.iter().any(|s| {
                             s.digest.get("sha256").map(String::as_str) == Some(want.as_str())
                         });
-                    if matches {
-                        Ok(v)
-                    } else {
-                        Err(format!(
+                    if !matches {
+                        return Err(format!(
                             "{label}: signature valid but no subject has the image digest {}",
                             img.digest
+                        ));
+                    }
+                    let violations = policy
+                        .map(|p| p.check(&v, time::OffsetDateTime::now_utc()))
+                        .unwrap_or_default();
+                    if violations.is_empty() {
+                        Ok(v)
+                    } else {
+                        policy_failed += 1;
+                        Err(format!(
+                            "policy: {}",
+                            violations
+                                .iter()
+                                .map(|x| x.to_string())
+                                .collect::<Vec<_>>()
+                                .join("; ")
                         ))
                     }
                 });
@@ -127,5 +161,29 @@ fn verify_image(image: &str, a: &VerifyArgs, keys: &[VerifyingKey]) -> anyhow::R
         img.digest,
         found.len()
     );
-    Ok(if ok > 0 { exit::OK } else { exit::INVALID })
+    Ok(if ok > 0 {
+        exit::OK
+    } else if policy_failed > 0 {
+        exit::POLICY
+    } else {
+        exit::INVALID
+    })
+}
+
+/// Prints every violation on its own line, then fails with the count.
+pub fn enforce(p: &Policy, v: &crate::verify::Verified, label: &str) -> anyhow::Result<()> {
+    let violations = p.check(v, time::OffsetDateTime::now_utc());
+    for x in &violations {
+        eprintln!("policy violation: {label}: {x}");
+    }
+    if violations.is_empty() {
+        Ok(())
+    } else {
+        Err(crate::verify::VerifyError::Policy {
+            label: label.to_string(),
+            policy: p.path.display().to_string(),
+            count: violations.len(),
+        }
+        .into())
+    }
 }

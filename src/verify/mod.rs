@@ -2,6 +2,10 @@
 //! the statement inside it.
 use std::path::Path;
 
+pub mod gate;
+pub mod policy;
+pub use policy::{Policy, PolicyError, Violation};
+
 use crate::provenance::{Statement, StatementError, IN_TOTO_PAYLOAD_TYPE};
 use crate::sign::{Envelope, EnvelopeError, KeyError, VerifyingKey};
 
@@ -40,6 +44,12 @@ pub enum VerifyError {
     Key(#[from] KeyError),
     #[error("no trusted key given: pass --key PUBLIC_KEY")]
     NoKeys,
+    #[error("{label}: {count} policy violation(s) of {policy}")]
+    Policy {
+        label: String,
+        policy: String,
+        count: usize,
+    },
     #[error("{image}: no attestation attached (no cosign .att tag, no referrers)")]
     NotAttached { image: String },
     #[error("{path}: {source}")]
@@ -60,6 +70,7 @@ impl VerifyError {
                 source: EnvelopeError::Key(_),
                 ..
             } => exit::CANNOT_CHECK,
+            VerifyError::Policy { .. } => exit::POLICY,
             VerifyError::Envelope { .. }
             | VerifyError::Statement { .. }
             | VerifyError::Bundle { .. }

@@ -1,0 +1,243 @@
+//! Trust between stages: stage one signs a source tarball; stage two's
+//! init-container gate (`provenant snapshot --require`) verifies it against
+//! a policy before the build may start, and stage two's attestation records
+//! the verified upstream attestation. Every way the chain can be broken
+//! stops stage two with the right exit code and message.
+mod common;
+
+use std::path::Path;
+
+use common::*;
+
+/// Stage one: a source tree packed into source.tar, attested by the
+/// source stage's key (`provenant run`).
+fn stage_one(d: &Path, key: &str, builder_id: &str) {
+    write(&d.join("src/main.c"), b"int main(void) { return 0; }\n");
+    write(&d.join("src/lib/util.h"), b"#define UTIL 1\n");
+    let mut c = provenant(d);
+    c.args([
+        "run",
+        "--material",
+        "src",
+        "--product",
+        "source.tar",
+        "--key",
+        &format!("{key}.key"),
+        "-o",
+        "source.tar.intoto.jsonl",
+        "--builder-id",
+        builder_id,
+        "--",
+        "tar",
+        "--mtime=@0",
+        "-cf",
+        "source.tar",
+        "src",
+    ]);
+    run(c).ok();
+}
+
+fn policy(d: &Path, key: &str, extra: &str) {
+    write(
+        &d.join("policy.yaml"),
+        format!(
+            "version: 1\nkeys:\n  - path: {key}.pub\nbuilderIds:\n  - https://ci.example.com/source/*\nsubjects:\n  - source.tar\nmaterials:\n  - name: src/main.c\nmaxAge: 1h\n{extra}"
+        )
+        .as_bytes(),
+    );
+}
+
+/// Stage two's init container.
+fn gate(d: &Path, require: &str) -> Run {
+    let mut c = provenant(d);
+    c.args([
+        "snapshot",
+        "--state",
+        "state",
+        "--require",
+        require,
+        "--policy",
+        "policy.yaml",
+        "--material",
+        "source.tar",
+        "--workspace",
+        "ws",
+    ]);
+    std::fs::create_dir_all(d.join("ws")).unwrap();
+    run(c)
+}
+
+fn setup() -> tempfile::TempDir {
+    let t = tempfile::tempdir().unwrap();
+    keygen(t.path(), "source", "ecdsa-p256");
+    keygen(t.path(), "build", "ed25519");
+    keygen(t.path(), "mallory", "ecdsa-p256");
+    t
+}
+
+#[test]
+fn a_vouched_input_passes_and_is_chained() {
+    let t = setup();
+    let d = t.path();
+    stage_one(d, "source", "https://ci.example.com/source/main");
+    policy(d, "source", "");
+    let r = gate(d, "source.tar").ok();
+    assert!(r.stderr.contains("vouched for"), "{}", r.stderr);
+    // Stage two builds and signs; its provenance lists the upstream attestation.
+    write(&d.join("done"), b"0");
+    write(&d.join("ws/app"), b"built");
+    let mut c = provenant(d);
+    c.args([
+        "record",
+        "--state",
+        "state",
+        "--key",
+        "build.key",
+        "--completion",
+        "marker:done",
+        "-o",
+        "app.intoto.jsonl",
+    ]);
+    run(c).ok();
+    let st = statement_of(&d.join("app.intoto.jsonl"));
+    let deps = st["predicate"]["buildDefinition"]["resolvedDependencies"]
+        .as_array()
+        .unwrap();
+    let upstream = deps
+        .iter()
+        .find(|x| x["name"] == "attestation:source.tar")
+        .unwrap_or_else(|| panic!("{deps:?}"));
+    let att_bytes = std::fs::read(d.join("source.tar.intoto.jsonl")).unwrap();
+    assert_eq!(upstream["digest"]["sha256"], sha256_hex(&att_bytes));
+    // The next stage can verify stage two with its own policy.
+    write(
+        &d.join("policy2.yaml"),
+        b"version: 1\nkeys:\n  - path: build.pub\nmaterials:\n  - name: attestation:source.tar\n",
+    );
+    let mut c = provenant(d);
+    c.args(["verify", "--policy", "policy2.yaml", "app.intoto.jsonl"]);
+    run(c).ok();
+}
+
+#[test]
+fn a_tampered_source_is_refused() {
+    let t = setup();
+    let d = t.path();
+    stage_one(d, "source", "https://ci.example.com/source/main");
+    policy(d, "source", "");
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(d.join("source.tar"))
+        .and_then(|mut f| std::io::Write::write_all(&mut f, b"evil"))
+        .unwrap();
+    gate(d, "source.tar").fails(
+        5,
+        "source.tar: the attestation does not vouch for this input: its sha256 is",
+    );
+    assert!(
+        !d.join("state/snapshot.json").exists(),
+        "the builder must not get a snapshot"
+    );
+}
+
+#[test]
+fn an_untrusted_signer_is_refused() {
+    let t = setup();
+    let d = t.path();
+    stage_one(d, "mallory", "https://ci.example.com/source/main");
+    policy(d, "source", "");
+    gate(d, "source.tar").fails(4, "no signature");
+}
+
+#[test]
+fn a_wrong_builder_is_refused() {
+    let t = setup();
+    let d = t.path();
+    stage_one(d, "source", "https://laptop.example.com/alice");
+    policy(d, "source", "");
+    gate(d, "source.tar").fails(5, "predicate.runDetails.builder.id: expected one of [\"https://ci.example.com/source/*\"], got \"https://laptop.example.com/alice\"");
+}
+
+#[test]
+fn a_stale_attestation_is_refused() {
+    let t = setup();
+    let d = t.path();
+    stage_one(d, "source", "https://ci.example.com/source/main");
+    write(
+        &d.join("policy.yaml"),
+        b"version: 1\nkeys:\n  - path: source.pub\nmaxAge: 1s\n",
+    );
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    gate(d, "source.tar").fails(
+        5,
+        "predicate.runDetails.metadata.finishedOn: expected within 1s of now",
+    );
+}
+
+#[test]
+fn an_attestation_for_something_else_is_refused() {
+    let t = setup();
+    let d = t.path();
+    stage_one(d, "source", "https://ci.example.com/source/main");
+    policy(d, "source", "");
+    write(&d.join("other.tar"), b"not the attested tarball");
+    gate(d, "other.tar=source.tar.intoto.jsonl").fails(
+        5,
+        "other.tar: the attestation does not vouch for this input",
+    );
+    // No attestation at all.
+    gate(d, "other.tar").fails(3, "other.tar: no attestation found (looked for other.tar.intoto.jsonl, other.tar.sigstore.json)");
+}
+
+#[test]
+fn a_directory_input_is_checked_file_by_file() {
+    let t = setup();
+    let d = t.path();
+    write(&d.join("src/a.c"), b"a");
+    write(&d.join("src/sub/b.c"), b"b");
+    let mut c = provenant(d);
+    c.args([
+        "attest",
+        "--product",
+        "src",
+        "--key",
+        "source.key",
+        "-o",
+        "src.intoto.jsonl",
+    ]);
+    run(c).ok();
+    write(
+        &d.join("policy.yaml"),
+        b"version: 1\nkeys:\n  - path: source.pub\n",
+    );
+    let mut c = provenant(d);
+    c.args([
+        "snapshot",
+        "--state",
+        "state",
+        "--require",
+        "src",
+        "--policy",
+        "policy.yaml",
+        "--material",
+        "src",
+    ]);
+    run(c).ok();
+    write(&d.join("src/sub/injected.c"), b"evil");
+    let mut c = provenant(d);
+    c.args([
+        "snapshot",
+        "--state",
+        "state2",
+        "--require",
+        "src",
+        "--policy",
+        "policy.yaml",
+        "--material",
+        "src",
+    ]);
+    run(c).fails(
+        5,
+        "1 of 3 files are not attested subjects with that content (e.g. sub/injected.c)",
+    );
+}

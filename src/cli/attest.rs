@@ -30,6 +30,8 @@ pub struct AttestArgs {
     pub hash: HashOpts,
     #[command(flatten)]
     pub describe: DescribeOpts,
+    #[command(flatten)]
+    pub link: super::LinkOpts,
 }
 
 /// What the describe step needs beyond the hashed roots.
@@ -154,5 +156,6 @@ pub fn attest(a: AttestArgs) -> anyhow::Result<i32> {
         describe_and_sign(&materials, &products, &a.hash, &a.describe, ctx, &signer)?;
     write_envelope(&a.output, &envelope).with_context(|| "attestation not written".to_string())?;
     report(&a.output, &statement, &signer);
+    a.link.write(&statement, &[], None, &signer)?;
     Ok(exit::OK)
 }

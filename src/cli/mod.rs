@@ -129,6 +129,45 @@ impl DescribeOpts {
     }
 }
 
+/// in-toto link output, for chains verified with `in-toto-verify`.
+#[derive(Args, Debug, Clone)]
+pub struct LinkOpts {
+    /// Also write signed in-toto link metadata for this step into DIR
+    /// (`STEP.KEYID8.link`).
+    #[arg(long = "in-toto-link", value_name = "DIR", requires = "step_name")]
+    pub link_dir: Option<std::path::PathBuf>,
+    /// The step's name in the in-toto layout.
+    #[arg(long, value_name = "NAME")]
+    pub step_name: Option<String>,
+}
+
+impl LinkOpts {
+    pub fn write(
+        &self,
+        statement: &crate::provenance::Statement,
+        command: &[String],
+        exit_code: Option<i32>,
+        signer: &dyn crate::sign::Signer,
+    ) -> anyhow::Result<()> {
+        use anyhow::Context;
+        let (Some(dir), Some(step)) = (&self.link_dir, &self.step_name) else {
+            return Ok(());
+        };
+        let link =
+            crate::provenance::link::Link::from_statement(step, statement, command, exit_code);
+        let env = crate::sign::Envelope::sign(
+            crate::provenance::IN_TOTO_PAYLOAD_TYPE,
+            &link.to_bytes(),
+            signer,
+        )?;
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let path = dir.join(link.file_name(signer.key_id()));
+        crate::publish::write_atomic(&path, env.to_json().as_bytes())?;
+        tracing::info!(link = %path.display(), "in-toto link written");
+        Ok(())
+    }
+}
+
 #[derive(Args, Debug)]
 pub struct DigestArgs {
     /// Files or directories.

@@ -40,6 +40,8 @@ pub struct RunArgs {
     pub hash: HashOpts,
     #[command(flatten)]
     pub describe: DescribeOpts,
+    #[command(flatten)]
+    pub link: super::LinkOpts,
     /// The command and its arguments.
     #[arg(last = true, required = true, value_name = "CMD")]
     pub command: Vec<String>,
@@ -201,6 +203,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<i32> {
             describe_and_sign(&materials, &products, &a.hash, &a.describe, facts, &signer)?;
         write_envelope(&a.output, &envelope)?;
         report(&a.output, &statement, &signer);
+        a.link.write(&statement, &a.command, Some(code), &signer)?;
         Ok(())
     });
     match result {

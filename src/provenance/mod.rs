@@ -13,6 +13,7 @@ mod reported;
 mod roots;
 mod statement;
 
+pub mod link;
 pub use builder::*;
 pub use descriptor::*;
 pub use reported::*;

@@ -13,6 +13,9 @@ cd "$repo"
 "$repo/scripts/podman-setup.sh"
 PROVENANT_PYTHON="$("$repo/scripts/interop-venv.sh" | tail -n 1)"
 export PROVENANT_PYTHON
+# sigstore-js, the independent verifier of our Sigstore bundles.
+SIGSTORE_JS_DIR="$("$repo/scripts/sigstore-js.sh" | tail -n 1)"
+export SIGSTORE_JS_DIR
 
 cargo fmt --check
 cargo clippy --all-targets --quiet -- -D warnings

@@ -318,3 +318,90 @@ fn provenant_verifies_envelopes_signed_by_sslib() {
         verify(d, "k.pub", "theirs.jsonl").fails(INVALID, "theirs.jsonl");
     }
 }
+
+/// sigstore-js (@sigstore/verify), installed by scripts/sigstore-js.sh.
+fn sigstore_js(bundle: &Path, key: &Path, key_id: &str) -> Run {
+    let dir = std::env::var_os("SIGSTORE_JS_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/sigstore-js"));
+    assert!(
+        dir.join("node_modules/@sigstore/verify").is_dir(),
+        "sigstore-js missing in {}: run scripts/test.sh (scripts/sigstore-js.sh installs it)",
+        dir.display()
+    );
+    let mut c = Command::new("node");
+    c.env("SIGSTORE_JS_DIR", &dir)
+        .arg(interop_script("sigstore_verify.mjs"))
+        .arg(bundle)
+        .arg(key)
+        .arg(key_id);
+    run(c)
+}
+
+#[test]
+fn sigstore_js_verifies_our_bundles() {
+    for alg in ["ecdsa-p256", "ed25519"] {
+        let t = tempfile::tempdir().unwrap();
+        let d = t.path();
+        example_tree(d);
+        keygen(d, "k", alg);
+        keygen(d, "other", alg);
+        let mut c = provenant(d);
+        c.args([
+            "attest",
+            "--material",
+            "src",
+            "--product",
+            "out",
+            "--key",
+            "k.key",
+            "-o",
+            "att.jsonl",
+            "--bundle",
+            "att.sigstore.json",
+        ]);
+        run(c).ok();
+        let bundle = read_json(&d.join("att.sigstore.json"));
+        assert_eq!(
+            bundle["mediaType"],
+            "application/vnd.dev.sigstore.bundle.v0.3+json"
+        );
+        let kid = bundle["verificationMaterial"]["publicKey"]["hint"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        // The bundle carries exactly the envelope we wrote.
+        let env = read_json(&d.join("att.jsonl"));
+        assert_eq!(bundle["dsseEnvelope"]["payload"], env["payload"]);
+        assert_eq!(
+            bundle["dsseEnvelope"]["signatures"][0]["sig"],
+            env["signatures"][0]["sig"]
+        );
+
+        let r = sigstore_js(&d.join("att.sigstore.json"), &d.join("k.pub"), &kid);
+        assert_eq!(r.code, 0, "{alg}: sigstore-js: {}{}", r.stdout, r.stderr);
+        assert_eq!(r.stdout.trim(), format!("OK {kid}"));
+        // Another key under the same id: rejected.
+        let r = sigstore_js(&d.join("att.sigstore.json"), &d.join("other.pub"), &kid);
+        assert_eq!(r.code, 1, "{alg}: {}{}", r.stdout, r.stderr);
+        // A changed payload: rejected.
+        let mut tampered = bundle.clone();
+        let p = tampered["dsseEnvelope"]["payload"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let flipped = if p.starts_with('e') {
+            format!("f{}", &p[1..])
+        } else {
+            format!("e{}", &p[1..])
+        };
+        tampered["dsseEnvelope"]["payload"] = serde_json::Value::String(flipped);
+        std::fs::write(d.join("t.json"), serde_json::to_vec(&tampered).unwrap()).unwrap();
+        let r = sigstore_js(&d.join("t.json"), &d.join("k.pub"), &kid);
+        assert_eq!(r.code, 1, "{alg}: {}{}", r.stdout, r.stderr);
+        // provenant verify reads the bundle too.
+        let mut c = provenant(d);
+        c.args(["verify", "--key", "k.pub", "att.sigstore.json"]);
+        run(c).ok();
+    }
+}

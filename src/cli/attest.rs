@@ -26,6 +26,9 @@ pub struct AttestArgs {
     /// Where to write the DSSE envelope (one JSON line).
     #[arg(short = 'o', long, default_value = "provenance.intoto.jsonl")]
     pub output: PathBuf,
+    /// Also write the envelope as a Sigstore bundle (v0.3, public-key hint).
+    #[arg(long, value_name = "FILE")]
+    pub bundle: Option<PathBuf>,
     #[command(flatten)]
     pub hash: HashOpts,
     #[command(flatten)]
@@ -125,6 +128,18 @@ pub(super) fn write_envelope(path: &Path, envelope: &Envelope) -> anyhow::Result
     Ok(())
 }
 
+pub(super) fn write_bundle(
+    path: Option<&Path>,
+    envelope: &Envelope,
+    signer: &dyn Signer,
+) -> anyhow::Result<()> {
+    if let Some(p) = path {
+        let b = crate::publish::Bundle::for_envelope(envelope, signer.key_id());
+        write_atomic(p, b.to_json().as_bytes()).context("bundle not written")?;
+    }
+    Ok(())
+}
+
 pub(super) fn report(path: &Path, statement: &Statement, signer: &dyn Signer) {
     tracing::info!(
         output = %path.display(),
@@ -156,6 +171,7 @@ pub fn attest(a: AttestArgs) -> anyhow::Result<i32> {
         describe_and_sign(&materials, &products, &a.hash, &a.describe, ctx, &signer)?;
     write_envelope(&a.output, &envelope).with_context(|| "attestation not written".to_string())?;
     report(&a.output, &statement, &signer);
+    write_bundle(a.bundle.as_deref(), &envelope, &signer)?;
     a.link.write(&statement, &[], None, &signer)?;
     Ok(exit::OK)
 }

@@ -31,6 +31,9 @@ pub struct RunArgs {
     /// Where to write the DSSE envelope (one JSON line).
     #[arg(short = 'o', long, default_value = "provenance.intoto.jsonl")]
     pub output: PathBuf,
+    /// Also write the envelope as a Sigstore bundle (v0.3, public-key hint).
+    #[arg(long, value_name = "FILE")]
+    pub bundle: Option<PathBuf>,
     /// Also attest when the command exits non-zero (the exit code is
     /// recorded either way). Off by default: a failed build's outputs are
     /// rarely meant to be trusted.
@@ -203,6 +206,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<i32> {
             describe_and_sign(&materials, &products, &a.hash, &a.describe, facts, &signer)?;
         write_envelope(&a.output, &envelope)?;
         report(&a.output, &statement, &signer);
+        super::attest::write_bundle(a.bundle.as_deref(), &envelope, &signer)?;
         a.link.write(&statement, &a.command, Some(code), &signer)?;
         Ok(())
     });

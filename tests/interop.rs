@@ -390,10 +390,10 @@ fn sigstore_js_verifies_our_bundles() {
             .as_str()
             .unwrap()
             .to_string();
-        let flipped = if p.starts_with('e') {
-            format!("f{}", &p[1..])
-        } else {
-            format!("e{}", &p[1..])
+        // The payload starts with base64 of `{"_type"`: change its first character.
+        let flipped = match p.strip_prefix('e') {
+            Some(rest) => format!("f{rest}"),
+            None => format!("e{}", &p[1..]),
         };
         tampered["dsseEnvelope"]["payload"] = serde_json::Value::String(flipped);
         std::fs::write(d.join("t.json"), serde_json::to_vec(&tampered).unwrap()).unwrap();

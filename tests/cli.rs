@@ -677,3 +677,112 @@ fn tree_mode_matches_git() {
         "tree"
     );
 }
+
+/// The key lives with `provenant signer`; the build side has only a URL and
+/// a token. Signatures verify with the service's public key; a wrong token,
+/// a non-statement payload and an unreachable signer are refused clearly.
+#[test]
+fn remote_signer_keeps_the_key_elsewhere() {
+    use std::io::BufRead;
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    example_tree(d);
+    keygen(d, "k", "ecdsa-p256");
+    write(&d.join("token"), b"0123456789abcdef-secret");
+    write(&d.join("wrong"), b"0123456789abcdef-wrong!");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut c = provenant(d);
+    c.args([
+        "signer",
+        "--key",
+        "k.key",
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+        "--token-file",
+        "token",
+    ])
+    .stderr(std::process::Stdio::piped());
+    let mut server = c.spawn().unwrap();
+    let err = server.stderr.take().unwrap();
+    let mut lines = std::io::BufReader::new(err).lines();
+    loop {
+        let l = lines.next().expect("signer exited").unwrap();
+        if l.contains("signer ready") {
+            break;
+        }
+    }
+    std::thread::spawn(move || for _ in lines {});
+    let url = format!("http://127.0.0.1:{port}");
+    // The build side: no key file at all.
+    std::fs::rename(d.join("k.key"), d.join("elsewhere.key")).ok();
+    let mut c = provenant(d);
+    c.args([
+        "attest",
+        "--material",
+        "src",
+        "--product",
+        "out",
+        "--signer",
+        &url,
+        "--signer-token-file",
+        "token",
+        "-o",
+        "att.jsonl",
+    ]);
+    run(c).ok();
+    let mut c = provenant(d);
+    c.args(["verify", "--key", "k.pub", "att.jsonl"]);
+    run(c).ok();
+
+    let mut c = provenant(d);
+    c.args([
+        "attest",
+        "--material",
+        "src",
+        "--product",
+        "out",
+        "--signer",
+        &url,
+        "--signer-token-file",
+        "wrong",
+        "-o",
+        "x.jsonl",
+    ]);
+    run(c).fails(3, "HTTP 401");
+    let mut c = provenant(d);
+    c.args([
+        "attest",
+        "--material",
+        "src",
+        "--product",
+        "out",
+        "--signer",
+        "http://127.0.0.1:1",
+        "-o",
+        "x.jsonl",
+    ]);
+    run(c).fails(3, "signer unavailable: http://127.0.0.1:1");
+    assert!(!d.join("x.jsonl").exists());
+
+    // Not a signing oracle: arbitrary payloads are refused.
+    use base64::Engine;
+    use std::io::{Read, Write};
+    let body = serde_json::json!({"pae": base64::engine::general_purpose::STANDARD.encode(b"DSSEv1 10 text/plain 5 hello")}).to_string();
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        s,
+        "POST /v1/sign HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer 0123456789abcdef-secret\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    assert!(resp.starts_with("HTTP/1.1 403"), "{resp}");
+    assert!(resp.contains("refusing to sign payload type"), "{resp}");
+    let _ = server.kill();
+    let _ = server.wait();
+}

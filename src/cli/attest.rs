@@ -9,7 +9,7 @@ use crate::provenance::{
     self, ExternalParameters, HashedRoot, InternalParameters, Observation, Statement,
 };
 use crate::publish::write_atomic;
-use crate::sign::{sign_statement, Envelope, LocalSigner, Signer};
+use crate::sign::{sign_statement, Envelope, Signer};
 use crate::verify::exit;
 
 #[derive(Args, Debug)]
@@ -21,8 +21,10 @@ pub struct AttestArgs {
     #[arg(long = "product", value_name = "PATH", required = true)]
     pub products: Vec<PathBuf>,
     /// Private key: PKCS#8 PEM or cosign encrypted key (password from COSIGN_PASSWORD).
-    #[arg(long)]
-    pub key: PathBuf,
+    #[arg(long, required_unless_present = "url")]
+    pub key: Option<PathBuf>,
+    #[command(flatten)]
+    pub remote: super::RemoteSignerOpts,
     /// Where to write the DSSE envelope (one JSON line).
     #[arg(short = 'o', long, default_value = "provenance.intoto.jsonl")]
     pub output: PathBuf,
@@ -150,7 +152,8 @@ pub(super) fn report(path: &Path, statement: &Statement, signer: &dyn Signer) {
 }
 
 pub fn attest(a: AttestArgs) -> anyhow::Result<i32> {
-    let signer = LocalSigner::load(&a.key)?;
+    let signer = a.remote.signer(a.key.as_deref())?;
+    let signer = &*signer;
     let started = OffsetDateTime::now_utc();
     let materials = hash_all(
         &a.materials,
@@ -168,10 +171,10 @@ pub fn attest(a: AttestArgs) -> anyhow::Result<i32> {
         extra_materials: Vec::new(),
     };
     let (statement, envelope) =
-        describe_and_sign(&materials, &products, &a.hash, &a.describe, ctx, &signer)?;
+        describe_and_sign(&materials, &products, &a.hash, &a.describe, ctx, signer)?;
     write_envelope(&a.output, &envelope).with_context(|| "attestation not written".to_string())?;
-    report(&a.output, &statement, &signer);
-    write_bundle(a.bundle.as_deref(), &envelope, &signer)?;
-    a.link.write(&statement, &[], None, &signer)?;
+    report(&a.output, &statement, signer);
+    write_bundle(a.bundle.as_deref(), &envelope, signer)?;
+    a.link.write(&statement, &[], None, signer)?;
     Ok(exit::OK)
 }

@@ -6,6 +6,7 @@ mod keygen;
 mod publish;
 mod record;
 mod run;
+mod signer;
 mod snapshot;
 mod verify;
 
@@ -64,6 +65,9 @@ pub enum Command {
     Snapshot(snapshot::SnapshotArgs),
     /// Sidecar: watch the workspace, detect the end of the build, attest.
     Record(record::RecordArgs),
+    /// Remote signing service: holds the key, signs in-toto statements for
+    /// `--signer` clients.
+    Signer(signer::SignerArgs),
     /// Push spooled attestations to their images' registries (idempotent).
     Publish(publish::PublishArgs),
     /// Print sha256 digests of files (sha256sum format), or a tree's git id.
@@ -126,6 +130,49 @@ pub struct DescribeOpts {
 impl DescribeOpts {
     pub fn wants_git_blobs(&self) -> bool {
         self.materials_as == MaterialsAs::Tree
+    }
+}
+
+/// A remote signer instead of a local key (`provenant signer` elsewhere).
+#[derive(Args, Debug, Clone)]
+pub struct RemoteSignerOpts {
+    /// URL of a `provenant signer` service holding the key.
+    #[arg(
+        long = "signer",
+        value_name = "URL",
+        env = "PROVENANT_SIGNER",
+        conflicts_with = "key"
+    )]
+    pub url: Option<String>,
+    /// File with the bearer token for the signer.
+    #[arg(
+        long = "signer-token-file",
+        value_name = "FILE",
+        env = "PROVENANT_SIGNER_TOKEN_FILE"
+    )]
+    pub token_file: Option<std::path::PathBuf>,
+    /// Extra CA certificate (PEM) for an HTTPS signer.
+    #[arg(long = "signer-ca", value_name = "PEM")]
+    pub ca: Option<std::path::PathBuf>,
+}
+
+impl RemoteSignerOpts {
+    /// The remote signer if one is configured, else the local key.
+    pub fn signer(
+        &self,
+        key: Option<&std::path::Path>,
+    ) -> anyhow::Result<Box<dyn crate::sign::Signer>> {
+        if let Some(url) = &self.url {
+            return Ok(Box::new(crate::sign::remote::RemoteSigner::connect(
+                url,
+                self.token_file.as_deref(),
+                self.ca.as_deref(),
+            )?));
+        }
+        match key {
+            Some(k) => Ok(Box::new(crate::sign::LocalSigner::load(k)?)),
+            None => anyhow::bail!("no signing key: pass --key FILE or --signer URL"),
+        }
     }
 }
 
@@ -267,6 +314,7 @@ pub fn main() -> i32 {
         Command::Run(a) => run::run(a),
         Command::Verify(a) => verify::verify(a),
         Command::Publish(a) => publish::publish(a),
+        Command::Signer(a) => signer::serve(a),
         Command::Inspect(a) => inspect::inspect(a),
         Command::Digest(a) => digest(a),
         Command::Snapshot(a) => snapshot::snapshot(a),

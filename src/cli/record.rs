@@ -21,7 +21,6 @@ use crate::provenance::{
     Observation, ReportSources,
 };
 use crate::publish::{emit_log_line, push_with_retry, Bundle, LogLine, Spool, SpoolEntry};
-use crate::sign::{LocalSigner, Signer};
 use crate::verify::exit;
 use crate::watch::{Watch, WatchOptions};
 
@@ -47,8 +46,10 @@ pub struct RecordArgs {
     pub workspaces: Vec<PathBuf>,
     /// Private key, mounted only into this container (PKCS#8 PEM or cosign
     /// encrypted with COSIGN_PASSWORD).
-    #[arg(long, env = "PROVENANT_KEY")]
-    pub key: PathBuf,
+    #[arg(long, env = "PROVENANT_KEY", required_unless_present = "url")]
+    pub key: Option<PathBuf>,
+    #[command(flatten)]
+    pub remote: super::RemoteSignerOpts,
     /// Where to write the envelope (default: STATE/provenance.intoto.jsonl).
     #[arg(short = 'o', long)]
     pub output: Option<PathBuf>,
@@ -112,7 +113,7 @@ pub fn record(a: RecordArgs) -> anyhow::Result<i32> {
         None
     };
     // Problems with the key must surface now, not after a long build.
-    let signer = LocalSigner::load(&a.key)?;
+    let signer = a.remote.signer(a.key.as_deref())?;
     let triggers = a
         .completion
         .iter()
@@ -293,7 +294,7 @@ pub fn record(a: RecordArgs) -> anyhow::Result<i32> {
     } else {
         Vec::new()
     };
-    let (statement, envelope) = sign_observation(subjects, obs, &signer)?;
+    let (statement, envelope) = sign_observation(subjects, obs, &*signer)?;
     let output = a
         .output
         .clone()

@@ -45,6 +45,8 @@ pub struct RunArgs {
     pub describe: DescribeOpts,
     #[command(flatten)]
     pub link: super::LinkOpts,
+    #[command(flatten)]
+    pub remote: super::RemoteSignerOpts,
     /// The command and its arguments.
     #[arg(last = true, required = true, value_name = "CMD")]
     pub command: Vec<String>,
@@ -164,10 +166,11 @@ async fn run_child(argv: &[String]) -> anyhow::Result<std::process::ExitStatus> 
 }
 
 pub fn run(a: RunArgs) -> anyhow::Result<i32> {
-    let signer = match &a.key {
-        Some(k) => LocalSigner::load(k)?,
-        None => dev_signer()?,
+    let signer: Box<dyn crate::sign::Signer> = match (&a.key, &a.remote.url) {
+        (None, None) => Box::new(dev_signer()?),
+        (key, _) => a.remote.signer(key.as_deref())?,
     };
+    let signer = &*signer;
     let materials = hash_all(
         &a.materials,
         &a.hash,
@@ -203,11 +206,11 @@ pub fn run(a: RunArgs) -> anyhow::Result<i32> {
     };
     let result = hash_all(&a.products, &a.hash, "products", false).and_then(|products| {
         let (statement, envelope) =
-            describe_and_sign(&materials, &products, &a.hash, &a.describe, facts, &signer)?;
+            describe_and_sign(&materials, &products, &a.hash, &a.describe, facts, signer)?;
         write_envelope(&a.output, &envelope)?;
-        report(&a.output, &statement, &signer);
-        super::attest::write_bundle(a.bundle.as_deref(), &envelope, &signer)?;
-        a.link.write(&statement, &a.command, Some(code), &signer)?;
+        report(&a.output, &statement, signer);
+        super::attest::write_bundle(a.bundle.as_deref(), &envelope, signer)?;
+        a.link.write(&statement, &a.command, Some(code), signer)?;
         Ok(())
     });
     match result {

@@ -2,6 +2,8 @@
 //! the `sigstore` crate) and DSSE envelopes.
 mod dsse;
 mod keys;
+pub mod remote;
+pub mod service;
 
 pub use dsse::*;
 pub use keys::*;

@@ -786,3 +786,52 @@ fn remote_signer_keeps_the_key_elsewhere() {
     let _ = server.kill();
     let _ = server.wait();
 }
+
+/// `kubectl logs POD -c provenant | provenant verify --key cosign.pub -`
+#[test]
+fn verify_reads_a_pod_log_from_stdin() {
+    use std::io::Write;
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    example_tree(d);
+    keygen(d, "k", "ecdsa-p256");
+    let mut c = provenant(d);
+    c.args([
+        "attest",
+        "--material",
+        "src",
+        "--product",
+        "out",
+        "--key",
+        "k.key",
+        "-o",
+        "att.jsonl",
+    ]);
+    run(c).ok();
+    let envelope = std::fs::read_to_string(d.join("att.jsonl")).unwrap();
+    let log = format!(
+        "2026-11-25T10:00:00Z stderr F INFO ready\n2026-11-25T10:00:05Z stdout F {{\"provenantAttestation\":\"v1\",\"envelope\":{}}}\n",
+        envelope.trim()
+    );
+    let mut c = provenant(d);
+    c.args(["verify", "--key", "k.pub", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(log.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("Verified OK: -"), "{stderr}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("out/"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}

@@ -130,6 +130,8 @@ pub fn extract_envelope(bytes: &[u8]) -> Option<Vec<u8>> {
         .find(|l| l.windows(marker.len()).any(|w| w == marker.as_bytes()))?;
     // Pod log lines may carry a runtime prefix (`2026-... stdout F {...}`).
     let start = marked.iter().position(|b| *b == b'{')?;
-    let line: LogLine = serde_json::from_slice(&marked[start..]).ok()?;
-    serde_json::to_vec(&line.envelope).ok()
+    // Only the envelope matters (the signature check is what makes it
+    // trustworthy); the line's other fields are for people reading logs.
+    let line: serde_json::Value = serde_json::from_slice(&marked[start..]).ok()?;
+    serde_json::to_vec(line.get("envelope")?).ok()
 }

@@ -491,3 +491,36 @@ fn killing_the_sidecar_mid_finalize_leaves_no_partial_attestation() {
         "{names:?}"
     );
 }
+
+/// Finalize reuses what the watcher hashed, also when the workspace was
+/// given as a relative path (the cache is keyed by canonical paths).
+#[test]
+fn finalize_reuses_the_watchers_digests() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    setup(d);
+    snapshot(d, &[]);
+    let mut child = spawn_record(d, &["--completion", "marker:done"]);
+    wait_ready(&mut child);
+    for i in 0..200 {
+        write(&d.join(format!("ws/out/f{i}")), format!("{i}").as_bytes());
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    std::fs::write(d.join("done"), b"0").unwrap();
+    let r = finish(child);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let hits: u64 = r
+        .stderr
+        .split("cache_hits=")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no cache_hits in log: {}", r.stderr));
+    assert!(
+        hits >= 200,
+        "only {hits} of 200 files came from the watcher: {}",
+        r.stderr
+    );
+    let st = statement_of_line(&the_line(&r));
+    assert_eq!(st["subject"].as_array().unwrap().len(), 200);
+}

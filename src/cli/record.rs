@@ -214,12 +214,22 @@ pub fn record(a: RecordArgs) -> anyhow::Result<i32> {
         let now = provenance::hash_root_cached(w, &opts, cache)?;
         let mut changed = pod::changed(&baseline, &now);
         // A completion marker inside the workspace is ours, not a product.
-        changed.tree.entries.retain(|e| {
-            let abs = std::fs::canonicalize(w.join(e.path.as_path())).ok();
-            !markers.iter().any(|m| Some(m) == abs.as_ref())
-        });
+        // Resolved once per root, not per file: finalize touches 100k files.
+        let root = std::fs::canonicalize(w).ok();
+        let marker_rels: Vec<String> = markers
+            .iter()
+            .filter_map(|m| m.strip_prefix(root.as_ref()?).ok())
+            .map(|r| r.to_string_lossy().into_owned())
+            .collect();
+        if !marker_rels.is_empty() {
+            changed
+                .tree
+                .entries
+                .retain(|e| !marker_rels.iter().any(|m| *m == e.path.to_string()));
+        }
         products.push(changed);
     }
+    let walk_ms = t0.elapsed().as_millis() as u64;
     let hits = watch.cache().hits();
     watch.stop();
 
@@ -294,7 +304,10 @@ pub fn record(a: RecordArgs) -> anyhow::Result<i32> {
     } else {
         Vec::new()
     };
+    let t_describe = Instant::now();
     let (statement, envelope) = sign_observation(subjects, obs, &*signer)?;
+    let describe_sign_ms = t_describe.elapsed().as_millis() as u64;
+    let t_write = Instant::now();
     let output = a
         .output
         .clone()
@@ -316,6 +329,9 @@ pub fn record(a: RecordArgs) -> anyhow::Result<i32> {
         subjects = statement.subject.len(),
         key_id = signer.key_id(),
         finalize_ms = t0.elapsed().as_millis() as u64,
+        walk_ms,
+        describe_sign_ms,
+        write_ms = t_write.elapsed().as_millis() as u64,
         cache_hits = hits,
         "attestation written"
     );

@@ -507,7 +507,11 @@ pub fn hash_tree_cached(
         progress,
     };
     let mut entries = if meta.is_dir() {
-        walker.walk_dir(root, &RelPath::default())?
+        // A cache is keyed by canonical absolute paths (the watcher's view);
+        // walking from the canonical root makes a relative or symlinked
+        // root hit it too.
+        let canonical = cache.and_then(|_| std::fs::canonicalize(root).ok());
+        walker.walk_dir(canonical.as_deref().unwrap_or(root), &RelPath::default())?
     } else {
         let name = RelPath::from_bytes(
             root.file_name()

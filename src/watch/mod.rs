@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use notify::event::{AccessKind, AccessMode, CreateKind, ModifyKind, RemoveKind, RenameMode};
@@ -45,13 +45,15 @@ struct Cached {
 /// Digests the watcher computed, keyed by absolute path.
 #[derive(Default)]
 pub struct WatchCache {
-    map: Mutex<HashMap<PathBuf, Cached>>,
+    // Read-mostly at finalize, when every file of the tree is looked up
+    // from all cores at once.
+    map: RwLock<HashMap<PathBuf, Cached>>,
     hits: AtomicU64,
 }
 
 impl WatchCache {
     pub fn len(&self) -> usize {
-        self.map.lock().map(|m| m.len()).unwrap_or(0)
+        self.map.read().map(|m| m.len()).unwrap_or(0)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -64,20 +66,20 @@ impl WatchCache {
 
     fn valid(&self, abs: &Path, key: &StatKey) -> bool {
         self.map
-            .lock()
+            .read()
             .map(|m| m.get(abs).is_some_and(|c| c.key == *key))
             .unwrap_or(false)
     }
 
     fn insert(&self, abs: PathBuf, key: StatKey, digest: FileDigest) {
-        if let Ok(mut m) = self.map.lock() {
+        if let Ok(mut m) = self.map.write() {
             m.insert(abs, Cached { key, digest });
         }
     }
 
     /// Forgets `abs` and everything below it.
     fn forget(&self, abs: &Path) {
-        if let Ok(mut m) = self.map.lock() {
+        if let Ok(mut m) = self.map.write() {
             if m.remove(abs).is_none() {
                 m.retain(|p, _| !p.starts_with(abs));
             }
@@ -87,7 +89,7 @@ impl WatchCache {
 
 impl DigestCache for WatchCache {
     fn lookup(&self, abs: &Path, key: &StatKey, need_git_blob: bool) -> Option<FileDigest> {
-        let m = self.map.lock().ok()?;
+        let m = self.map.read().ok()?;
         let c = m.get(abs)?;
         if c.key != *key || (need_git_blob && c.digest.git_blob.is_none()) {
             return None;

@@ -75,9 +75,17 @@ pub struct LogLine {
     pub marker: String,
     pub envelope: crate::sign::Envelope,
     pub subjects: Vec<LoggedSubject>,
+    /// All subjects, when `subjects` shows only the first few.
+    #[serde(default, rename = "subjectCount")]
+    pub subject_count: usize,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file: Option<String>,
 }
+
+/// The human summary in the log line lists at most this many subjects: the
+/// envelope already holds them all, and a build with 100k products must not
+/// double a 20 MB log line.
+pub const LOGGED_SUBJECTS: usize = 20;
 
 impl LogLine {
     pub fn new(
@@ -88,9 +96,11 @@ impl LogLine {
         LogLine {
             marker: LOG_MARKER_VERSION.into(),
             envelope: envelope.clone(),
+            subject_count: statement.subject.len(),
             subjects: statement
                 .subject
                 .iter()
+                .take(LOGGED_SUBJECTS)
                 .map(|s| LoggedSubject {
                     name: s.name.clone().unwrap_or_default(),
                     digest: s

@@ -170,6 +170,7 @@ pub fn record(a: RecordArgs) -> anyhow::Result<i32> {
         waiter.wait().await
     })?;
     let t0 = Instant::now();
+    watch.stop();
     tracing::info!(by = completed.by, exit_code = ?completed.exit_code, detail = %completed.detail, "build finished; finalizing");
     if let Some(code) = completed.exit_code.filter(|c| *c != 0) {
         if !a.attest_failed {
@@ -231,7 +232,8 @@ pub fn record(a: RecordArgs) -> anyhow::Result<i32> {
     }
     let walk_ms = t0.elapsed().as_millis() as u64;
     let hits = watch.cache().hits();
-    watch.stop();
+    // The digests are in the trees now; free the cache before describing.
+    drop(watch);
 
     let sources = ReportSources {
         kpack_report: a.kpack_report.clone(),
@@ -254,6 +256,7 @@ pub fn record(a: RecordArgs) -> anyhow::Result<i32> {
     } else {
         provenance::subjects(&products)?
     };
+    drop(products);
     let mut materials = provenance::materials(&materials_before, materials_as);
     materials.extend(snap.references.iter().cloned());
     let display = |roots: &[HashedRoot]| {
@@ -315,13 +318,9 @@ pub fn record(a: RecordArgs) -> anyhow::Result<i32> {
     write_envelope(&output, &envelope).context("attestation not written")?;
     // The same envelope as a Sigstore bundle, for sigstore tooling.
     let bundle_path = output.with_file_name(bundle_name(&output));
-    crate::publish::write_atomic(
-        &bundle_path,
-        Bundle::for_envelope(&envelope, signer.key_id())
-            .to_json()
-            .as_bytes(),
-    )
-    .context("bundle not written")?;
+    Bundle::for_envelope(&envelope, signer.key_id())
+        .write_to(&bundle_path)
+        .context("bundle not written")?;
     emit_log_line(&LogLine::new(&envelope, &statement, Some(&output)))
         .context("cannot write the attestation to stdout")?;
     tracing::info!(

@@ -72,7 +72,7 @@ pub fn parse_reference(s: &str) -> anyhow::Result<ResourceDescriptor> {
             format!("--reference '{s}': digest after '@' is not sha256:<64 hex>")
         })?;
         rd.uri = Some(format!("oci://{image}"));
-        rd.digest.insert(ALG_SHA256.into(), hex);
+        rd.digest.insert(ALG_SHA256, hex);
     }
     Ok(rd)
 }

@@ -14,6 +14,7 @@
 //! - a file that cannot be read or vanishes mid-walk is an error naming the
 //!   path, or, with [`ErrorPolicy::Record`], an entry saying what happened.
 mod git;
+mod mapped;
 mod path;
 
 use std::fs::File;
@@ -213,21 +214,49 @@ pub trait DigestCache: Sync {
     fn lookup(&self, abs: &Path, key: &StatKey, need_git_blob: bool) -> Option<FileDigest>;
 }
 
-/// Hashes the regular file at `abs` without following a link, and returns
-/// the stat key it had; fails if the file changed while being read.
-pub fn hash_path_nofollow(abs: &Path, git_blob: bool) -> std::io::Result<(FileDigest, StatKey)> {
-    let f = File::options()
+/// What [`prehash`] found.
+#[derive(Debug)]
+pub enum Prehash {
+    Hashed(FileDigest, StatKey),
+    /// Not a regular file (any more).
+    NotAFile,
+    /// Changed less than the margin ago: a digest taken now could not be
+    /// trusted later, as a rewrite within the same timestamp tick would
+    /// leave the stat key unchanged.
+    TooFresh,
+}
+
+/// Hashes the regular file at `abs` for the watcher's cache: never follows
+/// a link, refuses files changed within `margin_ns` of now, and fails if
+/// the file changed while being read (stat key before and after differ).
+/// Six syscalls per file (open, fstat, read, fstat, close and a read only
+/// for files over the buffer size): the sidecar does this for every file
+/// the build writes, so each one counts against the build's CPU.
+pub fn prehash(abs: &Path, git_blob: bool, margin_ns: i128) -> std::io::Result<Prehash> {
+    let mut f = File::options()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
         .open(abs)?;
-    let before = StatKey::of(&f.metadata()?);
-    let f2 = f.try_clone()?;
-    let d = hash_open(f, git_blob)?;
-    let after = StatKey::of(&f2.metadata()?);
+    let meta = f.metadata()?;
+    if !meta.file_type().is_file() {
+        return Ok(Prehash::NotAFile);
+    }
+    let before = StatKey::of(&meta);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i128)
+        .unwrap_or(0);
+    if now - before.ctime_ns.max(before.mtime_ns) < margin_ns {
+        return Ok(Prehash::TooFresh);
+    }
+    // Reading exactly the stat size is enough: growth, or any write, while
+    // we read changes the key checked below.
+    let d = hash_reader(&mut f, &meta, git_blob, Some(meta.len()))?;
+    let after = StatKey::of(&f.metadata()?);
     if before != after {
         return Err(std::io::Error::other("file changed while being hashed"));
     }
-    Ok((d, after))
+    Ok(Prehash::Hashed(d, after))
 }
 
 thread_local! {
@@ -240,13 +269,42 @@ fn hash_open(mut f: File, git_blob: bool) -> std::io::Result<FileDigest> {
     if !meta.file_type().is_file() {
         return Err(std::io::Error::other("not a regular file any more"));
     }
+    hash_reader(&mut f, &meta, git_blob, None)
+}
+
+/// Reads `f` to the end, or `limit` bytes if given.
+fn hash_reader(
+    f: &mut File,
+    meta: &std::fs::Metadata,
+    git_blob: bool,
+    limit: Option<u64>,
+) -> std::io::Result<FileDigest> {
     let mut sha = Sha256::new();
     let mut git = git_blob.then(|| git::blob_id_of(meta.len()));
     let mut size = 0u64;
+    if meta.len() >= mapped::MIN_MAPPED && limit.is_none_or(|l| l >= meta.len()) {
+        let mapped = mapped::feed_mapped(f, meta.len(), |b| {
+            sha.update(b);
+            if let Some(g) = git.as_mut() {
+                sha1::Digest::update(g, b);
+            }
+        })?;
+        if mapped {
+            size = meta.len();
+            // Whatever was appended since fstat is read below, so the
+            // result is still "the file up to EOF".
+            std::io::Seek::seek(f, std::io::SeekFrom::Start(size))?;
+        }
+    }
     BUF.with(|buf| -> std::io::Result<()> {
         let mut buf = buf.borrow_mut();
         loop {
-            let n = match f.read(&mut buf) {
+            let want = match limit {
+                Some(l) if size >= l => return Ok(()),
+                Some(l) => buf.len().min((l - size) as usize),
+                None => buf.len(),
+            };
+            let n = match f.read(&mut buf[..want]) {
                 Ok(0) => return Ok(()),
                 Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
@@ -361,12 +419,17 @@ impl Walker<'_> {
         }
     }
 
-    /// One directory entry (already known not to be excluded).
+    /// One directory entry (already known not to be excluded). `de`, when
+    /// the entry came from a directory listing, lets the cache check stat
+    /// relative to the open directory (`fstatat`) instead of resolving the
+    /// whole absolute path again: at finalize that lookup is most of the
+    /// kernel time for 100k files.
     fn visit(
         &self,
         abs: &Path,
         rel: RelPath,
         ft: std::fs::FileType,
+        de: Option<&std::fs::DirEntry>,
     ) -> Result<Vec<Entry>, DigestError> {
         if ft.is_dir() {
             return self.walk_dir(abs, &rel);
@@ -390,7 +453,11 @@ impl Walker<'_> {
             }]);
         }
         if let Some(cache) = self.cache {
-            if let Ok(m) = std::fs::symlink_metadata(abs) {
+            let meta = match de {
+                Some(de) => de.metadata(),
+                None => std::fs::symlink_metadata(abs),
+            };
+            if let Ok(m) = meta {
                 if m.file_type().is_file() {
                     if let Some(d) = cache.lookup(abs, &StatKey::of(&m), self.opts.git_blobs) {
                         return Ok(vec![file_entry(rel, d)]);
@@ -428,17 +495,17 @@ impl Walker<'_> {
             let child_rel = rel.join(&RelPath::from_bytes(de.file_name().as_bytes()));
             match de.file_type() {
                 Ok(ft) if self.excludes.excluded(&child_rel, ft.is_dir()) => {}
-                Ok(ft) => pending.push((de.path(), child_rel, Ok(ft))),
-                Err(e) => pending.push((de.path(), child_rel, Err(e))),
+                Ok(ft) => pending.push((de, child_rel, Ok(ft))),
+                Err(e) => pending.push((de, child_rel, Err(e))),
             }
         }
         // Directories and files of one level in parallel; rayon's work
         // stealing spreads deep and wide trees alike over all cores.
         let parts: Vec<Vec<Entry>> = pending
             .into_par_iter()
-            .map(|(p, r, ft)| match ft {
-                Ok(ft) => self.visit(&p, r, ft),
-                Err(e) => self.failed(&r, &p, e),
+            .map(|(de, r, ft)| match ft {
+                Ok(ft) => self.visit(&de.path(), r, ft, Some(&de)),
+                Err(e) => self.failed(&r, &de.path(), e),
             })
             .collect::<Result<_, _>>()?;
         Ok(parts.into_iter().flatten().collect())
@@ -522,7 +589,7 @@ pub fn hash_tree_cached(
         // The user named this path, so a link here is followed; O_NOFOLLOW
         // applies to what we find inside roots.
         let real = std::fs::canonicalize(root).map_err(|e| io_error(root, e))?;
-        walker.visit(&real, name, meta.file_type())?
+        walker.visit(&real, name, meta.file_type(), None)?
     };
     if let Some(p) = walker.progress {
         p.finish_and_clear();
@@ -532,4 +599,42 @@ pub fn hash_tree_cached(
         root: root.to_path_buf(),
         entries,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prehash_refuses_fresh_files_and_non_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("f");
+        std::fs::write(&f, vec![7u8; 300_000]).unwrap();
+        // Just written: too fresh for a one-hour margin.
+        assert!(matches!(
+            prehash(&f, false, 3_600_000_000_000).unwrap(),
+            Prehash::TooFresh
+        ));
+        match prehash(&f, true, 0).unwrap() {
+            Prehash::Hashed(d, k) => {
+                assert_eq!(d.sha256, hash_file(&f).unwrap());
+                assert_eq!(d.size, 300_000);
+                assert!(d.git_blob.is_some());
+                assert_eq!(k, StatKey::of(&std::fs::metadata(&f).unwrap()));
+            }
+            other => panic!("expected a digest, got {other:?}"),
+        }
+        let fifo = dir.path().join("p");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        assert!(matches!(
+            prehash(&fifo, false, 0).unwrap(),
+            Prehash::NotAFile
+        ));
+        let link = dir.path().join("l");
+        std::os::unix::fs::symlink(&f, &link).unwrap();
+        assert!(
+            prehash(&link, false, 0).is_err(),
+            "links are never followed"
+        );
+    }
 }

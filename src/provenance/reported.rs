@@ -57,8 +57,8 @@ pub fn image_repository(reference: &str) -> &str {
 }
 
 fn image_subject(reference: &str, hex: String) -> ResourceDescriptor {
-    let mut d = BTreeMap::new();
-    d.insert(super::ALG_SHA256.to_string(), hex);
+    let mut d = super::DigestSet::new();
+    d.insert(super::ALG_SHA256, hex);
     ResourceDescriptor {
         name: Some(image_repository(reference).to_string()),
         digest: d,
@@ -229,7 +229,7 @@ pub fn from_oci_layout(dir: &Path) -> Result<Vec<ResourceDescriptor>, ReportedEr
             .unwrap_or_else(|| dir.display().to_string());
         out.push(ResourceDescriptor {
             name: Some(name),
-            digest: BTreeMap::from([(super::ALG_SHA256.to_string(), hex)]),
+            digest: super::DigestSet::from([(super::ALG_SHA256.to_string(), hex)]),
             ..Default::default()
         });
     }

@@ -124,6 +124,14 @@ impl Bundle {
         }
     }
 
+    /// Writes the bundle JSON to `path` atomically, serialized straight into
+    /// the file.
+    pub fn write_to(&self, path: &std::path::Path) -> Result<(), super::WriteError> {
+        super::write_atomic_with(path, |w| {
+            serde_json::to_writer(w, self).map_err(std::io::Error::other)
+        })
+    }
+
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).expect("bundle serializes")
     }

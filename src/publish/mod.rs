@@ -23,6 +23,16 @@ pub struct WriteError {
 /// Writes via a temporary file in the same directory, fsync, then rename:
 /// a reader (or a killed writer) never sees a partial attestation.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
+    write_atomic_with(path, |w| w.write_all(bytes))
+}
+
+/// [`write_atomic`] with the content produced by `fill`, so a 25 MB
+/// envelope is serialized straight into the file instead of into a string
+/// first.
+pub fn write_atomic_with(
+    path: &Path,
+    fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> Result<(), WriteError> {
     let err = |source| WriteError {
         path: path.to_path_buf(),
         source,
@@ -37,8 +47,10 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
         .unwrap_or_else(|| "attestation".into());
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
     let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
+        let f = std::fs::File::create(&tmp)?;
+        let mut w = std::io::BufWriter::with_capacity(1 << 20, f);
+        fill(&mut w)?;
+        let f = w.into_inner().map_err(|e| e.into_error())?;
         f.sync_all()?;
         std::fs::rename(&tmp, path)?;
         // The rename is durable only once the directory entry is.
@@ -69,16 +81,17 @@ pub struct LoggedSubject {
 /// The envelope is embedded unchanged, so `jq -c .envelope` gives exactly
 /// the signed file; `provenant verify` also reads this line (or a whole log)
 /// directly.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct LogLine {
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LogLine<'a> {
     #[serde(rename = "provenantAttestation")]
-    pub marker: String,
-    pub envelope: crate::sign::Envelope,
+    pub marker: &'static str,
+    /// Borrowed: the envelope can be 25 MB.
+    pub envelope: &'a crate::sign::Envelope,
     pub subjects: Vec<LoggedSubject>,
     /// All subjects, when `subjects` shows only the first few.
-    #[serde(default, rename = "subjectCount")]
+    #[serde(rename = "subjectCount")]
     pub subject_count: usize,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub file: Option<String>,
 }
 
@@ -87,15 +100,15 @@ pub struct LogLine {
 /// double a 20 MB log line.
 pub const LOGGED_SUBJECTS: usize = 20;
 
-impl LogLine {
+impl<'a> LogLine<'a> {
     pub fn new(
-        envelope: &crate::sign::Envelope,
+        envelope: &'a crate::sign::Envelope,
         statement: &crate::provenance::Statement,
         file: Option<&Path>,
-    ) -> LogLine {
+    ) -> LogLine<'a> {
         LogLine {
-            marker: LOG_MARKER_VERSION.into(),
-            envelope: envelope.clone(),
+            marker: LOG_MARKER_VERSION,
+            envelope,
             subject_count: statement.subject.len(),
             subjects: statement
                 .subject
@@ -122,12 +135,16 @@ impl LogLine {
     }
 }
 
-/// Writes the log line to stdout in one `write` call, so it cannot be
-/// interleaved with other output, and flushes.
+/// Writes the log line to stdout under the stdout lock, so nothing else
+/// this process prints can interleave with it, and flushes. It is
+/// serialized straight into the pipe: a pipe write larger than PIPE_BUF is
+/// not atomic anyway, and a 25 MB string would only add to peak memory.
 pub fn emit_log_line(line: &LogLine) -> std::io::Result<()> {
-    let mut out = std::io::stdout().lock();
-    out.write_all(line.to_line().as_bytes())?;
-    out.flush()
+    let out = std::io::stdout().lock();
+    let mut w = std::io::BufWriter::with_capacity(1 << 20, out);
+    serde_json::to_writer(&mut w, line).map_err(std::io::Error::other)?;
+    w.write_all(b"\n")?;
+    w.flush()
 }
 
 /// The envelope in `bytes`: a bare envelope, a log line, or a whole log in

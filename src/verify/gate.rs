@@ -113,8 +113,7 @@ fn upstream_descriptor(
         media_type: Some("application/vnd.dsse.envelope.v1+json".into()),
         ..Default::default()
     };
-    d.digest
-        .insert("sha256".into(), attestation_digest.to_string());
+    d.digest.insert("sha256", attestation_digest.to_string());
     d.annotations
         .insert("provenant.verifiedBy".into(), serde_json::json!(signed_by));
     d

@@ -14,27 +14,20 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use notify::event::{AccessKind, AccessMode, CreateKind, ModifyKind, RemoveKind, RenameMode};
 use notify::{Event, EventKind, RecursiveMode, Watcher as _};
 
 use crate::digest::{
-    hash_path_nofollow, DigestCache, DigestError, Excludes, FileDigest, RelPath, StatKey,
+    prehash, DigestCache, DigestError, Excludes, FileDigest, Prehash, RelPath, StatKey,
 };
 
 /// Larger than the coarse kernel clock tick that stamps mtime/ctime (at most
 /// 10 ms at HZ=100), with room to spare.
 pub const RACY_MARGIN: Duration = Duration::from_millis(50);
-
-fn now_ns() -> i128 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i128)
-        .unwrap_or(0)
-}
 
 #[derive(Debug, Clone, Copy)]
 struct Cached {
@@ -77,12 +70,15 @@ impl WatchCache {
         }
     }
 
-    /// Forgets `abs` and everything below it.
+    /// Forgets `abs`. Entries below a directory that moved away stay until
+    /// overwritten: a stale entry can never produce a wrong digest (a
+    /// lookup needs the same device, inode, size, mtime and ctime, and a
+    /// rename changes ctime), and pruning by prefix on every removal costs
+    /// a scan of the whole map per event, quadratic for a build that
+    /// deletes many temporary files.
     fn forget(&self, abs: &Path) {
         if let Ok(mut m) = self.map.write() {
-            if m.remove(abs).is_none() {
-                m.retain(|p, _| !p.starts_with(abs));
-            }
+            m.remove(abs);
         }
     }
 }
@@ -144,6 +140,7 @@ pub struct Watch {
     stats: Arc<WatchStats>,
     inotify: Option<notify::RecommendedWatcher>,
     stop: Option<Sender<Msg>>,
+    stopping: Arc<std::sync::atomic::AtomicBool>,
     worker: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -163,8 +160,57 @@ struct Worker {
     cache: Arc<WatchCache>,
     stats: Arc<WatchStats>,
     pool: rayon::ThreadPool,
-    /// Path -> earliest time to hash it.
-    pending: HashMap<PathBuf, Instant>,
+    pending: Pending,
+    /// Set by [`Watch::stop`]: quit without working through the backlog.
+    stopping: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// Files waiting to be hashed. Every file waits [`RACY_MARGIN`] after its
+/// last event (hashing sooner would only find it too fresh to trust), so
+/// due times grow in insertion order and a FIFO is enough: each wakeup
+/// costs what is due, not what is pending. A build writing 100k files
+/// keeps thousands pending, and scanning them all on each of its ~300k
+/// events made the sidecar cost more CPU than the build.
+#[derive(Default)]
+struct Pending {
+    queue: std::collections::VecDeque<(Instant, PathBuf)>,
+    /// Paths queued and not cancelled since; a queue entry whose path is
+    /// absent here was cancelled (lazy deletion).
+    live: std::collections::HashSet<PathBuf>,
+}
+
+impl Pending {
+    fn push(&mut self, p: PathBuf, due: Instant) {
+        if self.live.insert(p.clone()) {
+            self.queue.push_back((due, p));
+        }
+    }
+
+    fn cancel(&mut self, p: &Path) {
+        self.live.remove(p);
+    }
+
+    fn next_due(&mut self) -> Option<Instant> {
+        while let Some((due, p)) = self.queue.front() {
+            if self.live.contains(p) {
+                return Some(*due);
+            }
+            self.queue.pop_front();
+        }
+        None
+    }
+
+    fn take_due(&mut self, now: Instant) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        while self.queue.front().is_some_and(|(due, _)| *due <= now) {
+            if let Some((_, p)) = self.queue.pop_front() {
+                if self.live.remove(&p) {
+                    out.push(p);
+                }
+            }
+        }
+        out
+    }
 }
 
 impl Watch {
@@ -175,6 +221,7 @@ impl Watch {
         let excludes = Excludes::new(&opts.excludes)?;
         let cache = Arc::new(WatchCache::default());
         let stats = Arc::new(WatchStats::default());
+        let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (tx, rx) = std::sync::mpsc::channel::<Msg>();
         let events = tx.clone();
         let inotify = notify::recommended_watcher(move |res| {
@@ -220,7 +267,8 @@ impl Watch {
             cache: cache.clone(),
             stats: stats.clone(),
             pool,
-            pending: HashMap::new(),
+            pending: Pending::default(),
+            stopping: stopping.clone(),
         };
         // Files that exist before the first event are pre-hashed too.
         worker.rescan();
@@ -233,6 +281,7 @@ impl Watch {
             stats,
             inotify,
             stop: Some(tx),
+            stopping,
             worker: Some(handle),
         })
     }
@@ -245,13 +294,18 @@ impl Watch {
         &self.stats
     }
 
-    /// Stops watching; digests already computed stay usable.
+    /// Stops watching; digests already computed stay usable. Events still
+    /// queued are dropped: once the build is over, the final walk hashes
+    /// whatever the watcher had not, on all cores, and a watcher working
+    /// through its backlog would only compete with it.
     pub fn stop(&mut self) {
+        self.stopping.store(true, Ordering::SeqCst);
         self.inotify = None;
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(Msg::Stop);
         }
         if let Some(h) = self.worker.take() {
+            h.thread().unpark();
             let _ = h.join();
         }
     }
@@ -266,20 +320,30 @@ impl Drop for Watch {
 impl Worker {
     fn run(mut self, rx: Receiver<Msg>) {
         loop {
-            let timeout = self
-                .pending
-                .values()
-                .min()
-                .map(|due| due.saturating_duration_since(Instant::now()))
-                .unwrap_or(Duration::from_secs(3600));
-            match rx.recv_timeout(timeout) {
-                Ok(Msg::Event(ev)) => self.on_event(ev),
-                Ok(Msg::Stop) | Err(RecvTimeoutError::Disconnected) => return,
-                Err(RecvTimeoutError::Timeout) => {}
+            if self.stopping.load(Ordering::Relaxed) {
+                return;
             }
-            // Drain what is queued before hashing, so a burst of events for
-            // one file costs one hash.
+            match self.pending.next_due() {
+                // Nothing to hash: block until the build does something.
+                None => match rx.recv() {
+                    Ok(Msg::Event(ev)) => self.on_event(ev),
+                    Ok(Msg::Stop) | Err(_) => return,
+                },
+                // Sleep until the oldest file is due, while events pile up
+                // in the channel: one wakeup per batch instead of one per
+                // event (a build writing 100k files sends ~300k events).
+                // `Watch::stop` unparks us.
+                Some(due) => {
+                    let now = Instant::now();
+                    if due > now {
+                        std::thread::park_timeout(due - now);
+                    }
+                }
+            }
             while let Ok(m) = rx.try_recv() {
+                if self.stopping.load(Ordering::Relaxed) {
+                    return;
+                }
                 match m {
                     Msg::Event(ev) => self.on_event(ev),
                     Msg::Stop => return,
@@ -305,7 +369,7 @@ impl Worker {
         if self.excludes.excluded(&rel, false) {
             return;
         }
-        self.pending.entry(p).or_insert_with(Instant::now);
+        self.pending.push(p, Instant::now() + RACY_MARGIN);
     }
 
     fn on_event(&mut self, ev: notify::Result<Event>) {
@@ -335,7 +399,7 @@ impl Worker {
                 let mut paths = ev.paths.into_iter();
                 if let Some(from) = paths.next() {
                     self.cache.forget(&from);
-                    self.pending.remove(&from);
+                    self.pending.cancel(&from);
                 }
                 for to in paths {
                     self.scan_or_schedule(to);
@@ -352,7 +416,7 @@ impl Worker {
             | EventKind::Modify(ModifyKind::Name(RenameMode::From)) => {
                 for p in ev.paths {
                     self.cache.forget(&p);
-                    self.pending.remove(&p);
+                    self.pending.cancel(&p);
                 }
             }
             _ => {}
@@ -409,48 +473,33 @@ impl Worker {
 
     fn hash_due(&mut self) {
         let now = Instant::now();
-        let due: Vec<PathBuf> = self
-            .pending
-            .iter()
-            .filter(|(_, t)| **t <= now)
-            .map(|(p, _)| p.clone())
-            .collect();
+        let due = self.pending.take_due(now);
         if due.is_empty() {
             return;
-        }
-        for p in &due {
-            self.pending.remove(p);
         }
         let git_blobs = self.git_blobs;
         let cache = self.cache.clone();
         let stats = self.stats.clone();
-        let retry: Vec<(PathBuf, Duration)> = self.pool.install(|| {
+        let stopping = self.stopping.clone();
+        let retry: Vec<PathBuf> = self.pool.install(|| {
             use rayon::prelude::*;
             due.into_par_iter()
                 .filter_map(|p| {
-                    let margin = RACY_MARGIN.as_nanos() as i128;
-                    let m = std::fs::symlink_metadata(&p).ok()?;
-                    if !m.is_file() {
-                        cache.forget(&p);
+                    if stopping.load(Ordering::Relaxed) {
                         return None;
                     }
-                    let key = StatKey::of(&m);
-                    let age = now_ns() - key.ctime_ns.max(key.mtime_ns);
-                    if age < margin {
-                        // Too fresh to be trusted later: come back when it
-                        // is old enough (a later write would reschedule it).
-                        let wait = Duration::from_nanos((margin - age).max(0) as u64);
-                        return Some((p, wait));
-                    }
-                    match hash_path_nofollow(&p, git_blobs) {
-                        Ok((d, k)) => {
+                    match prehash(&p, git_blobs, RACY_MARGIN.as_nanos() as i128) {
+                        Ok(Prehash::Hashed(d, k)) => {
                             stats.hashed.fetch_add(1, Ordering::Relaxed);
                             cache.insert(p, k, d);
                             None
                         }
-                        Err(_) => {
-                            // Vanished or changed while read: the next event
-                            // or the final walk takes care of it.
+                        // Come back when it is old enough (a later write
+                        // would reschedule it anyway).
+                        Ok(Prehash::TooFresh) => Some(p),
+                        Ok(Prehash::NotAFile) | Err(_) => {
+                            // Gone, replaced or changed while read: the next
+                            // event or the final walk takes care of it.
                             cache.forget(&p);
                             None
                         }
@@ -458,9 +507,39 @@ impl Worker {
                 })
                 .collect()
         });
-        let now = Instant::now();
-        for (p, wait) in retry {
-            self.pending.insert(p, now + wait);
+        let due = Instant::now() + RACY_MARGIN;
+        for p in retry {
+            self.pending.push(p, due);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pending_is_fifo_deduplicated_and_cancellable() {
+        let t0 = Instant::now();
+        let mut p = Pending::default();
+        p.push("/a".into(), t0);
+        p.push("/b".into(), t0 + Duration::from_millis(10));
+        p.push("/a".into(), t0 + Duration::from_millis(20)); // already queued
+        p.push("/c".into(), t0 + Duration::from_millis(30));
+        p.cancel(Path::new("/b"));
+        assert_eq!(p.next_due(), Some(t0));
+        assert_eq!(
+            p.take_due(t0 + Duration::from_millis(15)),
+            vec![PathBuf::from("/a")]
+        );
+        // /b was cancelled: the next one due is /c.
+        assert_eq!(p.next_due(), Some(t0 + Duration::from_millis(30)));
+        // A cancelled path queued again is live again.
+        p.push("/b".into(), t0 + Duration::from_millis(40));
+        assert_eq!(
+            p.take_due(t0 + Duration::from_secs(1)),
+            vec![PathBuf::from("/c"), PathBuf::from("/b")]
+        );
+        assert_eq!(p.next_due(), None);
     }
 }

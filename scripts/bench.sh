@@ -1,0 +1,540 @@
+#!/usr/bin/env bash
+# Benchmarks provenant against its peers on the same generated data in the
+# same run and prints a Markdown table of ratios next to the targets (issue 6).
+# See docs/bench.md for the workloads, what is measured and how to read it.
+#
+# Environment:
+#   BENCH_DIR         where workloads and scratch files live
+#                     (default /tmp/provenant-bench; reused when present)
+#   BENCH_QUICK=1     workloads 10x smaller, for a smoke run
+#   BENCH_TARGET_DIR  cargo target dir for the release build
+#                     (default REPO/target, so an existing build is reused)
+#   BENCH_PERF=1      also profile `provenant digest` on workload a with perf
+#   BENCH_RUNS        timed runs per measurement, best is kept (default 3)
+#   BENCH_WS_DIR      where the finalize measure's workspaces go
+#                     (default /dev/shm/provenant-bench-ws if it has room)
+#
+# The table goes to stdout; progress and tool logs go to stderr and
+# BENCH_DIR/bench.log.
+set -euo pipefail
+repo="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$repo"
+
+bench_dir="${BENCH_DIR:-/tmp/provenant-bench}"
+quick="${BENCH_QUICK:-0}"
+runs="${BENCH_RUNS:-3}"
+target_dir="${BENCH_TARGET_DIR:-$repo/target}"
+cores="$(nproc)"
+if [[ "$quick" == 1 ]]; then scale=10; mode=quick; else scale=1; mode=full; fi
+data="$bench_dir/$mode"
+scratch="$bench_dir/scratch"
+log="$bench_dir/bench.log"
+# The finalize measure copies workload a into fresh workspaces. They live on
+# tmpfs when /dev/shm has room: on a disk file system the cp -r being
+# measured varies 10x from run to run (on ext4 without a journal, creating
+# files soon after many were deleted, by anyone, makes the inode allocator
+# scan past recently deleted inodes: recently_deleted() in
+# fs/ext4/ialloc.c), and tmpfs gives the cheapest, hence strictest, copy.
+ws_root="${BENCH_WS_DIR:-}"
+if [[ -z "$ws_root" ]]; then
+    ws_root="$scratch/workspaces"
+    if [[ -d /dev/shm && -w /dev/shm ]] &&
+        (($(df -Pk /dev/shm | awk 'NR == 2 {print $4}') > 3 * 1024 * 1024)); then
+        ws_root="/dev/shm/provenant-bench-ws"
+    fi
+fi
+rm -rf "$scratch" "$ws_root"
+mkdir -p "$bench_dir" "$scratch" "$ws_root"
+: >"$log"
+bench_started="$(date +%s)"
+bench_nice="$(nice)"
+
+say() { echo "bench: $*" >&2; }
+
+# --- prerequisites -----------------------------------------------------------
+need_apt=()
+command -v openssl >/dev/null || need_apt+=(openssl)
+[[ -x /usr/bin/time ]] || need_apt+=(time)
+command -v python3 >/dev/null || need_apt+=(python3)
+command -v sha256sum >/dev/null || need_apt+=(coreutils)
+command -v xargs >/dev/null || need_apt+=(findutils)
+if ((${#need_apt[@]})); then
+    say "installing ${need_apt[*]}"
+    sudo_=()
+    [[ "$(id -u)" == 0 ]] || sudo_=(sudo)
+    "${sudo_[@]}" apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive "${sudo_[@]}" apt-get install -y -qq "${need_apt[@]}" >&2
+fi
+
+say "interop venv (in-toto)"
+venv_python="$("$repo/scripts/interop-venv.sh" | tail -n 1)"
+in_toto_run="$(dirname "$venv_python")/in-toto-run"
+[[ -x "$in_toto_run" ]] || { echo "bench: $in_toto_run missing" >&2; exit 1; }
+in_toto_version="$("$in_toto_run" --version 2>&1 | tail -n 1)"
+
+say "building provenant (release, $target_dir)"
+build_t0="$(date +%s)"
+CARGO_TARGET_DIR="$target_dir" nice -n 10 cargo build --release --quiet --bin provenant >&2
+build_s=$(($(date +%s) - build_t0))
+prov="$target_dir/release/provenant"
+
+# --- workloads ---------------------------------------------------------------
+# Deterministic (fixed seeds, random.Random.randbytes), one Python process.
+GEN_VERSION="gen-v1"
+generate() {
+    local kind="$1" dir="$2"
+    local stamp="$data/$kind.complete"
+    if [[ -f "$stamp" && "$(cat "$stamp")" == "$GEN_VERSION scale=$scale" ]]; then
+        say "workload $kind: reusing $dir"
+        return
+    fi
+    say "workload $kind: generating $dir"
+    rm -rf "$dir"
+    mkdir -p "$dir"
+    python3 - "$kind" "$dir" "$scale" <<'PY'
+import os, random, sys
+
+kind, root, scale = sys.argv[1], sys.argv[2], int(sys.argv[3])
+
+def write(path, data):
+    with open(path, "wb") as f:
+        f.write(data)
+
+if kind == "a":
+    # node_modules-like: 2000 packages x 50 files x 4 KiB; every 10th package
+    # is scoped, every 7th is nested under its predecessor's node_modules.
+    rng = random.Random(0xA)
+    packages = 2000 // scale
+    layout = (["package.json", "README.md", "LICENSE", "index.js"]
+              + [f"lib/mod{k}.js" for k in range(20)]
+              + [f"lib/internal/util{k}.js" for k in range(10)]
+              + [f"dist/bundle{k}.js" for k in range(10)]
+              + [f"dist/esm/chunk{k}.mjs" for k in range(6)])
+    assert len(layout) == 50
+    where = {}
+    for i in range(packages):
+        name = f"@scope{i % 37}/pkg{i}" if i % 10 == 0 else f"pkg{i}"
+        if i % 7 == 3 and i > 0:
+            base = os.path.join(where[i - 1], "node_modules", name)
+        else:
+            base = os.path.join(root, "node_modules", name)
+        where[i] = base
+        for d in ("lib/internal", "dist/esm"):
+            os.makedirs(os.path.join(base, d), exist_ok=True)
+        for rel in layout:
+            write(os.path.join(base, rel), rng.randbytes(4096))
+elif kind == "b":
+    # 4 files of 256 MiB.
+    rng = random.Random(0xB)
+    size = (256 << 20) // scale
+    chunk = 8 << 20
+    for i in range(4):
+        with open(os.path.join(root, f"blob{i}.bin"), "wb") as f:
+            left = size
+            while left > 0:
+                n = min(chunk, left)
+                f.write(rng.randbytes(n))
+                left -= n
+elif kind == "c":
+    # Mixed source tree: ~20k files, sizes log-uniform in 100 B..200 KiB,
+    # directories up to 12 levels below the root.
+    rng = random.Random(0xC)
+    files = 20000 // scale
+    words = ["src", "lib", "internal", "pkg", "core", "util", "test", "api",
+             "impl", "gen", "proto", "ui", "net", "io", "cmd", "docs"]
+    dirs = [("", 0)]
+    chain = ""
+    for depth in range(1, 13):  # make sure depth 12 exists
+        chain = os.path.join(chain, f"{words[depth % len(words)]}{depth}")
+        dirs.append((chain, depth))
+    while len(dirs) < max(40, 1500 // scale):
+        parent, depth = rng.choice(dirs)
+        if depth >= 12:
+            continue
+        name = f"{rng.choice(words)}{rng.randrange(1000)}"
+        dirs.append((os.path.join(parent, name), depth + 1))
+    for d, _ in dirs:
+        os.makedirs(os.path.join(root, d), exist_ok=True)
+    exts = ["c", "h", "rs", "go", "py", "js", "ts", "md", "json", "txt", "png", "so"]
+    lo, hi = 100, 200 << 10
+    import math
+    for n in range(files):
+        d, _ = rng.choice(dirs)
+        size = int(math.exp(rng.uniform(math.log(lo), math.log(hi))))
+        write(os.path.join(root, d, f"f{n}.{rng.choice(exts)}"), rng.randbytes(size))
+else:
+    sys.exit(f"unknown workload {kind}")
+PY
+    echo "$GEN_VERSION scale=$scale" >"$stamp"
+}
+gen_t0="$(date +%s)"
+generate a "$data/a"
+generate b "$data/b"
+generate c "$data/c"
+gen_s=$(($(date +%s) - gen_t0))
+
+A="$data/a"
+B="$data/b"
+C="$data/c"
+count_files() { find "$1" -type f | wc -l; }
+count_bytes() { find "$1" -type f -printf '%s\n' | awk '{s+=$1} END {printf "%d", s}'; }
+
+say "keys"
+rm -f "$scratch/k.key" "$scratch/k.pub"
+"$prov" keygen --unencrypted --output-prefix "$scratch/k" 2>>"$log"
+key="$scratch/k.key"
+
+# --- timing helpers ----------------------------------------------------------
+now_ns() { date +%s%N; }
+# best_of CMD...: one warm-up run, then $runs timed runs; prints the best
+# wall time in seconds, or "NA" if the command fails.
+best_of() {
+    if ! "$@" >/dev/null 2>>"$log"; then
+        echo "bench: failed: $*" >>"$log"
+        echo NA
+        return
+    fi
+    local best="" t0 t1 dt
+    for ((i = 0; i < runs; i++)); do
+        t0="$(now_ns)"
+        if ! "$@" >/dev/null 2>>"$log"; then
+            echo "bench: failed: $*" >>"$log"
+            echo NA
+            return
+        fi
+        t1="$(now_ns)"
+        dt=$((t1 - t0))
+        if [[ -z "$best" || "$dt" -lt "$best" ]]; then best="$dt"; fi
+    done
+    awk -v ns="$best" 'BEGIN {printf "%.3f", ns / 1e9}'
+}
+
+# once CMD...: one timed run without warm-up, for the slow Python peer
+# (minutes per run; the page cache is already warm from the runs before it
+# on the same data, and run-to-run noise is small against its duration).
+once() {
+    local t0 t1
+    t0="$(now_ns)"
+    if ! "$@" >/dev/null 2>>"$log"; then
+        echo "bench: failed: $*" >>"$log"
+        echo NA
+        return
+    fi
+    t1="$(now_ns)"
+    awk -v ns="$((t1 - t0))" 'BEGIN {printf "%.3f", ns / 1e9}'
+}
+
+prov_digest() { "$prov" --log-level warn digest "$1"; }
+prov_attest() { "$prov" --log-level warn attest --product "$1" --key "$key" -o "$scratch/prov.intoto.jsonl"; }
+intoto() {
+    mkdir -p "$scratch/intoto"
+    "$in_toto_run" --quiet --step-name bench --signing-key "$key" \
+        --metadata-directory "$scratch/intoto" --base-path "$1" --materials . --no-command
+}
+par_sha256sum() { find "$1" -type f -print0 | xargs -0 -P"$cores" -n 256 sha256sum; }
+
+# calc EXPR: awk arithmetic on numbers; NA in, NA out.
+calc() {
+    local expr="$1"
+    if [[ "$expr" == *NA* ]]; then echo NA; return; fi
+    awk "BEGIN {printf \"%.2f\", $expr}"
+}
+# verdict VALUE OP TARGET -> PASS / MISS / N/A
+verdict() {
+    if [[ "$1" == NA || "$1" == N/A ]]; then echo "N/A"; return; fi
+    if awk -v v="$1" -v t="$3" "BEGIN {exit !(v $2 t)}"; then echo PASS; else echo MISS; fi
+}
+fmt_s() { if [[ "$1" == NA ]]; then echo "N/A"; else echo "$1 s"; fi; }
+
+# --- other load on the machine -------------------------------------------------
+# Everything below is timed against whatever else runs on the machine, and
+# processes in other PID namespaces do not even show in ps. /proc/stat counts
+# them all: wait (up to BENCH_IDLE_WAIT seconds) for a quiet moment, and
+# report how much CPU others used while we measured.
+clk_tck="$(getconf CLK_TCK)"
+machine_cpu_s() { awk -v hz="$clk_tck" '/^cpu / {printf "%.2f", ($2 + $3 + $4 + $7 + $8) / hz}' /proc/stat; }
+# Time the hypervisor gave our virtual CPUs to someone else.
+steal_s() { awk -v hz="$clk_tck" '/^cpu / {printf "%.2f", $9 / hz}' /proc/stat; }
+# CPU seconds of this shell and every child it waited for, saved to FILE.
+# Call it directly, not in $(...): a subshell would report its own times.
+own_cpu_to() {
+    times >"$1"
+}
+cpu_s_of() { awk '{for (i = 1; i <= NF; i++) {split($i, p, "m"); sub(/s$/, "", p[2]); t += p[1] * 60 + p[2]}} END {printf "%.2f", t}' "$1"; }
+# Quiet means 5 consecutive 2-second samples under 10% (a build pausing
+# between two crates is not quiet).
+idle_wait="${BENCH_IDLE_WAIT:-60}"
+waited=0
+quiet=0
+while :; do
+    c0="$(machine_cpu_s)"
+    sleep 2
+    busy_pct="$(awk -v a="$c0" -v b="$(machine_cpu_s)" -v n="$cores" 'BEGIN {printf "%.0f", 100 * (b - a) / (2 * n)}')"
+    waited=$((waited + 2))
+    if ((busy_pct <= 10)); then quiet=$((quiet + 1)); else quiet=0; fi
+    if ((quiet >= 5)); then break; fi
+    if ((waited >= idle_wait)); then
+        say "machine still ${busy_pct}% busy after ${waited}s; measuring anyway"
+        break
+    fi
+    if ((quiet == 0)); then
+        say "machine ${busy_pct}% busy with other work; waiting for it to settle (${waited}/${idle_wait}s)"
+    fi
+done
+load_start="$(cut -d' ' -f1-3 /proc/loadavg)"
+measure_t0="$(now_ns)"
+machine_cpu0="$(machine_cpu_s)"
+steal0="$(steal_s)"
+own_cpu_to "$scratch/times.0"
+
+# --- openssl ceiling ---------------------------------------------------------
+say "openssl speed (single core, then -multi $cores)"
+ossl_k="$(openssl speed -evp sha256 -bytes 16384 -seconds 3 2>/dev/null | awk '$1 == "sha256" {sub(/k$/, "", $2); print $2}' | tail -n 1)"
+ossl_core="$(calc "$ossl_k / 1000")" # MB/s, 1 MB = 10^6 bytes
+ossl_ceiling="$(calc "$ossl_core * $cores")"
+ossl_multi_k="$(openssl speed -multi "$cores" -evp sha256 -bytes 16384 -seconds 3 2>/dev/null | awk '$1 == "sha256" {sub(/k$/, "", $2); print $2}' | tail -n 1)"
+ossl_multi="$(calc "${ossl_multi_k:-NA} / 1000")"
+
+# --- tree hashing ------------------------------------------------------------
+declare -A T FILES BYTES
+for w in a b c; do
+    case "$w" in a) dir="$A" ;; b) dir="$B" ;; c) dir="$C" ;; esac
+    FILES[$w]="$(count_files "$dir")"
+    BYTES[$w]="$(count_bytes "$dir")"
+    say "workload $w: provenant digest"
+    T[$w.digest]="$(best_of prov_digest "$dir")"
+    say "workload $w: provenant attest"
+    T[$w.attest]="$(best_of prov_attest "$dir")"
+    say "workload $w: parallel sha256sum"
+    T[$w.sha]="$(best_of par_sha256sum "$dir")"
+    say "workload $w: in-toto-run"
+    T[$w.intoto]="$(once intoto "$dir")"
+done
+
+# --- finalize latency (snapshot + record --completion marker:FILE) -------------
+say "finalize: snapshot + record while copying workload a into the workspace"
+fin_runs="$runs"
+fin_best_ms=NA
+fin_best_wall=NA
+fin_rss_max=NA
+fin_cpu_pct_max=NA
+fin_hits=NA
+fin_phases=""
+fin_note=""
+fin_marker="$scratch/build.done"
+for ((r = 0; r < fin_runs; r++)); do
+    # A fresh workspace per run (see ws_root above).
+    fin_ws="$ws_root/ws.$r"
+    fin_state="$ws_root/state.$r"
+    rm -f "$fin_marker" "$scratch"/record.*
+    mkdir -p "$fin_ws" "$fin_state"
+    if ! "$prov" snapshot --state "$fin_state" --workspace "$fin_ws" 2>>"$log"; then
+        fin_note="snapshot failed (see $log)"
+        break
+    fi
+    (
+        timeout 300 /usr/bin/time -v -o "$scratch/record.time" "$prov" record --state "$fin_state" \
+            --key "$key" --completion "marker:$fin_marker" \
+            >"$scratch/record.out" 2>"$scratch/record.log" || echo "$?" >"$scratch/record.failed"
+        now_ns >"$scratch/record.exit_ns"
+    ) &
+    rec_pid=$!
+    for ((i = 0; i < 300; i++)); do
+        grep -q "ready: watching" "$scratch/record.log" 2>/dev/null && break
+        [[ -f "$scratch/record.exit_ns" ]] && break
+        sleep 0.1
+    done
+    if ! grep -q "ready: watching" "$scratch/record.log" 2>/dev/null; then
+        fin_note="record never became ready (see $scratch/record.log)"
+        kill "$rec_pid" 2>/dev/null || true
+        wait "$rec_pid" 2>/dev/null || true
+        break
+    fi
+    /usr/bin/time -f '%U %S %e' -o "$scratch/cp.time" cp -r "$A" "$fin_ws/"
+    # The build is over: the marker appears atomically, with the exit code.
+    echo 0 >"$fin_marker.tmp"
+    marker_ns="$(now_ns)"
+    mv "$fin_marker.tmp" "$fin_marker"
+    wait "$rec_pid" || true
+    cat "$scratch/record.log" >>"$log"
+    if [[ -f "$scratch/record.failed" ]]; then
+        fin_note="record exited $(cat "$scratch/record.failed") (see $log)"
+        break
+    fi
+    wall_ms=$((($(cat "$scratch/record.exit_ns") - marker_ns) / 1000000))
+    ms="$(grep -o 'finalize_ms=[0-9]*' "$scratch/record.log" | tail -n 1 | cut -d= -f2)"
+    hits="$(grep -o 'cache_hits=[0-9]*' "$scratch/record.log" | tail -n 1 | cut -d= -f2)"
+    # Phases, if this version of record logs them.
+    phases="$(grep -o '\(walk\|describe_sign\|write\)_ms=[0-9]*' "$scratch/record.log" | tail -n 3 | tr '\n' ' ' | sed 's/ $//')"
+    rss_kb="$(awk -F': ' '/Maximum resident set size/ {print $2}' "$scratch/record.time")"
+    rec_cpu="$(awk -F': ' '/User time/ {u=$2} /System time/ {s=$2} END {print u + s}' "$scratch/record.time")"
+    read -r cp_u cp_s cp_e <"$scratch/cp.time"
+    cpu_pct="$(calc "100 * $rec_cpu / ($cp_u + $cp_s)")"
+    echo "bench: finalize run $r: finalize_ms=$ms ($phases) marker->exit=${wall_ms}ms hits=$hits rss=${rss_kb}kB record_cpu=${rec_cpu}s cp_cpu=$(calc "$cp_u + $cp_s")s cp_wall=${cp_e}s" | tee -a "$log" >&2
+    if [[ -n "$ms" && ("$fin_best_ms" == NA || "$ms" -lt "$fin_best_ms") ]]; then fin_best_ms="$ms"; fin_hits="$hits"; fin_phases="$phases"; fi
+    if [[ "$fin_best_wall" == NA || "$wall_ms" -lt "$fin_best_wall" ]]; then fin_best_wall="$wall_ms"; fi
+    rss_mb="$(calc "$rss_kb / 1024")"
+    if [[ "$fin_rss_max" == NA ]] || awk -v a="$rss_mb" -v b="$fin_rss_max" 'BEGIN {exit !(a > b)}'; then fin_rss_max="$rss_mb"; fi
+    if [[ "$fin_cpu_pct_max" == NA ]] || awk -v a="$cpu_pct" -v b="$fin_cpu_pct_max" 'BEGIN {exit !(a > b)}'; then fin_cpu_pct_max="$cpu_pct"; fi
+done
+# Post-hoc: hashing the same finished workspace from scratch (warm cache).
+posthoc=NA
+if [[ -d "$fin_ws/a" ]]; then
+    say "finalize: post-hoc provenant digest of the workspace"
+    posthoc="$(best_of prov_digest "$fin_ws")"
+fi
+
+# Floors for the finalize measures, on the same finished workspace: a
+# verifying finalize stats every file, so `find -printf` with the stat
+# fields is the least any such walk costs (single-threaded; ours uses all
+# cores); and the sidecar must read and hash every byte once, which costs
+# at least the CPU of `provenant digest` on the finished tree.
+stat_floor=NA
+digest_cpu=NA
+if [[ -d "$fin_ws/a" ]]; then
+    say "finalize: floors (find -printf stat walk, digest CPU)"
+    stat_floor="$(best_of find "$fin_ws" -type f -printf '%s %T@ %C@ %i\n')"
+    /usr/bin/time -f '%U %S' -o "$scratch/digest.time" "$prov" --log-level warn digest "$fin_ws" >/dev/null 2>>"$log"
+    read -r d_u d_s <"$scratch/digest.time"
+    digest_cpu="$(calc "$d_u + $d_s")"
+fi
+
+# --- statement size and signing time for 100k materials -------------------------
+# `attest --material A` records workload a's files as resolvedDependencies:
+# one descriptor per file (files), or one gitTree digest for the whole
+# directory (tree, the aggregate digest). attest logs the statement size
+# and how long describing and signing took.
+declare -A ST_BYTES ST_SIGN ST_ENV ST_WALL
+echo "bench" >"$scratch/one.txt"
+for how in files tree; do
+    say "statement: attest --material a --materials-as $how"
+    best_sign=NA
+    for ((i = 0; i < runs; i++)); do
+        t0="$(now_ns)"
+        if ! "$prov" attest --material "$A" --product "$scratch/one.txt" --key "$key" \
+            --materials-as "$how" -o "$scratch/st-$how.jsonl" 2>"$scratch/st.log"; then
+            cat "$scratch/st.log" >>"$log"
+            break
+        fi
+        wall=$(((($(now_ns) - t0)) / 1000000))
+        cat "$scratch/st.log" >>"$log"
+        ms="$(grep -o 'describe_sign_ms=[0-9]*' "$scratch/st.log" | cut -d= -f2)"
+        if [[ "$best_sign" == NA || "$ms" -lt "$best_sign" ]]; then
+            best_sign="$ms"
+            ST_WALL[$how]="$wall"
+        fi
+        ST_BYTES[$how]="$(grep -o 'statement_bytes=[0-9]*' "$scratch/st.log" | cut -d= -f2)"
+        ST_ENV[$how]="$(stat -c %s "$scratch/st-$how.jsonl")"
+    done
+    ST_SIGN[$how]="$best_sign"
+done
+
+# --- profile ------------------------------------------------------------------
+perf_summary=""
+if [[ "${BENCH_PERF:-0}" == 1 ]]; then
+    if command -v perf >/dev/null; then
+        say "perf record -g: provenant digest on workload a"
+        prov_digest "$A" >/dev/null 2>&1 # warm
+        if perf record -q -g -o "$scratch/perf.data" -- "$prov" --log-level warn digest "$A" >/dev/null 2>>"$log"; then
+            pr() { perf report -i "$scratch/perf.data" --stdio -g none "$@" 2>/dev/null | grep -v '^#' | grep -v '^$' | sed -e 's/ *- *- *$//' -e 's/ *$//'; }
+            perf_summary="$(
+                echo "# CPU time by object (self)"
+                pr --no-children --sort dso | head -8
+                echo "# hottest symbols (self, >= 0.7%)"
+                pr --no-children --sort dso,symbol --percent-limit 0.7 | head -25
+                echo "# syscalls and provenant functions (children = self + callees)"
+                pr --children --sort symbol --percent-limit 1 | grep -E '__x64_sys_|provenant::|sha2::|std::fs::|std::sys::fs' | head -20
+            )"
+        else
+            perf_summary="perf record failed (see $log)"
+        fi
+    else
+        perf_summary="perf not installed"
+    fi
+fi
+
+rm -rf "$ws_root"
+measure_s="$(awk -v a="$measure_t0" -v b="$(now_ns)" 'BEGIN {printf "%.1f", (b - a) / 1e9}')"
+own_cpu_to "$scratch/times.1"
+steal_pct="$(awk -v a="$steal0" -v b="$(steal_s)" -v t="$measure_s" -v n="$cores" 'BEGIN {printf "%.1f", 100 * (b - a) / (t * n)}')"
+others_pct="$(awk -v m0="$machine_cpu0" -v m1="$(machine_cpu_s)" -v o0="$(cpu_s_of "$scratch/times.0")" -v o1="$(cpu_s_of "$scratch/times.1")" -v t="$measure_s" -v n="$cores" \
+    'BEGIN {x = 100 * ((m1 - m0) - (o1 - o0)) / (t * n); if (x < 0) x = 0; printf "%.0f", x}')"
+
+# --- report -------------------------------------------------------------------
+mb() { calc "$1 / 1e6"; }
+thr() { if [[ "$2" == NA ]]; then echo NA; else calc "$1 / 1e6 / $2"; fi; }
+total_s=$(($(date +%s) - bench_started))
+cpu_model="$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)"
+load="$(cut -d' ' -f1-3 /proc/loadavg)"
+
+echo "## provenant bench ($mode)"
+echo
+echo "- machine: $cores cores ($(nproc) online), ${cpu_model:-unknown CPU}, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo) RAM, load average at start $load_start, at end $load"
+echo "- other processes used ${others_pct}% of the machine's CPU during the ${measure_s}s of measurements (waited ${waited}s for < 10% before starting), hypervisor steal ${steal_pct}%; the bench runs at nice ${bench_nice}, so other work distorts every number"
+echo "- tools: $("$prov" --version), $in_toto_version, $(sha256sum --version | head -n 1), $(openssl version | cut -d' ' -f1-2)"
+echo "- wall times: warm page cache, best of $runs after one warm-up run; finalize workspaces in $ws_root ($(df -PT "$bench_dir" | awk 'NR == 2 {print $2}') for workloads, $(stat -f -c %T "$(dirname "$ws_root")") for workspaces)"
+echo "- openssl speed -evp sha256 -bytes 16384: $ossl_core MB/s per core; ceiling $ossl_core x $cores = $ossl_ceiling MB/s (openssl -multi $cores measured $ossl_multi MB/s)"
+echo "- bench took ${total_s}s (release build ${build_s}s, workload generation ${gen_s}s, waiting for the machine to be idle ${waited}s)"
+echo
+echo "| workload | files | MB | provenant digest | provenant attest | in-toto-run | parallel sha256sum |"
+echo "|---|---:|---:|---:|---:|---:|---:|"
+for w in a b c; do
+    case "$w" in
+        a) name="a: node_modules (4 KiB files)" ;;
+        b) name="b: 4 large files" ;;
+        c) name="c: mixed source tree" ;;
+    esac
+    echo "| $name | ${FILES[$w]} | $(mb "${BYTES[$w]}") | $(fmt_s "${T[$w.digest]}") ($(thr "${BYTES[$w]}" "${T[$w.digest]}") MB/s) | $(fmt_s "${T[$w.attest]}") | $(fmt_s "${T[$w.intoto]}") | $(fmt_s "${T[$w.sha]}") |"
+done
+echo
+echo "| measure | value | target | result |"
+echo "|---|---:|---:|---|"
+row() { echo "| $1 | $2 | $3 | $4 |"; }
+for w in a b c; do
+    r_it="$(calc "${T[$w.intoto]} / ${T[$w.attest]}")"
+    r_sha="$(calc "${T[$w.sha]} / ${T[$w.digest]}")"
+    tp="$(thr "${BYTES[$w]}" "${T[$w.digest]}")"
+    r_ceil="$(calc "100 * $tp / $ossl_ceiling")"
+    if [[ "$w" == a ]]; then
+        row "($w) in-toto-run / provenant attest" "${r_it}x" ">= 10x" "$(verdict "$r_it" '>=' 10)"
+        row "($w) parallel sha256sum / provenant digest" "${r_sha}x" ">= 2.5x" "$(verdict "$r_sha" '>=' 2.5)"
+        row "($w) provenant digest MB/s / openssl ceiling" "${r_ceil}%" "info" ""
+    elif [[ "$w" == b ]]; then
+        row "($w) in-toto-run / provenant attest" "${r_it}x" "info" ""
+        row "($w) parallel sha256sum / provenant digest" "${r_sha}x" "info" ""
+        row "($w) provenant digest MB/s / openssl ceiling ($tp / $ossl_ceiling)" "${r_ceil}%" ">= 85%" "$(verdict "$r_ceil" '>=' 85)"
+    else
+        row "($w) in-toto-run / provenant attest" "${r_it}x" "info (>= 10x on a)" ""
+        row "($w) parallel sha256sum / provenant digest" "${r_sha}x" "info (>= 2.5x on a)" ""
+        row "($w) provenant digest MB/s / openssl ceiling ($tp / $ossl_ceiling)" "${r_ceil}%" "info (>= 85% on b)" ""
+    fi
+done
+if [[ -n "$fin_note" && "$fin_best_ms" == NA ]]; then
+    row "finalize (record, marker)" "N/A: $fin_note" "<= 100 ms" "N/A"
+else
+    [[ -n "$fin_note" ]] && row "finalize runs" "stopped early: $fin_note" "" ""
+    row "finalize_ms (record log, best of $fin_runs; cache hits $fin_hits of ${FILES[a]}${fin_phases:+; $fin_phases})" "${fin_best_ms} ms" "<= 100 ms" "$(verdict "$fin_best_ms" '<=' 100)"
+    row "marker created -> record exited (wall, best of $fin_runs)" "${fin_best_wall} ms" "info (<= 100 ms)" ""
+    posthoc_ms="$(calc "${posthoc} * 1000")"
+    r_post="$(calc "$posthoc_ms / ($fin_best_ms > 0 ? $fin_best_ms : 1)")"
+    row "post-hoc provenant digest ($(fmt_s "$posthoc")) / finalize_ms" "${r_post}x" ">= 50x" "$(verdict "$r_post" '>=' 50)"
+    r_post_wall="$(calc "$posthoc_ms / ($fin_best_wall > 0 ? $fin_best_wall : 1)")"
+    row "post-hoc provenant digest / marker->exit wall" "${r_post_wall}x" "info (>= 50x)" ""
+    row "record peak RSS (max of $fin_runs)" "${fin_rss_max} MB" "<= 64 MB" "$(verdict "$fin_rss_max" '<=' 64)"
+    row "record CPU / cp -r CPU (max of $fin_runs)" "${fin_cpu_pct_max}%" "<= 5%" "$(verdict "$fin_cpu_pct_max" '<=' 5)"
+    row "floor: stat walk of the workspace (find -printf, 1 thread)" "$(calc "${stat_floor} * 1000") ms" "info (a verifying finalize's minimum)" ""
+    row "floor: provenant digest CPU of the workspace / cp -r CPU (last run)" "$(calc "100 * ${digest_cpu} / ($cp_u + $cp_s)")%" "info (reading every byte once)" ""
+fi
+size_of() { if [[ "$1" == NA ]]; then echo N/A; elif (($1 >= 1000000)); then echo "$(mb "$1") MB"; else echo "$1 B"; fi; }
+for how in files tree; do
+    row "statement, ${FILES[a]} materials as $how: size / envelope file" "$(size_of "${ST_BYTES[$how]:-NA}") / $(size_of "${ST_ENV[$how]:-NA}")" "info" ""
+    row "describe + sign, ${FILES[a]} materials as $how (attest wall incl. hashing)" "${ST_SIGN[$how]:-NA} ms (${ST_WALL[$how]:-NA} ms)" "info" ""
+done
+if [[ -n "$perf_summary" ]]; then
+    echo
+    echo "### perf: provenant digest on workload a"
+    echo
+    echo '```'
+    echo "$perf_summary"
+    echo '```'
+fi

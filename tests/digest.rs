@@ -347,3 +347,42 @@ fn many_files_hash_in_parallel_like_sha256sum() {
         );
     }
 }
+
+/// Files of 1 MiB and more are hashed through mmap windows, smaller ones
+/// through read: both must give what sha256sum and git give, at the window
+/// edges too.
+#[test]
+fn large_files_hash_like_sha256sum_and_git() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let sizes = [(1 << 20) - 1, 1 << 20, (16 << 20) + 1, (33 << 20) + 4097];
+    for (i, n) in sizes.iter().enumerate() {
+        let data: Vec<u8> = (0..*n)
+            .map(|k: usize| (k.wrapping_mul(31) ^ i) as u8)
+            .collect();
+        std::fs::write(d.join(format!("f{i}")), &data).unwrap();
+    }
+    git(d, &["init", "-q"]);
+    git(d, &["add", "-A"]);
+    let expected_tree = git(d, &["write-tree"]);
+    let tree = digest::hash_tree(
+        d,
+        &WalkOptions {
+            excludes: vec![".git/**".into()],
+            ..opts()
+        },
+    )
+    .unwrap();
+    assert_eq!(tree.git_tree().unwrap(), expected_tree);
+    let out = Command::new("sha256sum")
+        .current_dir(d)
+        .args(["f0", "f1", "f2", "f3"])
+        .output()
+        .unwrap();
+    let sums = String::from_utf8(out.stdout).unwrap();
+    for (path, sha) in tree.files() {
+        let want = format!("{}  {}", hex::encode(sha), path.encoded().0);
+        assert!(sums.lines().any(|l| l == want), "{want} not in\n{sums}");
+    }
+    assert_eq!(tree.files().count(), 4);
+}

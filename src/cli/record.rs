@@ -171,6 +171,7 @@ pub fn record(a: RecordArgs) -> anyhow::Result<i32> {
     })?;
     let t0 = Instant::now();
     watch.stop();
+    let hwm_watch_mb = peak_rss_mb();
     tracing::info!(by = completed.by, exit_code = ?completed.exit_code, detail = %completed.detail, "build finished; finalizing");
     if let Some(code) = completed.exit_code.filter(|c| *c != 0) {
         if !a.attest_failed {
@@ -213,7 +214,7 @@ pub fn record(a: RecordArgs) -> anyhow::Result<i32> {
     let mut products: Vec<HashedRoot> = Vec::new();
     for w in &workspaces {
         let now = provenance::hash_root_cached(w, &opts, cache)?;
-        let mut changed = pod::changed(&baseline, &now);
+        let mut changed = pod::changed(&baseline, now);
         // A completion marker inside the workspace is ours, not a product.
         // Resolved once per root, not per file: finalize touches 100k files.
         let root = std::fs::canonicalize(w).ok();
@@ -231,6 +232,7 @@ pub fn record(a: RecordArgs) -> anyhow::Result<i32> {
         products.push(changed);
     }
     let walk_ms = t0.elapsed().as_millis() as u64;
+    let hwm_walk_mb = peak_rss_mb();
     let hits = watch.cache().hits();
     // The digests are in the trees now; free the cache before describing.
     drop(watch);
@@ -332,6 +334,9 @@ pub fn record(a: RecordArgs) -> anyhow::Result<i32> {
         describe_sign_ms,
         write_ms = t_write.elapsed().as_millis() as u64,
         cache_hits = hits,
+        peak_rss_watching_mb = hwm_watch_mb,
+        peak_rss_walk_mb = hwm_walk_mb,
+        peak_rss_mb = peak_rss_mb(),
         "attestation written"
     );
     if let Some(registry) = &registry {
@@ -412,6 +417,20 @@ fn publish_images(
 /// would otherwise let a build step running as the same uid walk into our
 /// mount namespace and read the key. A non-dumpable process's /proc entries
 /// belong to root and need CAP_SYS_PTRACE, which containers lack.
+/// The process's peak resident set so far (VmHWM), in MiB; 0 if unknown.
+/// Logged before and after finalizing, so an operator sizing the sidecar's
+/// memory limit sees which phase needs it.
+fn peak_rss_mb() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb / 1024)
+}
+
 fn harden_process() {
     // SAFETY: prctl with PR_SET_DUMPABLE takes plain integers and touches no memory.
     let rc = unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };

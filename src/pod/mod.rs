@@ -282,26 +282,18 @@ fn same_content(a: &EntryKind, b: &EntryKind) -> bool {
 
 /// The entries of `now` that are new or changed compared with the root of
 /// the same name in `before` (all of them if there is none): the products.
-pub fn changed(before: &[HashedRoot], now: &HashedRoot) -> HashedRoot {
+pub fn changed(before: &[HashedRoot], mut now: HashedRoot) -> HashedRoot {
     let base: HashMap<&RelPath, &EntryKind> = before
         .iter()
         .filter(|b| b.given == now.given)
         .flat_map(|b| b.tree.entries.iter().map(|e| (&e.path, &e.kind)))
         .collect();
-    let entries = now
-        .tree
+    // In place: with 100k products a copy of the tree is 16 MB of peak
+    // memory in the sidecar.
+    now.tree
         .entries
-        .iter()
-        .filter(|e| !base.get(&e.path).is_some_and(|k| same_content(k, &e.kind)))
-        .cloned()
-        .collect();
-    HashedRoot {
-        tree: Tree {
-            root: now.tree.root.clone(),
-            entries,
-        },
-        ..now.clone()
-    }
+        .retain(|e| !base.get(&e.path).is_some_and(|k| same_content(k, &e.kind)));
+    now
 }
 
 /// Materials the build modified, added or removed, as byproducts: never

@@ -561,7 +561,7 @@ impl Registry {
         &self,
         client: &Client,
         img: &ResolvedImage,
-        bundle: &Bundle,
+        bundle: &Bundle<'_>,
         predicate_type: &str,
     ) -> Result<(String, bool), RegistryError> {
         let layer = bundle.to_json().into_bytes();

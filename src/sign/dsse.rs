@@ -100,6 +100,39 @@ impl Envelope {
         })
     }
 
+    /// [`Envelope::sign`] for a payload that `fill` appends to a buffer. The
+    /// payload is written after room for the PAE header, which then goes
+    /// right in front of it, so the signed message is a slice of the same
+    /// buffer: no second copy of a 17 MB statement at the sidecar's peak.
+    pub fn sign_with(
+        payload_type: &str,
+        fill: impl FnOnce(&mut Vec<u8>),
+        signer: &dyn Signer,
+    ) -> Result<Envelope, KeyError> {
+        // "DSSEv1" SP LEN SP type SP LEN SP, each LEN at most 20 digits.
+        let room = 7 + 21 + payload_type.len() + 1 + 21;
+        let mut buf = vec![0u8; room];
+        fill(&mut buf);
+        let payload_len = buf.len() - room;
+        let header = format!(
+            "DSSEv1 {} {} {} ",
+            payload_type.len(),
+            payload_type,
+            payload_len
+        );
+        let start = room - header.len();
+        buf[start..room].copy_from_slice(header.as_bytes());
+        let sig = signer.sign(&buf[start..])?;
+        Ok(Envelope {
+            payload: encode_b64(&buf[room..]),
+            payload_type: payload_type.to_string(),
+            signatures: vec![Signature {
+                keyid: signer.key_id().to_string(),
+                sig: encode_b64(&sig),
+            }],
+        })
+    }
+
     pub fn parse(bytes: &[u8]) -> Result<Envelope, EnvelopeError> {
         Ok(serde_json::from_slice(bytes)?)
     }
@@ -179,5 +212,38 @@ impl Envelope {
             });
         }
         Ok((payload, distinct))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Signs with the message itself, so the test sees exactly what was
+    /// signed.
+    struct Echo;
+    impl Signer for Echo {
+        fn key_id(&self) -> &str {
+            "echo"
+        }
+        fn sign(&self, message: &[u8]) -> Result<Vec<u8>, KeyError> {
+            Ok(message.to_vec())
+        }
+    }
+
+    #[test]
+    fn sign_with_signs_the_same_pae_as_sign() {
+        for payload in [&b""[..], b"{}", &vec![b'x'; 123_457][..]] {
+            let a = Envelope::sign("application/vnd.in-toto+json", payload, &Echo).unwrap();
+            let b = Envelope::sign_with(
+                "application/vnd.in-toto+json",
+                |buf| buf.extend_from_slice(payload),
+                &Echo,
+            )
+            .unwrap();
+            assert_eq!(a, b);
+            let signed = decode_b64(&b.signatures[0].sig).unwrap();
+            assert_eq!(signed, pae("application/vnd.in-toto+json", payload));
+        }
     }
 }

@@ -20,5 +20,12 @@ pub trait Signer: Send + Sync {
 
 /// Serialize and sign a statement as a DSSE envelope.
 pub fn sign_statement(st: &Statement, signer: &dyn Signer) -> Result<Envelope, KeyError> {
-    Envelope::sign(IN_TOTO_PAYLOAD_TYPE, &st.to_bytes(), signer)
+    Envelope::sign_with(
+        IN_TOTO_PAYLOAD_TYPE,
+        // Writing into a Vec cannot fail, and our statements serialize.
+        |buf| {
+            let _ = serde_json::to_writer(buf, st);
+        },
+        signer,
+    )
 }

@@ -186,43 +186,32 @@ key="$scratch/k.key"
 
 # --- timing helpers ----------------------------------------------------------
 now_ns() { date +%s%N; }
-# best_of CMD...: one warm-up run, then $runs timed runs; prints the best
-# wall time in seconds, or "NA" if the command fails.
-best_of() {
-    if ! "$@" >/dev/null 2>>"$log"; then
-        echo "bench: failed: $*" >>"$log"
-        echo NA
-        return
-    fi
-    local best="" t0 t1 dt
-    for ((i = 0; i < runs; i++)); do
+# quiet CMD...: runs it, output to the log; on failure notes it there.
+quiet() {
+    "$@" >/dev/null 2>>"$log" && return 0
+    echo "bench: failed: $*" >>"$log"
+    return 1
+}
+# timed WARMUPS RUNS CMD...: the best wall time of RUNS runs after WARMUPS
+# untimed ones, in seconds, or "NA" if any run fails.
+timed() {
+    local warmups="$1" n="$2" best="" t0 dt
+    shift 2
+    for ((i = 0; i < warmups; i++)); do quiet "$@" || { echo NA; return; }; done
+    for ((i = 0; i < n; i++)); do
         t0="$(now_ns)"
-        if ! "$@" >/dev/null 2>>"$log"; then
-            echo "bench: failed: $*" >>"$log"
-            echo NA
-            return
-        fi
-        t1="$(now_ns)"
-        dt=$((t1 - t0))
+        quiet "$@" || { echo NA; return; }
+        dt=$(($(now_ns) - t0))
         if [[ -z "$best" || "$dt" -lt "$best" ]]; then best="$dt"; fi
     done
     awk -v ns="$best" 'BEGIN {printf "%.3f", ns / 1e9}'
 }
-
+# best_of CMD...: one warm-up run, then $runs timed runs, best kept.
+best_of() { timed 1 "$runs" "$@"; }
 # once CMD...: one timed run without warm-up, for the slow Python peer
-# (minutes per run; the page cache is already warm from the runs before it
+# (seconds per run; the page cache is already warm from the runs before it
 # on the same data, and run-to-run noise is small against its duration).
-once() {
-    local t0 t1
-    t0="$(now_ns)"
-    if ! "$@" >/dev/null 2>>"$log"; then
-        echo "bench: failed: $*" >>"$log"
-        echo NA
-        return
-    fi
-    t1="$(now_ns)"
-    awk -v ns="$((t1 - t0))" 'BEGIN {printf "%.3f", ns / 1e9}'
-}
+once() { timed 0 1 "$@"; }
 
 prov_digest() { "$prov" --log-level warn digest "$1"; }
 prov_attest() { "$prov" --log-level warn attest --product "$1" --key "$key" -o "$scratch/prov.intoto.jsonl"; }

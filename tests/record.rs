@@ -462,8 +462,10 @@ fn killing_the_sidecar_mid_finalize_leaves_no_partial_attestation() {
         );
     }
     let out = d.join("state/provenance.intoto.jsonl");
+    let bundle = d.join("state/provenance.sigstore.json");
     for delay_ms in [0u64, 5, 10, 20, 40, 80, 160] {
         let _ = std::fs::remove_file(&out);
+        let _ = std::fs::remove_file(&bundle);
         let _ = std::fs::remove_file(d.join("done"));
         std::fs::write(d.join("done"), b"0").unwrap();
         // Marker already present: finalize starts at once.
@@ -477,6 +479,12 @@ fn killing_the_sidecar_mid_finalize_leaves_no_partial_attestation() {
             c.args(["verify", "--key", "k.pub", "state/provenance.intoto.jsonl"]);
             run(c).ok();
         }
+        // So must the bundle, written after it.
+        if bundle.exists() {
+            let mut c = provenant(d);
+            c.args(["verify", "--key", "k.pub", "state/provenance.sigstore.json"]);
+            run(c).ok();
+        }
     }
     // The final name only ever holds complete envelopes; temp files never
     // carry that name.
@@ -487,7 +495,9 @@ fn killing_the_sidecar_mid_finalize_leaves_no_partial_attestation() {
     assert!(
         names.iter().all(|n| n == "snapshot.json"
             || n == "provenance.intoto.jsonl"
-            || n.starts_with(".provenance.intoto.jsonl.tmp-")),
+            || n == "provenance.sigstore.json"
+            || n.starts_with(".provenance.intoto.jsonl.tmp-")
+            || n.starts_with(".provenance.sigstore.json.tmp-")),
         "{names:?}"
     );
 }

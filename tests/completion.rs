@@ -280,17 +280,7 @@ fn record_in_pod(api: &ApiServer, container: &str, token: &str, extra: &[&str]) 
     write(&sa.join("token"), token.as_bytes());
     write(&sa.join("ca.crt"), api.ca_pem.as_bytes());
     write(&sa.join("namespace"), b"builds");
-    let mut c = provenant(d);
-    c.args([
-        "snapshot",
-        "--state",
-        "state",
-        "--material",
-        "ws/source",
-        "--workspace",
-        "ws",
-    ]);
-    run(c).ok();
+    snapshot(d, &[]);
     write(&d.join("ws/out/app"), b"app");
     let mut c = provenant(d);
     c.args([
@@ -431,17 +421,7 @@ fn kube_errors_are_one_line_and_name_the_cause() {
     let d = t.path();
     write(&d.join("ws/source/a"), b"a");
     keygen(d, "k", "ecdsa-p256");
-    let mut c = provenant(d);
-    c.args([
-        "snapshot",
-        "--state",
-        "state",
-        "--material",
-        "ws/source",
-        "--workspace",
-        "ws",
-    ]);
-    run(c).ok();
+    snapshot(d, &[]);
     let mut c = provenant(d);
     c.args([
         "record",

@@ -23,11 +23,16 @@ fn in_toto_verify(d: &Path) -> Run {
     run(c)
 }
 
-fn chain(d: &Path) {
+/// Keys for both steps and the source tree.
+fn sources(d: &Path) {
     keygen(d, "source", "ecdsa-p256");
     keygen(d, "build", "ed25519");
     write(&d.join("src/main.c"), b"int main(void) { return 0; }\n");
     write(&d.join("src/util.h"), b"#define UTIL 1\n");
+}
+
+/// Step "source": attests `src` as its product, with a link.
+fn source_step(d: &Path) {
     let mut c = provenant(d);
     c.args([
         "attest",
@@ -43,6 +48,10 @@ fn chain(d: &Path) {
         "source",
     ]);
     run(c).ok();
+}
+
+/// Step "build": builds `out/app` from `src` under `provenant run`.
+fn build_step(d: &Path) {
     let mut c = provenant(d);
     c.args([
         "run",
@@ -64,6 +73,10 @@ fn chain(d: &Path) {
         "mkdir -p out && cat src/* > out/app",
     ]);
     run(c).ok();
+}
+
+/// The signed layout for the two steps, by the Python reference code.
+fn layout(d: &Path) {
     let mut c = Command::new(interop_python());
     c.arg(interop_script("intoto_layout.py"))
         .arg(d)
@@ -71,6 +84,13 @@ fn chain(d: &Path) {
         .arg(d.join("build.pub"));
     let r = run(c);
     assert_eq!(r.code, 0, "layout: {}{}", r.stdout, r.stderr);
+}
+
+fn chain(d: &Path) {
+    sources(d);
+    source_step(d);
+    build_step(d);
+    layout(d);
 }
 
 #[test]
@@ -91,53 +111,12 @@ fn in_toto_verify_accepts_a_provenant_chain() {
 fn in_toto_verify_rejects_a_source_tampered_between_steps() {
     let t = tempfile::tempdir().unwrap();
     let d = t.path();
-    keygen(d, "source", "ecdsa-p256");
-    keygen(d, "build", "ed25519");
-    write(&d.join("src/main.c"), b"int main(void) { return 0; }\n");
-    let mut c = provenant(d);
-    c.args([
-        "attest",
-        "--product",
-        "src",
-        "--key",
-        "source.key",
-        "-o",
-        "s.jsonl",
-        "--in-toto-link",
-        "links",
-        "--step-name",
-        "source",
-    ]);
-    run(c).ok();
+    sources(d);
+    source_step(d);
     // The attacker changes the source after the source step signed it.
     write(&d.join("src/main.c"), b"int main(void) { return 1; }\n");
-    let mut c = provenant(d);
-    c.args([
-        "run",
-        "--material",
-        "src",
-        "--product",
-        "out",
-        "--key",
-        "build.key",
-        "-o",
-        "b.jsonl",
-        "--in-toto-link",
-        "links",
-        "--step-name",
-        "build",
-        "--",
-        "sh",
-        "-c",
-        "mkdir -p out && cat src/* > out/app",
-    ]);
-    run(c).ok();
-    let mut c = Command::new(interop_python());
-    c.arg(interop_script("intoto_layout.py"))
-        .arg(d)
-        .arg(d.join("source.pub"))
-        .arg(d.join("build.pub"));
-    assert_eq!(run(c).code, 0);
+    build_step(d);
+    layout(d);
     let r = in_toto_verify(d);
     assert_eq!(
         r.code, 1,

@@ -8,21 +8,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-fn snapshot(d: &Path, extra: &[&str]) {
-    let mut c = provenant(d);
-    c.args([
-        "snapshot",
-        "--state",
-        "state",
-        "--material",
-        "ws/source",
-        "--workspace",
-        "ws",
-    ]);
-    c.args(extra);
-    run(c).ok();
-}
-
 struct Sidecar {
     child: Child,
     stderr: std::sync::mpsc::Receiver<String>,

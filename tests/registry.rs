@@ -175,17 +175,7 @@ fn record_image(d: &Path, image: &str, digest: &str, extra: &[&str]) -> Run {
         b"int main(void) { return 0; }\n",
     );
     let _ = std::fs::remove_dir_all(d.join("state"));
-    let mut c = provenant(d);
-    c.args([
-        "snapshot",
-        "--state",
-        "state",
-        "--material",
-        "ws/source",
-        "--workspace",
-        "ws",
-    ]);
-    run(c).ok();
+    snapshot(d, &[]);
     write(&d.join("ws/out/image.tar"), digest.as_bytes());
     write(
         &d.join("results/IMAGE_URL"),
@@ -650,17 +640,7 @@ fn registry_settings_are_checked_before_the_build() {
     let d = t.path();
     keygen(d, "k", "ecdsa-p256");
     write(&d.join("ws/source/a"), b"a");
-    let mut c = provenant(d);
-    c.args([
-        "snapshot",
-        "--state",
-        "state",
-        "--material",
-        "ws/source",
-        "--workspace",
-        "ws",
-    ]);
-    run(c).ok();
+    snapshot(d, &[]);
     write(&d.join("bad-config.json"), b"{\"auths\": [");
     // No marker will ever appear: the sidecar must fail at start, not wait.
     let mut c = provenant(d);

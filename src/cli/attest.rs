@@ -186,7 +186,6 @@ pub fn attest(a: AttestArgs) -> anyhow::Result<i32> {
     // The bench reads these: statement size and signing cost per material.
     tracing::info!(
         statement_bytes = payload_len(&envelope),
-        envelope_bytes = envelope.payload.len() + 200,
         materials = materials
             .iter()
             .map(|r| r.tree.entries.len())

@@ -5,7 +5,7 @@ use clap::Args;
 use crate::sign::VerifyingKey;
 use anyhow::Context;
 
-use crate::verify::{exit, verify_bytes, verify_file, Policy};
+use crate::verify::{exit, verify_file, AttachedError, Policy};
 
 #[derive(Args, Debug)]
 pub struct VerifyArgs {
@@ -93,30 +93,21 @@ fn verify_image(
         .build()
         .context("cannot start async runtime")?;
     let (img, found) = rt.block_on(registry.fetch(image))?;
-    let want = img.digest.trim_start_matches("sha256:").to_string();
     let mut ok = 0;
     let mut policy_failed = 0;
     for f in &found {
         let label = format!("{} {}", f.source, f.digest);
         let result =
-            f.envelope
-                .clone()
-                .map_err(|e| e.to_string())
-                .and_then(|env| {
-                    verify_bytes(&label, env.to_json().as_bytes(), keys, a.threshold)
-                        .map_err(|e| e.to_string())
+            crate::verify::verify_attached(&label, &f.envelope, &img.digest, keys, a.threshold)
+                .map_err(|e| match e {
+                    AttachedError::Unreadable(e) => e,
+                    AttachedError::Invalid(e) => e.to_string(),
+                    AttachedError::NotThisImage => format!(
+                        "{label}: signature valid but no subject has the image digest {}",
+                        img.digest
+                    ),
                 })
                 .and_then(|v| {
-                    let matches =
-                        v.statement.subject.iter().any(|s| {
-                            s.digest.get("sha256").map(String::as_str) == Some(want.as_str())
-                        });
-                    if !matches {
-                        return Err(format!(
-                            "{label}: signature valid but no subject has the image digest {}",
-                            img.digest
-                        ));
-                    }
                     let violations = policy
                         .map(|p| p.check(&v, time::OffsetDateTime::now_utc()))
                         .unwrap_or_default();

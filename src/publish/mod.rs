@@ -127,12 +127,6 @@ impl<'a> LogLine<'a> {
             file: file.map(|f| f.display().to_string()),
         }
     }
-
-    pub fn to_line(&self) -> String {
-        let mut s = serde_json::to_string(self).unwrap_or_default();
-        s.push('\n');
-        s
-    }
 }
 
 /// Writes the log line to stdout under the stdout lock, so nothing else

@@ -248,37 +248,27 @@ pub async fn check_image(
         input: label.clone(),
         message: e.to_string(),
     })?;
-    let want = img.digest.trim_start_matches("sha256:").to_string();
     let mut reasons = Vec::new();
     for f in &found {
-        let env = match &f.envelope {
-            Ok(e) => e,
-            Err(e) => {
-                reasons.push(format!("{}: {e}", f.digest));
-                continue;
-            }
-        };
-        let v = match verify_bytes(
+        let v = match super::verify_attached(
             &f.digest,
-            env.to_json().as_bytes(),
+            &f.envelope,
+            &img.digest,
             &policy.keys,
             policy.threshold,
         ) {
             Ok(v) => v,
             Err(e) => {
-                reasons.push(e.to_string());
+                reasons.push(match e {
+                    super::AttachedError::Unreadable(e) => format!("{}: {e}", f.digest),
+                    super::AttachedError::Invalid(e) => e.to_string(),
+                    super::AttachedError::NotThisImage => {
+                        format!("{}: no subject has the image digest", f.digest)
+                    }
+                });
                 continue;
             }
         };
-        if !v
-            .statement
-            .subject
-            .iter()
-            .any(|s| s.digest.get("sha256") == Some(&want))
-        {
-            reasons.push(format!("{}: no subject has the image digest", f.digest));
-            continue;
-        }
         let violations = policy.check(&v, time::OffsetDateTime::now_utc());
         if !violations.is_empty() {
             return Err(GateError::Policy {

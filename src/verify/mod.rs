@@ -94,13 +94,6 @@ pub fn verify_bytes(
     keys: &[VerifyingKey],
     threshold: usize,
 ) -> Result<Verified, VerifyError> {
-    if keys.is_empty() {
-        return Err(VerifyError::NoKeys);
-    }
-    let env_err = |source| VerifyError::Envelope {
-        path: label.to_string(),
-        source,
-    };
     // A log line (or a whole pod log) from `provenant record` holds the
     // envelope; the signature check below is what makes it trustworthy.
     let extracted = crate::publish::extract_envelope(bytes);
@@ -114,11 +107,30 @@ pub fn verify_bytes(
                 source,
             })
         }
-        None => Envelope::parse(trim_jsonl(bytes)).map_err(env_err)?,
+        None => Envelope::parse(trim_jsonl(bytes)).map_err(|source| VerifyError::Envelope {
+            path: label.to_string(),
+            source,
+        })?,
     };
+    verify_envelope(label, envelope, keys, threshold)
+}
+
+/// The signature of `envelope` against `keys`, then the statement inside.
+pub fn verify_envelope(
+    label: &str,
+    envelope: Envelope,
+    keys: &[VerifyingKey],
+    threshold: usize,
+) -> Result<Verified, VerifyError> {
+    if keys.is_empty() {
+        return Err(VerifyError::NoKeys);
+    }
     let (payload, signed_by) = envelope
         .verify(IN_TOTO_PAYLOAD_TYPE, keys, threshold.max(1))
-        .map_err(env_err)?;
+        .map_err(|source| VerifyError::Envelope {
+            path: label.to_string(),
+            source,
+        })?;
     let statement = Statement::parse(&payload).map_err(|source| VerifyError::Statement {
         path: label.to_string(),
         source,
@@ -128,6 +140,41 @@ pub fn verify_bytes(
         statement,
         signed_by,
     })
+}
+
+/// Why an attestation attached to an image does not vouch for it.
+#[derive(Debug)]
+pub enum AttachedError {
+    /// The registry held something that is not an envelope.
+    Unreadable(String),
+    Invalid(VerifyError),
+    /// Valid, but about other artefacts: an attestation copied next to
+    /// another image must not vouch for it.
+    NotThisImage,
+}
+
+/// One attestation found attached to the image with manifest digest
+/// `image_digest` (`sha256:HEX`): signature, statement, and a subject that
+/// is that digest. `verify --image` and the `image:` gate both use it.
+pub fn verify_attached(
+    label: &str,
+    envelope: &Result<Envelope, String>,
+    image_digest: &str,
+    keys: &[VerifyingKey],
+    threshold: usize,
+) -> Result<Verified, AttachedError> {
+    let envelope = envelope.clone().map_err(AttachedError::Unreadable)?;
+    let v = verify_envelope(label, envelope, keys, threshold).map_err(AttachedError::Invalid)?;
+    let want = image_digest.trim_start_matches("sha256:");
+    if v.statement
+        .subject
+        .iter()
+        .any(|s| s.digest.get("sha256").map(String::as_str) == Some(want))
+    {
+        Ok(v)
+    } else {
+        Err(AttachedError::NotThisImage)
+    }
 }
 
 /// `-` reads standard input (`kubectl logs ... | provenant verify -`).

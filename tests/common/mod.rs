@@ -117,6 +117,24 @@ pub fn keygen(dir: &Path, name: &str, alg: &str) {
     run(c).ok();
 }
 
+/// The pod's init container: `provenant snapshot` of materials
+/// `ws/source` and workspace `ws` into state directory `state`, plus
+/// `extra` arguments; must succeed.
+pub fn snapshot(dir: &Path, extra: &[&str]) {
+    let mut c = provenant(dir);
+    c.args([
+        "snapshot",
+        "--state",
+        "state",
+        "--material",
+        "ws/source",
+        "--workspace",
+        "ws",
+    ]);
+    c.args(extra);
+    run(c).ok();
+}
+
 pub fn sha256_hex(b: &[u8]) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(b))

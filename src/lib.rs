@@ -6,6 +6,7 @@
 pub mod cli;
 pub mod completion;
 pub mod digest;
+pub mod memory;
 pub mod pod;
 pub mod provenance;
 pub mod publish;

@@ -6,9 +6,11 @@ use time::OffsetDateTime;
 
 use super::{DescribeOpts, HashOpts};
 use crate::provenance::{
-    self, ExternalParameters, HashedRoot, InternalParameters, Observation, Statement,
+    self, DescriptorList, ExternalParameters, HashedRoot, InternalParameters, Observation,
+    ResourceDescriptor, StatementRef,
 };
-use crate::sign::{sign_statement, Envelope, Signer};
+use crate::publish::LOGGED_SUBJECTS;
+use crate::sign::{frame_statement, Signed, Signer, Unsigned};
 use crate::verify::exit;
 
 #[derive(Args, Debug)]
@@ -69,6 +71,41 @@ pub(super) fn hash_all(
     Ok(roots)
 }
 
+/// A signed attestation and what the logs say about it.
+pub(super) struct Attestation {
+    pub signed: Signed,
+    pub subject_count: usize,
+    /// The first few subjects, for people reading logs.
+    pub first_subjects: Vec<ResourceDescriptor>,
+}
+
+/// A statement serialized and ready to sign; it no longer borrows the
+/// trees it was made from.
+pub(super) struct Described {
+    pub unsigned: Unsigned,
+    pub subject_count: usize,
+    pub first_subjects: Vec<ResourceDescriptor>,
+}
+
+impl Described {
+    pub fn sign(self, signer: &dyn Signer) -> anyhow::Result<Attestation> {
+        self.sign_while(signer, || ())
+    }
+
+    /// Signs while `meanwhile` runs on another core.
+    pub fn sign_while(
+        self,
+        signer: &dyn Signer,
+        meanwhile: impl FnOnce() + Send,
+    ) -> anyhow::Result<Attestation> {
+        Ok(Attestation {
+            signed: self.unsigned.sign_while(signer, meanwhile)?,
+            subject_count: self.subject_count,
+            first_subjects: self.first_subjects,
+        })
+    }
+}
+
 /// observe -> describe -> sign: the part `attest` and `run` share.
 pub(super) fn describe_and_sign(
     materials: &[HashedRoot],
@@ -77,7 +114,7 @@ pub(super) fn describe_and_sign(
     describe: &DescribeOpts,
     ctx: BuildFacts,
     signer: &dyn Signer,
-) -> anyhow::Result<(Statement, Envelope)> {
+) -> anyhow::Result<Attestation> {
     let subjects = provenance::subjects(products)?;
     let mut deps = provenance::materials(materials, describe.materials_as);
     deps.extend(ctx.extra_materials);
@@ -108,23 +145,35 @@ pub(super) fn describe_and_sign(
         invocation_id: uuid::Uuid::new_v4().to_string(),
         byproducts: Vec::new(),
     };
-    sign_observation(subjects, obs, signer)
+    self::describe(&subjects, obs, None)?.sign(signer)
 }
 
-/// describe -> sign for a finished observation.
-pub(super) fn sign_observation(
-    subjects: Vec<provenance::ResourceDescriptor>,
-    obs: Observation,
-    signer: &dyn Signer,
-) -> anyhow::Result<(Statement, Envelope)> {
-    let statement = Statement::new_slsa(subjects, &obs.into_provenance());
-    let envelope = sign_statement(&statement, signer)?;
-    Ok((statement, envelope))
+/// The statement for a finished observation, serialized straight from the
+/// trees the subjects and materials borrow, into `buf` if one was
+/// prepared.
+pub(super) fn describe(
+    subjects: &DescriptorList<'_>,
+    obs: Observation<'_>,
+    buf: Option<Vec<u8>>,
+) -> anyhow::Result<Described> {
+    let provenance = obs.into_provenance();
+    let size = subjects.json_size_hint()
+        + provenance
+            .build_definition
+            .resolved_dependencies
+            .json_size_hint()
+        + 4096;
+    let buf = buf.unwrap_or_else(|| Vec::with_capacity(size));
+    Ok(Described {
+        unsigned: frame_statement(&StatementRef::slsa(subjects, &provenance), buf)?,
+        subject_count: subjects.len(),
+        first_subjects: subjects.iter().take(LOGGED_SUBJECTS).collect(),
+    })
 }
 
-pub(super) fn write_envelope(path: &Path, envelope: &Envelope) -> anyhow::Result<()> {
+pub(super) fn write_envelope(path: &Path, signed: &Signed) -> anyhow::Result<()> {
     crate::publish::write_atomic_with(path, |w| {
-        serde_json::to_writer(&mut *w, envelope).map_err(std::io::Error::other)?;
+        serde_json::to_writer(&mut *w, &signed.json()).map_err(std::io::Error::other)?;
         w.write_all(b"\n")
     })?;
     Ok(())
@@ -132,27 +181,20 @@ pub(super) fn write_envelope(path: &Path, envelope: &Envelope) -> anyhow::Result
 
 pub(super) fn write_bundle(
     path: Option<&Path>,
-    envelope: &Envelope,
+    signed: &Signed,
     signer: &dyn Signer,
 ) -> anyhow::Result<()> {
     if let Some(p) = path {
-        let b = crate::publish::Bundle::for_envelope(envelope, signer.key_id());
+        let b = crate::publish::Bundle::for_signed(signed, signer.key_id());
         b.write_to(p).context("bundle not written")?;
     }
     Ok(())
 }
 
-/// Length of the decoded payload, from the length of its padded base64.
-fn payload_len(envelope: &Envelope) -> usize {
-    let b = envelope.payload.as_bytes();
-    let pad = b.iter().rev().take(2).filter(|c| **c == b'=').count();
-    b.len() / 4 * 3 - pad
-}
-
-pub(super) fn report(path: &Path, statement: &Statement, signer: &dyn Signer) {
+pub(super) fn report(path: &Path, att: &Attestation, signer: &dyn Signer) {
     tracing::info!(
         output = %path.display(),
-        subjects = statement.subject.len(),
+        subjects = att.subject_count,
         key_id = signer.key_id(),
         "attestation written"
     );
@@ -178,14 +220,13 @@ pub fn attest(a: AttestArgs) -> anyhow::Result<i32> {
         extra_materials: Vec::new(),
     };
     let t_describe = std::time::Instant::now();
-    let (statement, envelope) =
-        describe_and_sign(&materials, &products, &a.hash, &a.describe, ctx, signer)?;
+    let att = describe_and_sign(&materials, &products, &a.hash, &a.describe, ctx, signer)?;
     let describe_sign_ms = t_describe.elapsed().as_millis() as u64;
     let t_write = std::time::Instant::now();
-    write_envelope(&a.output, &envelope).with_context(|| "attestation not written".to_string())?;
+    write_envelope(&a.output, &att.signed).context("attestation not written")?;
     // The bench reads these: statement size and signing cost per material.
     tracing::info!(
-        statement_bytes = payload_len(&envelope),
+        statement_bytes = att.signed.payload_len(),
         materials = materials
             .iter()
             .map(|r| r.tree.entries.len())
@@ -194,8 +235,8 @@ pub fn attest(a: AttestArgs) -> anyhow::Result<i32> {
         write_ms = t_write.elapsed().as_millis() as u64,
         "signed"
     );
-    report(&a.output, &statement, signer);
-    write_bundle(a.bundle.as_deref(), &envelope, signer)?;
-    a.link.write(&statement, &[], None, signer)?;
+    report(&a.output, &att, signer);
+    write_bundle(a.bundle.as_deref(), &att.signed, signer)?;
+    a.link.write(&att.signed, &[], None, signer)?;
     Ok(exit::OK)
 }

@@ -191,7 +191,7 @@ pub struct LinkOpts {
 impl LinkOpts {
     pub fn write(
         &self,
-        statement: &crate::provenance::Statement,
+        signed: &crate::sign::Signed,
         command: &[String],
         exit_code: Option<i32>,
         signer: &dyn crate::sign::Signer,
@@ -200,8 +200,12 @@ impl LinkOpts {
         let (Some(dir), Some(step)) = (&self.link_dir, &self.step_name) else {
             return Ok(());
         };
+        // Read back from what was signed: links are rare, and the
+        // statement is never held as values on the way to signing.
+        let statement = crate::provenance::Statement::parse(&signed.to_envelope().payload_bytes()?)
+            .context("reading back the signed statement")?;
         let link =
-            crate::provenance::link::Link::from_statement(step, statement, command, exit_code);
+            crate::provenance::link::Link::from_statement(step, &statement, command, exit_code);
         let env = crate::sign::Envelope::sign(
             crate::provenance::IN_TOTO_PAYLOAD_TYPE,
             &link.to_bytes(),

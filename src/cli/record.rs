@@ -3,7 +3,7 @@
 //! watch cache), describe, sign, write the file atomically and print the
 //! one-line attestation on stdout.
 use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -11,14 +11,14 @@ use anyhow::Context;
 use clap::{Args, ValueEnum};
 use time::OffsetDateTime;
 
-use super::attest::{sign_observation, write_envelope};
+use super::attest::{describe, write_envelope};
 use super::OnError;
 use crate::completion::{self, Trigger};
 use crate::digest::{ErrorPolicy, WalkOptions};
 use crate::pod::{self, Snapshot};
 use crate::provenance::{
-    self, parse_rfc3339, ExternalParameters, HashedRoot, InternalParameters, MaterialsAs,
-    Observation, ReportSources,
+    self, parse_rfc3339, DescriptorList, ExternalParameters, HashedRoot, InternalParameters,
+    MaterialsAs, Observation, ReportSources,
 };
 use crate::publish::{emit_log_line, push_with_retry, Bundle, LogLine, Spool, SpoolEntry};
 use crate::verify::exit;
@@ -33,6 +33,16 @@ pub enum SubjectSource {
     Files,
     /// Only reported images; fail if there are none.
     Reported,
+}
+
+/// What to trust at the end of the build.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Recheck {
+    /// The watcher's index (roots where events may have been lost are
+    /// hashed from scratch anyway).
+    None,
+    /// Hash every root again; report where the index differed.
+    Full,
 }
 
 #[derive(Args, Debug)]
@@ -85,6 +95,11 @@ pub struct RecordArgs {
     /// `builder.id` to record: the identity of the platform running the build.
     #[arg(long, default_value = provenance::DEFAULT_BUILDER_ID)]
     pub builder_id: String,
+    /// Re-hash every root from scratch at the end and use that, reporting
+    /// any file where the watcher's view differed (for file systems or
+    /// hard-link layouts where inotify may miss writes). Costs a full hash.
+    #[arg(long, value_enum, default_value = "none")]
+    pub recheck: Recheck,
     /// Attach the attestation to the images it is about (the reported image
     /// subjects) in their registries: cosign `.att` and OCI referrer.
     #[arg(long)]
@@ -114,6 +129,14 @@ pub fn record(a: RecordArgs) -> anyhow::Result<i32> {
     };
     // Problems with the key must surface now, not after a long build.
     let signer = a.remote.signer(a.key.as_deref())?;
+    if a.remote.url.is_none() {
+        // One signature now: a key that cannot sign fails before the
+        // build, not after it (this also waits for the random generator's
+        // seeding, see sign::warm_up_rng).
+        signer
+            .sign(b"provenant record: start-up check")
+            .context("the signing key cannot sign")?;
+    }
     let triggers = a
         .completion
         .iter()
@@ -149,7 +172,7 @@ pub fn record(a: RecordArgs) -> anyhow::Result<i32> {
             .filter(|m| m.is_dir)
             .map(|m| m.given.clone()),
     );
-    let mut watch = Watch::start(
+    let watch = Watch::start(
         &watched,
         &WatchOptions {
             excludes: snap.excludes.clone(),
@@ -170,8 +193,16 @@ pub fn record(a: RecordArgs) -> anyhow::Result<i32> {
         waiter.wait().await
     })?;
     let t0 = Instant::now();
-    watch.stop();
-    let hwm_watch_mb = peak_rss_mb();
+    // Everything the builder did is in the kernel's event queue by now;
+    // this reads it to the end and waits for the hashing threads.
+    let watch_events = watch.stats().events.load(Ordering::Relaxed);
+    tracing::debug!(rss_mb = crate::memory::rss_mb(), "build over");
+    let mut observed = watch.finish();
+    let drain_ms = t0.elapsed().as_millis() as u64;
+    // The statement's buffer, made ready on the other core while this one
+    // turns the index into trees.
+    let payload_buf = crate::memory::prefault_in_background(observed.json_size_hint());
+    let hwm_watch_mb = crate::memory::peak_rss_mb();
     tracing::info!(by = completed.by, exit_code = ?completed.exit_code, detail = %completed.detail, "build finished; finalizing");
     if let Some(code) = completed.exit_code.filter(|c| *c != 0) {
         if !a.attest_failed {
@@ -196,11 +227,30 @@ pub fn record(a: RecordArgs) -> anyhow::Result<i32> {
         progress: false,
         git_blobs,
     };
-    let cache = Some(watch.cache() as &dyn crate::digest::DigestCache);
+    let t_resolve = Instant::now();
+    let resolved = observed.resolve(opts.on_error)?;
+    let resolve_ms = t_resolve.elapsed().as_millis() as u64;
+    let degraded = observed.degraded();
+    // A root the watcher did not see (created during the build, or not a
+    // directory) is hashed now; with --recheck full every root is, and
+    // any difference from the watcher's view is reported.
+    let mut root_now = |path: &std::path::Path, consume: bool| -> anyhow::Result<HashedRoot> {
+        let watched = observed.tree(path, &opts, consume).transpose()?;
+        let root = match watched {
+            Some(tree) if a.recheck == Recheck::None => HashedRoot::from_tree(path, tree),
+            Some(tree) => {
+                let full = provenance::hash_root(path, &opts)?;
+                recheck_report(path, &tree, &full.tree);
+                full
+            }
+            None => provenance::hash_root(path, &opts)?,
+        };
+        Ok(root)
+    };
     // Inputs the build changed are recorded, never silently accepted.
     let mut byproducts = Vec::new();
     for before in &materials_before {
-        let now = provenance::hash_root_cached(&before.given, &opts, cache)?;
+        let now = root_now(&before.given, false)?;
         let changes = pod::material_changes(before, &now);
         if !changes.is_empty() {
             tracing::warn!(root = %before.given.display(), changed = changes.len(), "the build changed its inputs; recorded as byproducts");
@@ -213,29 +263,29 @@ pub fn record(a: RecordArgs) -> anyhow::Result<i32> {
         .collect();
     let mut products: Vec<HashedRoot> = Vec::new();
     for w in &workspaces {
-        let now = provenance::hash_root_cached(w, &opts, cache)?;
+        let now = root_now(w, true)?;
         let mut changed = pod::changed(&baseline, now);
         // A completion marker inside the workspace is ours, not a product.
         // Resolved once per root, not per file: finalize touches 100k files.
         let root = std::fs::canonicalize(w).ok();
-        let marker_rels: Vec<String> = markers
+        let marker_rels: Vec<Vec<u8>> = markers
             .iter()
             .filter_map(|m| m.strip_prefix(root.as_ref()?).ok())
-            .map(|r| r.to_string_lossy().into_owned())
+            .map(|r| r.as_os_str().as_encoded_bytes().to_vec())
             .collect();
         if !marker_rels.is_empty() {
             changed
                 .tree
                 .entries
-                .retain(|e| !marker_rels.iter().any(|m| *m == e.path.to_string()));
+                .retain(|e| !marker_rels.iter().any(|m| m == e.path.as_bytes()));
         }
         products.push(changed);
     }
+    tracing::debug!(rss_mb = crate::memory::rss_mb(), "trees");
+    let unwatch = observed.unwatch();
+    drop(observed);
     let walk_ms = t0.elapsed().as_millis() as u64;
-    let hwm_walk_mb = peak_rss_mb();
-    let hits = watch.cache().hits();
-    // The digests are in the trees now; free the cache before describing.
-    drop(watch);
+    let hwm_walk_mb = crate::memory::peak_rss_mb();
 
     let sources = ReportSources {
         kpack_report: a.kpack_report.clone(),
@@ -247,18 +297,17 @@ pub fn record(a: RecordArgs) -> anyhow::Result<i32> {
         _ => provenance::reported_subjects(&sources)?,
     };
     let subjects_are_images = !reported.is_empty();
-    let subjects = if !reported.is_empty() {
+    let subjects: DescriptorList = if !reported.is_empty() {
         tracing::info!(
             images = reported.len(),
             "subjects: images the builder reported"
         );
-        reported
+        reported.into()
     } else if a.subjects == SubjectSource::Reported {
         anyhow::bail!("--subjects reported: the builder reported no image (checked --kpack-report, --tekton-results, --oci-layout)");
     } else {
         provenance::subjects(&products)?
     };
-    drop(products);
     let mut materials = provenance::materials(&materials_before, materials_as);
     materials.extend(snap.references.iter().cloned());
     let display = |roots: &[HashedRoot]| {
@@ -310,46 +359,116 @@ pub fn record(a: RecordArgs) -> anyhow::Result<i32> {
         Vec::new()
     };
     let t_describe = Instant::now();
-    let (statement, envelope) = sign_observation(subjects, obs, &*signer)?;
+    let described = describe(&subjects, obs, payload_buf.join().ok())?;
+    let serialize_ms = t_describe.elapsed().as_millis() as u64;
+    drop(subjects);
+    let t_sign = Instant::now();
+    // The trees are in the statement now: they are freed (and the memory
+    // given back) on the other core while this one signs, before the
+    // base64 needs memory.
+    tracing::debug!(rss_mb = crate::memory::rss_mb(), "serialized");
+    let att = described.sign_while(&*signer, move || {
+        drop(products);
+        drop(materials_before);
+        crate::memory::release_free();
+        tracing::debug!(rss_mb = crate::memory::rss_mb(), "trees freed");
+    })?;
+    tracing::debug!(rss_mb = crate::memory::rss_mb(), "signed");
+    let sign_ms = t_sign.elapsed().as_millis() as u64;
     let describe_sign_ms = t_describe.elapsed().as_millis() as u64;
     let t_write = Instant::now();
     let output = a
         .output
         .clone()
         .unwrap_or_else(|| a.state.join("provenance.intoto.jsonl"));
-    write_envelope(&output, &envelope).context("attestation not written")?;
-    // The same envelope as a Sigstore bundle, for sigstore tooling.
     let bundle_path = output.with_file_name(bundle_name(&output));
-    Bundle::for_envelope(&envelope, signer.key_id())
-        .write_to(&bundle_path)
-        .context("bundle not written")?;
-    emit_log_line(&LogLine::new(&envelope, &statement, Some(&output)))
-        .context("cannot write the attestation to stdout")?;
+    // Three copies of a payload that can be 21 MB: written side by side.
+    let (file, (bundle, log)) = rayon::join(
+        || write_envelope(&output, &att.signed).context("attestation not written"),
+        || {
+            rayon::join(
+                // The same envelope as a Sigstore bundle, for sigstore tooling.
+                || {
+                    Bundle::for_signed(&att.signed, signer.key_id())
+                        .write_to(&bundle_path)
+                        .context("bundle not written")
+                },
+                || {
+                    emit_log_line(&LogLine::new(
+                        &att.signed,
+                        att.subject_count,
+                        &att.first_subjects,
+                        Some(&output),
+                    ))
+                    .context("cannot write the attestation to stdout")
+                },
+            )
+        },
+    );
+    file?;
+    bundle?;
+    log?;
     tracing::info!(
         output = %output.display(),
-        subjects = statement.subject.len(),
+        subjects = att.subject_count,
         key_id = signer.key_id(),
         finalize_ms = t0.elapsed().as_millis() as u64,
         walk_ms,
+        drain_ms,
+        resolve_ms,
+        resolved,
+        watch_events,
+        degraded = degraded.len(),
         describe_sign_ms,
+        serialize_ms,
+        sign_ms,
         write_ms = t_write.elapsed().as_millis() as u64,
-        cache_hits = hits,
+        statement_bytes = att.signed.payload_len(),
         peak_rss_watching_mb = hwm_watch_mb,
         peak_rss_walk_mb = hwm_walk_mb,
-        peak_rss_mb = peak_rss_mb(),
+        peak_rss_mb = crate::memory::peak_rss_mb(),
         "attestation written"
     );
+    drop(unwatch);
     if let Some(registry) = &registry {
         publish_images(
             &a,
             registry,
             &image_subjects,
-            &envelope,
+            &att.signed.to_envelope(),
             signer.key_id(),
-            &statement.predicate_type,
+            provenance::SLSA_PROVENANCE_V1,
         )?;
     }
     Ok(exit::OK)
+}
+
+/// Logs every file where the watcher's index and a fresh hash disagree:
+/// with `--recheck full` the fresh hash is what gets attested; a mismatch
+/// points at writes inotify could not see.
+fn recheck_report(
+    root: &std::path::Path,
+    watched: &crate::digest::Tree,
+    full: &crate::digest::Tree,
+) {
+    use std::collections::HashMap;
+    let w: HashMap<_, _> = watched.entries.iter().map(|e| (&e.path, &e.kind)).collect();
+    let f: HashMap<_, _> = full.entries.iter().map(|e| (&e.path, &e.kind)).collect();
+    let mut differ = 0usize;
+    for (p, k) in &f {
+        if w.get(p) != Some(k) {
+            differ += 1;
+            if differ <= 20 {
+                tracing::warn!(root = %root.display(), path = %p, "recheck: the watcher's view of this file differed from a fresh hash");
+            }
+        }
+    }
+    differ += w.keys().filter(|p| !f.contains_key(*p)).count();
+    if differ > 0 {
+        tracing::warn!(root = %root.display(), differ, "recheck: attesting the fresh hash");
+    } else {
+        tracing::info!(root = %root.display(), files = f.len(), "recheck: the watcher's view matched a fresh hash");
+    }
 }
 
 /// `provenance.intoto.jsonl` -> `provenance.sigstore.json`.
@@ -417,20 +536,6 @@ fn publish_images(
 /// would otherwise let a build step running as the same uid walk into our
 /// mount namespace and read the key. A non-dumpable process's /proc entries
 /// belong to root and need CAP_SYS_PTRACE, which containers lack.
-/// The process's peak resident set so far (VmHWM), in MiB; 0 if unknown.
-/// Logged before and after finalizing, so an operator sizing the sidecar's
-/// memory limit sees which phase needs it.
-fn peak_rss_mb() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        })
-        .map_or(0, |kb| kb / 1024)
-}
-
 fn harden_process() {
     // SAFETY: prctl with PR_SET_DUMPABLE takes plain integers and touches no memory.
     let rc = unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };

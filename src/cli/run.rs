@@ -205,12 +205,11 @@ pub fn run(a: RunArgs) -> anyhow::Result<i32> {
         extra_materials: extra,
     };
     let result = hash_all(&a.products, &a.hash, "products", false).and_then(|products| {
-        let (statement, envelope) =
-            describe_and_sign(&materials, &products, &a.hash, &a.describe, facts, signer)?;
-        write_envelope(&a.output, &envelope)?;
-        report(&a.output, &statement, signer);
-        super::attest::write_bundle(a.bundle.as_deref(), &envelope, signer)?;
-        a.link.write(&statement, &a.command, Some(code), signer)?;
+        let att = describe_and_sign(&materials, &products, &a.hash, &a.describe, facts, signer)?;
+        write_envelope(&a.output, &att.signed)?;
+        report(&a.output, &att, signer);
+        super::attest::write_bundle(a.bundle.as_deref(), &att.signed, signer)?;
+        a.link.write(&att.signed, &a.command, Some(code), signer)?;
         Ok(())
     });
     match result {

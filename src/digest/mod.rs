@@ -13,9 +13,11 @@
 //!   between listing and opening cannot hang or redirect us;
 //! - a file that cannot be read or vanishes mid-walk is an error naming the
 //!   path, or, with [`ErrorPolicy::Record`], an entry saying what happened.
+mod dir;
 mod git;
 mod mapped;
 mod path;
+mod walk;
 
 use std::fs::File;
 use std::io::Read;
@@ -24,10 +26,14 @@ use std::os::unix::fs::{FileTypeExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
-use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 
-pub use path::{decode_percent, RelPath};
+pub use path::{decode_percent, encode_into, RelPath};
+
+/// How every file inside a root is opened for hashing (with O_RDONLY): a
+/// link is never followed, and a FIFO swapped in after listing cannot
+/// block the open.
+const HASH_OPEN_FLAGS: libc::c_int = libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC;
 
 /// What to do with an entry that cannot be hashed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -161,11 +167,69 @@ pub fn hash_file(path: &Path) -> Result<[u8; 32], DigestError> {
     Ok(hash_open(f, false).map_err(|e| io_error(path, e))?.sha256)
 }
 
-fn io_error(path: &Path, e: std::io::Error) -> DigestError {
+pub(crate) fn io_error(path: &Path, e: std::io::Error) -> DigestError {
     let path = path.display().to_string();
     match e.kind() {
         std::io::ErrorKind::NotFound => DigestError::Vanished { path },
         _ => DigestError::Unreadable { path, source: e },
+    }
+}
+
+/// What is at `abs` now, as the walk records a directory entry: a link
+/// by its target (never followed), a FIFO, socket or device by its kind
+/// (never opened: opening a FIFO would release a writer blocked on it), a
+/// regular file hashed to its end; with the inode it was found at. `Ok(None)`
+/// for a directory.
+pub fn entry_kind_at(abs: &Path, git_blob: bool) -> std::io::Result<Option<(EntryKind, u64)>> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::symlink_metadata(abs)?;
+    let ft = meta.file_type();
+    if ft.is_file() {
+        return hash_file_at(abs, git_blob);
+    }
+    if ft.is_symlink() {
+        let target = std::fs::read_link(abs)?.into_os_string().into_vec();
+        return Ok(Some((EntryKind::Symlink { target }, meta.ino())));
+    }
+    Ok(special_kind(&ft).map(|kind| (EntryKind::Special { kind }, meta.ino())))
+}
+
+/// [`entry_kind_at`] for a path that was a regular file a moment ago (the
+/// watcher saw its writer close it): opened directly, one `lstat` fewer
+/// per file, and still never following a link or hashing anything but a
+/// regular file (`fstat` on the open descriptor decides).
+pub fn hash_file_at(abs: &Path, git_blob: bool) -> std::io::Result<Option<(EntryKind, u64)>> {
+    use std::os::unix::fs::MetadataExt;
+    let opened = File::options()
+        .read(true)
+        .custom_flags(HASH_OPEN_FLAGS)
+        .open(abs);
+    let mut f = match opened {
+        Ok(f) => f,
+        // A link (O_NOFOLLOW) or a socket: not a regular file any more.
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ELOOP | libc::ENXIO)) => {
+            return entry_kind_at(abs, git_blob)
+        }
+        Err(e) => return Err(e),
+    };
+    let meta = f.metadata()?;
+    let ft = meta.file_type();
+    if ft.is_file() {
+        let d = hash_reader(&mut f, &meta, git_blob, None)?;
+        return Ok(Some((file_kind(d), meta.ino())));
+    }
+    if ft.is_dir() {
+        return Ok(None);
+    }
+    Ok(special_kind(&ft).map(|kind| (EntryKind::Special { kind }, meta.ino())))
+}
+
+fn file_kind(d: FileDigest) -> EntryKind {
+    EntryKind::File {
+        sha256: d.sha256,
+        size: d.size,
+        executable: d.executable,
+        git_blob: d.git_blob,
     }
 }
 
@@ -176,107 +240,6 @@ pub struct FileDigest {
     pub size: u64,
     pub executable: bool,
     pub git_blob: Option<[u8; 20]>,
-}
-
-/// What the kernel says about a file's identity and last change. Equal keys
-/// mean the content was not changed, provided the file was not modified
-/// within the timestamp granularity of when the key was taken (callers
-/// handle that "racy" window; see `watch`). `ctime` cannot be set from user
-/// space, so `touch -d` cannot fake it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct StatKey {
-    pub dev: u64,
-    pub ino: u64,
-    pub size: u64,
-    pub mode: u32,
-    pub mtime_ns: i128,
-    pub ctime_ns: i128,
-}
-
-impl StatKey {
-    pub fn of(m: &std::fs::Metadata) -> StatKey {
-        use std::os::unix::fs::MetadataExt;
-        StatKey {
-            dev: m.dev(),
-            ino: m.ino(),
-            size: m.size(),
-            mode: m.mode(),
-            mtime_ns: m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128,
-            ctime_ns: m.ctime() as i128 * 1_000_000_000 + m.ctime_nsec() as i128,
-        }
-    }
-}
-
-/// Digests computed earlier (by the workspace watcher) that a walk may reuse
-/// instead of reading the file again.
-pub trait DigestCache: Sync {
-    /// The digest of the file at `abs` if it is known for exactly `key`.
-    fn lookup(&self, abs: &Path, key: &StatKey, need_git_blob: bool) -> Option<FileDigest>;
-}
-
-/// Opens `name` in `dir` for hashing, never following a link.
-fn open_at(dir: &File, name: &std::ffi::OsStr) -> std::io::Result<File> {
-    use std::os::fd::{AsRawFd, FromRawFd};
-    let c = std::ffi::CString::new(name.as_bytes())?;
-    // SAFETY: a valid directory fd and a NUL-terminated name; on success we
-    // own the returned fd.
-    let fd = unsafe {
-        libc::openat(
-            dir.as_raw_fd(),
-            c.as_ptr(),
-            libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC,
-        )
-    };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: fd is a fresh descriptor nobody else owns.
-    Ok(unsafe { File::from_raw_fd(fd) })
-}
-
-/// What [`prehash`] found.
-#[derive(Debug)]
-pub enum Prehash {
-    Hashed(FileDigest, StatKey),
-    /// Not a regular file (any more).
-    NotAFile,
-    /// Changed less than the margin ago: a digest taken now could not be
-    /// trusted later, as a rewrite within the same timestamp tick would
-    /// leave the stat key unchanged.
-    TooFresh,
-}
-
-/// Hashes the regular file at `abs` for the watcher's cache: never follows
-/// a link, refuses files changed within `margin_ns` of now, and fails if
-/// the file changed while being read (stat key before and after differ).
-/// Six syscalls per file (open, fstat, read, fstat, close and a read only
-/// for files over the buffer size): the sidecar does this for every file
-/// the build writes, so each one counts against the build's CPU.
-pub fn prehash(abs: &Path, git_blob: bool, margin_ns: i128) -> std::io::Result<Prehash> {
-    let mut f = File::options()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open(abs)?;
-    let meta = f.metadata()?;
-    if !meta.file_type().is_file() {
-        return Ok(Prehash::NotAFile);
-    }
-    let before = StatKey::of(&meta);
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i128)
-        .unwrap_or(0);
-    if now - before.ctime_ns.max(before.mtime_ns) < margin_ns {
-        return Ok(Prehash::TooFresh);
-    }
-    // Reading exactly the stat size is enough: growth, or any write, while
-    // we read changes the key checked below.
-    let d = hash_reader(&mut f, &meta, git_blob, Some(meta.len()))?;
-    let after = StatKey::of(&f.metadata()?);
-    if before != after {
-        return Err(std::io::Error::other("file changed while being hashed"));
-    }
-    Ok(Prehash::Hashed(d, after))
 }
 
 thread_local! {
@@ -383,26 +346,50 @@ impl Excludes {
 
     /// `rel` is relative to the walk root.
     pub fn excluded(&self, rel: &RelPath, is_dir: bool) -> bool {
-        self.globs.is_match(rel.as_path()) || (is_dir && self.prune.is_match(rel.as_path()))
+        self.excluded_bytes(rel.as_bytes(), is_dir)
+    }
+
+    pub fn excluded_bytes(&self, rel: &[u8], is_dir: bool) -> bool {
+        if self.globs.is_empty() {
+            return false;
+        }
+        let p = Path::new(std::ffi::OsStr::from_bytes(rel));
+        self.globs.is_match(p) || (is_dir && self.prune.is_match(p))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.globs.is_empty()
+    }
+
+    /// Whether a walk from the root would leave out the file `rel`: the
+    /// file itself or any directory above it excluded.
+    pub fn excludes_file(&self, rel: &[u8]) -> bool {
+        if self.globs.is_empty() {
+            return false;
+        }
+        if self.excluded_bytes(rel, false) {
+            return true;
+        }
+        rel.iter()
+            .enumerate()
+            .filter(|(_, b)| **b == b'/')
+            .any(|(i, _)| self.excluded_bytes(&rel[..i], true))
     }
 }
 
-struct Walker<'a> {
-    opts: &'a WalkOptions,
-    excludes: Excludes,
-    cache: Option<&'a dyn DigestCache>,
-    progress: Option<indicatif::ProgressBar>,
+/// What an [`EntryKind::Error`] entry says about `err`.
+pub(crate) fn error_message(err: DigestError) -> String {
+    match err {
+        DigestError::Vanished { .. } => "vanished while being hashed".into(),
+        DigestError::Unreadable { source, .. } => source.to_string(),
+        other => other.to_string(),
+    }
 }
 
 fn file_entry(path: RelPath, d: FileDigest) -> Entry {
     Entry {
         path,
-        kind: EntryKind::File {
-            sha256: d.sha256,
-            size: d.size,
-            executable: d.executable,
-            git_blob: d.git_blob,
-        },
+        kind: file_kind(d),
     }
 }
 
@@ -417,170 +404,6 @@ fn special_kind(ft: &std::fs::FileType) -> Option<SpecialKind> {
         Some(SpecialKind::BlockDevice)
     } else {
         None
-    }
-}
-
-impl Walker<'_> {
-    fn failed(
-        &self,
-        rel: &RelPath,
-        abs: &Path,
-        e: std::io::Error,
-    ) -> Result<Vec<Entry>, DigestError> {
-        let err = io_error(abs, e);
-        match self.opts.on_error {
-            ErrorPolicy::Fail => Err(err),
-            ErrorPolicy::Record => {
-                tracing::warn!(path = %abs.display(), "{err}; recorded as an error entry");
-                Ok(vec![Entry {
-                    path: rel.clone(),
-                    kind: EntryKind::Error {
-                        message: match err {
-                            DigestError::Vanished { .. } => "vanished while being hashed".into(),
-                            DigestError::Unreadable { source, .. } => source.to_string(),
-                            other => other.to_string(),
-                        },
-                    },
-                }])
-            }
-        }
-    }
-
-    /// One directory entry (already known not to be excluded). `de`, when
-    /// the entry came from a directory listing, lets the cache check stat
-    /// relative to the open directory (`fstatat`) instead of resolving the
-    /// whole absolute path again: at finalize that lookup is most of the
-    /// kernel time for 100k files.
-    fn visit(
-        &self,
-        abs: &Path,
-        rel: RelPath,
-        ft: std::fs::FileType,
-        de: Option<(&std::fs::DirEntry, Option<&File>)>,
-        out: &mut Vec<Entry>,
-    ) -> Result<(), DigestError> {
-        if ft.is_symlink() {
-            match std::fs::read_link(abs) {
-                Ok(t) => out.push(Entry {
-                    path: rel,
-                    kind: EntryKind::Symlink {
-                        target: t.into_os_string().into_vec(),
-                    },
-                }),
-                Err(e) => out.extend(self.failed(&rel, abs, e)?),
-            }
-            return Ok(());
-        }
-        if let Some(kind) = special_kind(&ft) {
-            tracing::warn!(path = %abs.display(), kind = %kind, "not a regular file: recorded by kind, not opened");
-            out.push(Entry {
-                path: rel,
-                kind: EntryKind::Special { kind },
-            });
-            return Ok(());
-        }
-        if let Some(cache) = self.cache {
-            let meta = match de {
-                Some((de, _)) => de.metadata(),
-                None => std::fs::symlink_metadata(abs),
-            };
-            if let Ok(m) = meta {
-                if m.file_type().is_file() {
-                    if let Some(d) = cache.lookup(abs, &StatKey::of(&m), self.opts.git_blobs) {
-                        out.push(file_entry(rel, d));
-                        return Ok(());
-                    }
-                }
-            }
-        }
-        let opened = match de {
-            Some((de, Some(dir))) => open_at(dir, &de.file_name()),
-            _ => File::options()
-                .read(true)
-                .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
-                .open(abs),
-        };
-        let result = opened.and_then(|f| hash_open(f, self.opts.git_blobs));
-        match result {
-            Ok(d) => {
-                if let Some(p) = &self.progress {
-                    p.inc(d.size);
-                }
-                out.push(file_entry(rel, d));
-            }
-            Err(e) => out.extend(self.failed(&rel, abs, e)?),
-        }
-        Ok(())
-    }
-
-    /// Walks `abs`, adding every entry below it to `sink`. Entries go to
-    /// one shared vector in batches (sorted once at the end) instead of a
-    /// vector per file, flattened again at every level of the tree: for
-    /// 100k files that was 100k allocations and each entry copied once per
-    /// directory level.
-    fn walk_dir(
-        &self,
-        abs: &Path,
-        rel: &RelPath,
-        sink: &std::sync::Mutex<Vec<Entry>>,
-    ) -> Result<(), DigestError> {
-        let push = |batch: Vec<Entry>| {
-            if !batch.is_empty() {
-                sink.lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .extend(batch);
-            }
-        };
-        let rd = match std::fs::read_dir(abs) {
-            Ok(rd) => rd,
-            Err(e) => {
-                push(self.failed(rel, abs, e)?);
-                return Ok(());
-            }
-        };
-        // Files are opened relative to this handle: resolving the absolute
-        // path again for each of 100k files was a fifth of the walk. It is
-        // also stricter: no component above the file can be swapped for a
-        // link between listing and opening. O_NOFOLLOW: if the directory
-        // itself was just replaced by a link, fall back to absolute paths
-        // (whose opens still refuse a link in the last component).
-        let dir = File::options()
-            .read(true)
-            .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(abs)
-            .ok();
-        let mut pending = Vec::new();
-        for de in rd {
-            let de = match de {
-                Ok(de) => de,
-                Err(e) => {
-                    push(self.failed(rel, abs, e)?);
-                    return Ok(());
-                }
-            };
-            let child_rel = rel.join(&RelPath::from_bytes(de.file_name().as_bytes()));
-            match de.file_type() {
-                Ok(ft) if self.excludes.excluded(&child_rel, ft.is_dir()) => {}
-                Ok(ft) => pending.push((de, child_rel, Ok(ft))),
-                Err(e) => pending.push((de, child_rel, Err(e))),
-            }
-        }
-        // Directories and files of one level in parallel; rayon's work
-        // stealing spreads deep and wide trees alike over all cores.
-        pending
-            .into_par_iter()
-            .try_fold(Vec::new, |mut acc, (de, r, ft)| {
-                match ft {
-                    Ok(ft) if ft.is_dir() => self.walk_dir(&de.path(), &r, sink)?,
-                    Ok(ft) => self.visit(&de.path(), r, ft, Some((&de, dir.as_ref())), &mut acc)?,
-                    Err(e) => acc.extend(self.failed(&r, &de.path(), e)?),
-                }
-                Ok::<_, DigestError>(acc)
-            })
-            .try_for_each(|acc| {
-                push(acc?);
-                Ok(())
-            })
     }
 }
 
@@ -606,16 +429,6 @@ fn build_globs<'a>(globs: impl Iterator<Item = &'a str>) -> Result<GlobSet, Dige
 /// Hashes everything under `root` (or `root` itself if it is not a
 /// directory; the entry is then named by the file name).
 pub fn hash_tree(root: &Path, opts: &WalkOptions) -> Result<Tree, DigestError> {
-    hash_tree_cached(root, opts, None)
-}
-
-/// [`hash_tree`], reusing digests from `cache` for files whose stat key
-/// it vouches for.
-pub fn hash_tree_cached(
-    root: &Path,
-    opts: &WalkOptions,
-    cache: Option<&dyn DigestCache>,
-) -> Result<Tree, DigestError> {
     let excludes = Excludes::new(&opts.excludes)?;
     let meta = std::fs::metadata(root).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => DigestError::Missing {
@@ -639,25 +452,14 @@ pub fn hash_tree_cached(
             p.enable_steady_tick(std::time::Duration::from_millis(120));
             p
         });
-    let walker = Walker {
+    let walker = walk::Walker {
         opts,
         excludes,
-        cache,
         progress,
+        root,
     };
     let mut entries = if meta.is_dir() {
-        // A cache is keyed by canonical absolute paths (the watcher's view);
-        // walking from the canonical root makes a relative or symlinked
-        // root hit it too.
-        let canonical = cache.and_then(|_| std::fs::canonicalize(root).ok());
-        let sink = std::sync::Mutex::new(Vec::new());
-        walker.walk_dir(
-            canonical.as_deref().unwrap_or(root),
-            &RelPath::default(),
-            &sink,
-        )?;
-        sink.into_inner()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        walker.walk_root()?
     } else {
         let name = RelPath::from_bytes(
             root.file_name()
@@ -668,11 +470,9 @@ pub fn hash_tree_cached(
         // The user named this path, so a link here is followed; O_NOFOLLOW
         // applies to what we find inside roots.
         let real = std::fs::canonicalize(root).map_err(|e| io_error(root, e))?;
-        let mut out = Vec::new();
-        walker.visit(&real, name, meta.file_type(), None, &mut out)?;
-        out
+        walker.single_file(&real, name, meta.file_type())?
     };
-    if let Some(p) = walker.progress {
+    if let Some(p) = &walker.progress {
         p.finish_and_clear();
     }
     entries.sort_unstable_by(|a, b| a.path.cmp(&b.path));
@@ -687,35 +487,42 @@ mod tests {
     use super::*;
 
     #[test]
-    fn prehash_refuses_fresh_files_and_non_files() {
+    fn hash_file_at_hashes_files_and_names_what_else_it_finds() {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("f");
         std::fs::write(&f, vec![7u8; 300_000]).unwrap();
-        // Just written: too fresh for a one-hour margin.
-        assert!(matches!(
-            prehash(&f, false, 3_600_000_000_000).unwrap(),
-            Prehash::TooFresh
-        ));
-        match prehash(&f, true, 0).unwrap() {
-            Prehash::Hashed(d, k) => {
-                assert_eq!(d.sha256, hash_file(&f).unwrap());
-                assert_eq!(d.size, 300_000);
-                assert!(d.git_blob.is_some());
-                assert_eq!(k, StatKey::of(&std::fs::metadata(&f).unwrap()));
+        match hash_file_at(&f, true).unwrap().map(|(k, _)| k) {
+            Some(EntryKind::File {
+                sha256,
+                size,
+                git_blob,
+                ..
+            }) => {
+                assert_eq!(sha256, hash_file(&f).unwrap());
+                assert_eq!(size, 300_000);
+                assert!(git_blob.is_some());
             }
-            other => panic!("expected a digest, got {other:?}"),
+            other => panic!("expected a file, got {other:?}"),
         }
         let fifo = dir.path().join("p");
         nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
-        assert!(matches!(
-            prehash(&fifo, false, 0).unwrap(),
-            Prehash::NotAFile
-        ));
+        assert_eq!(
+            entry_kind_at(&fifo, false).unwrap().map(|(k, _)| k),
+            Some(EntryKind::Special {
+                kind: SpecialKind::Fifo
+            })
+        );
         let link = dir.path().join("l");
         std::os::unix::fs::symlink(&f, &link).unwrap();
-        assert!(
-            prehash(&link, false, 0).is_err(),
-            "links are never followed"
-        );
+        for kind in [hash_file_at(&link, false), entry_kind_at(&link, false)] {
+            assert_eq!(
+                kind.unwrap().map(|(k, _)| k),
+                Some(EntryKind::Symlink {
+                    target: f.as_os_str().as_bytes().to_vec()
+                }),
+                "links are recorded, never followed"
+            );
+        }
+        assert_eq!(entry_kind_at(dir.path(), false).unwrap(), None);
     }
 }

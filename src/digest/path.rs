@@ -52,25 +52,38 @@ impl RelPath {
     /// every byte outside the unreserved set percent-encoded (`true`); the
     /// caller marks encoded names with an annotation.
     pub fn encoded(&self) -> (String, bool) {
-        match std::str::from_utf8(&self.0) {
-            Ok(s) => (s.to_string(), false),
-            Err(_) => {
-                let mut s = String::with_capacity(self.0.len() * 2);
-                for &b in &self.0 {
-                    if unreserved(b) {
-                        s.push(b as char);
-                    } else {
-                        s.push_str(&format!("%{b:02X}"));
-                    }
-                }
-                (s, true)
-            }
-        }
+        let mut s = String::with_capacity(self.0.len());
+        let encoded = encode_into(&self.0, &mut s);
+        (s, encoded)
     }
 
     pub fn as_path(&self) -> &std::path::Path {
         use std::os::unix::ffi::OsStrExt;
         std::path::Path::new(std::ffi::OsStr::from_bytes(&self.0))
+    }
+}
+
+/// Appends the JSON name of the path `bytes` to `out` (see
+/// [`RelPath::encoded`]); true if it had to be percent-encoded.
+pub fn encode_into(bytes: &[u8], out: &mut String) -> bool {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => {
+            out.push_str(s);
+            false
+        }
+        Err(_) => {
+            const HEX: &[u8; 16] = b"0123456789ABCDEF";
+            for &b in bytes {
+                if unreserved(b) {
+                    out.push(b as char);
+                } else {
+                    out.push('%');
+                    out.push(HEX[(b >> 4) as usize] as char);
+                    out.push(HEX[(b & 15) as usize] as char);
+                }
+            }
+            true
+        }
     }
 }
 
@@ -92,6 +105,14 @@ pub fn decode_percent(s: &str) -> Option<Vec<u8>> {
         }
     }
     Some(out)
+}
+
+/// Maps keyed by `RelPath` can be searched with a borrowed byte slice
+/// (no allocation per lookup); the order is the same byte order.
+impl std::borrow::Borrow<[u8]> for RelPath {
+    fn borrow(&self) -> &[u8] {
+        &self.0
+    }
 }
 
 impl fmt::Display for RelPath {

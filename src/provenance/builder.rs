@@ -6,7 +6,10 @@ use base64::Engine;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use super::{BuildDefinition, BuildMetadata, Builder, Provenance, ResourceDescriptor, RunDetails};
+use super::{
+    BuildDefinition, BuildMetadata, Builder, DescriptorList, Provenance, ResourceDescriptor,
+    RunDetails,
+};
 
 /// provenant's own buildType: "a build observed from outside the builder".
 /// The URI names the documentation of the parameters below.
@@ -83,12 +86,13 @@ impl PodIdentity {
 }
 
 /// Everything observed about one build, ready to become a predicate.
+/// Materials borrow the hashed trees they describe.
 #[derive(Debug, Clone)]
-pub struct Observation {
+pub struct Observation<'a> {
     pub builder_id: String,
     pub external: ExternalParameters,
     pub internal: InternalParameters,
-    pub materials: Vec<ResourceDescriptor>,
+    pub materials: DescriptorList<'a>,
     pub exit_code: Option<i32>,
     pub started: OffsetDateTime,
     pub finished: OffsetDateTime,
@@ -148,8 +152,8 @@ pub fn exit_code_of(p: &Provenance) -> Option<i32> {
     std::str::from_utf8(&bytes).ok()?.trim().parse().ok()
 }
 
-impl Observation {
-    pub fn into_provenance(self) -> Provenance {
+impl<'a> Observation<'a> {
+    pub fn into_provenance(self) -> Provenance<DescriptorList<'a>> {
         let mut version = BTreeMap::new();
         version.insert(
             "provenant".to_string(),

@@ -9,6 +9,7 @@
 //! (protobuf JSON parsing) treat explicit empties differently from absence.
 mod builder;
 mod descriptor;
+mod list;
 mod reported;
 mod roots;
 mod statement;
@@ -16,6 +17,7 @@ mod statement;
 pub mod link;
 pub use builder::*;
 pub use descriptor::*;
+pub use list::*;
 pub use reported::*;
 pub use roots::*;
 pub use statement::*;

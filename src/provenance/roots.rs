@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use crate::digest::{self, DigestError, EntryKind, RelPath, Tree, WalkOptions};
 
-use super::ResourceDescriptor;
+use super::{DescriptorList, ResourceDescriptor};
 
 /// How material roots are described.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -68,30 +68,28 @@ pub fn clean_prefix(p: &Path) -> RelPath {
 }
 
 pub fn hash_root(path: &Path, opts: &WalkOptions) -> Result<HashedRoot, DigestError> {
-    hash_root_cached(path, opts, None)
+    Ok(HashedRoot::from_tree(path, digest::hash_tree(path, opts)?))
 }
 
-/// [`hash_root`] reusing digests the workspace watcher already computed.
-pub fn hash_root_cached(
-    path: &Path,
-    opts: &WalkOptions,
-    cache: Option<&dyn digest::DigestCache>,
-) -> Result<HashedRoot, DigestError> {
-    let tree = digest::hash_tree_cached(path, opts, cache)?;
-    let is_dir = std::fs::symlink_metadata(path)
-        .map(|m| m.is_dir())
-        .unwrap_or(false);
-    let prefix = if is_dir {
-        clean_prefix(path)
-    } else {
-        clean_prefix(path.parent().unwrap_or(Path::new("")))
-    };
-    Ok(HashedRoot {
-        given: path.to_path_buf(),
-        prefix,
-        is_dir,
-        tree,
-    })
+impl HashedRoot {
+    /// A root hashed elsewhere (the workspace watcher): `path` as the user
+    /// gave it, `tree` its entries.
+    pub fn from_tree(path: &Path, tree: Tree) -> HashedRoot {
+        let is_dir = std::fs::symlink_metadata(path)
+            .map(|m| m.is_dir())
+            .unwrap_or(false);
+        let prefix = if is_dir {
+            clean_prefix(path)
+        } else {
+            clean_prefix(path.parent().unwrap_or(Path::new("")))
+        };
+        HashedRoot {
+            given: path.to_path_buf(),
+            prefix,
+            is_dir,
+            tree,
+        }
+    }
 }
 
 pub fn hash_roots(paths: &[PathBuf], opts: &WalkOptions) -> Result<Vec<HashedRoot>, DigestError> {
@@ -99,15 +97,15 @@ pub fn hash_roots(paths: &[PathBuf], opts: &WalkOptions) -> Result<Vec<HashedRoo
 }
 
 /// Materials as resolvedDependencies, in the order the roots were given.
-pub fn materials(roots: &[HashedRoot], how: MaterialsAs) -> Vec<ResourceDescriptor> {
-    let mut out = Vec::new();
+pub fn materials(roots: &[HashedRoot], how: MaterialsAs) -> DescriptorList<'_> {
+    let mut out = DescriptorList::new();
     for r in roots {
         let tree = (how == MaterialsAs::Tree && r.is_dir)
             .then(|| ResourceDescriptor::git_tree(&r.prefix, &r.tree))
             .flatten();
         match tree {
             Some(d) => out.push(d),
-            None => out.extend(ResourceDescriptor::from_tree(&r.prefix, &r.tree)),
+            None => out.push_entries(&r.prefix, &r.tree.entries, false),
         }
     }
     out
@@ -117,19 +115,13 @@ pub fn materials(roots: &[HashedRoot], how: MaterialsAs) -> Vec<ResourceDescript
 /// be subjects (a subject needs a digest); they are skipped with the warning
 /// the walk already gave, except unreadable files, which fail: a product we
 /// could not hash must not silently drop out of the attestation.
-pub fn subjects(roots: &[HashedRoot]) -> Result<Vec<ResourceDescriptor>, RootsError> {
-    // Sized up front: 100k descriptors of 168 bytes, grown by doubling,
-    // would briefly hold both the old and the new buffer.
-    let files = roots
-        .iter()
-        .flat_map(|r| &r.tree.entries)
-        .filter(|e| matches!(e.kind, EntryKind::File { .. }))
-        .count();
-    let mut out = Vec::with_capacity(files);
+pub fn subjects(roots: &[HashedRoot]) -> Result<DescriptorList<'_>, RootsError> {
+    let mut out = DescriptorList::new();
+    let mut files = 0usize;
     for r in roots {
         for e in &r.tree.entries {
             match &e.kind {
-                EntryKind::File { .. } => out.push(ResourceDescriptor::from_entry(&r.prefix, e)),
+                EntryKind::File { .. } => files += 1,
                 EntryKind::Error { message } => {
                     return Err(RootsError::UnhashedProduct {
                         path: r.prefix.join(&e.path).encoded().0,
@@ -144,8 +136,9 @@ pub fn subjects(roots: &[HashedRoot]) -> Result<Vec<ResourceDescriptor>, RootsEr
                 }
             }
         }
+        out.push_entries(&r.prefix, &r.tree.entries, true);
     }
-    if out.is_empty() {
+    if files == 0 {
         return Err(RootsError::NoProducts(
             roots
                 .iter()

@@ -2,7 +2,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::ResourceDescriptor;
+use super::{Descriptors, ResourceDescriptor};
 
 pub const STATEMENT_TYPE_V1: &str = "https://in-toto.io/Statement/v1";
 pub const SLSA_PROVENANCE_V1: &str = "https://slsa.dev/provenance/v1";
@@ -27,6 +27,31 @@ pub struct Statement {
     /// one is only ever read through [`Statement::provenance`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub predicate: Option<Box<serde_json::value::RawValue>>,
+}
+
+/// How a statement is written: the JSON of [`Statement`], field for
+/// field, with the subjects and the predicate serialized from borrowed
+/// values (a [`super::DescriptorList`] and a [`Provenance`] whose
+/// dependencies are one), so 100k subjects are never built as values.
+#[derive(Debug, Serialize)]
+pub struct StatementRef<'a, S: Serialize, P: Serialize> {
+    #[serde(rename = "_type")]
+    pub type_: &'a str,
+    pub subject: &'a S,
+    #[serde(rename = "predicateType")]
+    pub predicate_type: &'a str,
+    pub predicate: &'a P,
+}
+
+impl<'a, S: Serialize, P: Serialize> StatementRef<'a, S, P> {
+    pub fn slsa(subject: &'a S, predicate: &'a P) -> Self {
+        StatementRef {
+            type_: STATEMENT_TYPE_V1,
+            subject,
+            predicate_type: SLSA_PROVENANCE_V1,
+            predicate,
+        }
+    }
 }
 
 impl PartialEq for Statement {
@@ -92,23 +117,37 @@ impl Statement {
     }
 }
 
-/// SLSA Provenance v1 predicate.
+/// SLSA Provenance v1 predicate. `D` is how `resolvedDependencies` is
+/// held: built descriptors when read, a [`super::DescriptorList`]
+/// borrowing the hashed trees when written.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Provenance {
-    pub build_definition: BuildDefinition,
+#[serde(
+    rename_all = "camelCase",
+    bound(
+        serialize = "D: Serialize + Descriptors",
+        deserialize = "D: Deserialize<'de> + Default + Descriptors"
+    )
+)]
+pub struct Provenance<D = Vec<ResourceDescriptor>> {
+    pub build_definition: BuildDefinition<D>,
     pub run_details: RunDetails,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct BuildDefinition {
+#[serde(
+    rename_all = "camelCase",
+    bound(
+        serialize = "D: Serialize + Descriptors",
+        deserialize = "D: Deserialize<'de> + Default + Descriptors"
+    )
+)]
+pub struct BuildDefinition<D = Vec<ResourceDescriptor>> {
     pub build_type: String,
     pub external_parameters: serde_json::Map<String, serde_json::Value>,
     #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
     pub internal_parameters: serde_json::Map<String, serde_json::Value>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub resolved_dependencies: Vec<ResourceDescriptor>,
+    #[serde(default, skip_serializing_if = "Descriptors::is_empty")]
+    pub resolved_dependencies: D,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -5,7 +5,7 @@
 //! verifier is given the key (sigstore-js: `tlogThreshold: 0`).
 use serde::{Deserialize, Serialize};
 
-use crate::sign::{Envelope, Signature};
+use crate::sign::{Envelope, Signature, Signed, B64};
 
 pub const BUNDLE_MEDIA_TYPE: &str = "application/vnd.dev.sigstore.bundle.v0.3+json";
 
@@ -14,7 +14,6 @@ pub const BUNDLE_MEDIA_TYPE: &str = "application/vnd.dev.sigstore.bundle.v0.3+js
 pub struct Bundle<'a> {
     pub media_type: String,
     pub verification_material: VerificationMaterial,
-    #[serde(borrow)]
     pub dsse_envelope: BundleEnvelope<'a>,
 }
 
@@ -47,8 +46,7 @@ pub struct TimestampVerificationData {
 pub struct BundleEnvelope<'a> {
     /// Borrowed from our envelope when we write a bundle: 22 MB for 100k
     /// subjects, and the sidecar writes both files.
-    #[serde(borrow)]
-    pub payload: std::borrow::Cow<'a, str>,
+    pub payload: B64<'a>,
     pub payload_type: String,
     pub signatures: Vec<BundleSignature>,
 }
@@ -83,22 +81,35 @@ impl<'a> Bundle<'a> {
                 timestamp_verification_data: TimestampVerificationData::default(),
             },
             dsse_envelope: BundleEnvelope {
-                payload: std::borrow::Cow::Borrowed(&envelope.payload),
+                payload: B64::Text(std::borrow::Cow::Borrowed(&envelope.payload)),
                 payload_type: envelope.payload_type.clone(),
-                signatures: envelope
-                    .signatures
-                    .iter()
-                    .map(|s| BundleSignature {
-                        sig: s.sig.clone(),
-                        keyid: s.keyid.clone(),
-                    })
-                    .collect(),
+                signatures: bundle_signatures(&envelope.signatures),
+            },
+        }
+    }
+
+    /// The bundle for a freshly signed envelope, its payload copied
+    /// verbatim.
+    pub fn for_signed(signed: &'a Signed, key_id: &str) -> Bundle<'a> {
+        Bundle {
+            media_type: BUNDLE_MEDIA_TYPE.into(),
+            verification_material: VerificationMaterial {
+                public_key: PublicKeyHint {
+                    hint: key_id.into(),
+                },
+                tlog_entries: Vec::new(),
+                timestamp_verification_data: TimestampVerificationData::default(),
+            },
+            dsse_envelope: BundleEnvelope {
+                payload: signed.payload_b64(),
+                payload_type: signed.payload_type().to_string(),
+                signatures: bundle_signatures(&signed.signatures),
             },
         }
     }
 
     pub fn parse(bytes: &[u8]) -> Result<Bundle<'static>, BundleError> {
-        let b: Bundle<'static> = Bundle::into_owned(serde_json::from_slice(bytes)?);
+        let b: Bundle<'static> = serde_json::from_slice(bytes)?;
         if !b
             .media_type
             .starts_with("application/vnd.dev.sigstore.bundle")
@@ -111,22 +122,10 @@ impl<'a> Bundle<'a> {
         Ok(b)
     }
 
-    fn into_owned(b: Bundle<'_>) -> Bundle<'static> {
-        Bundle {
-            media_type: b.media_type,
-            verification_material: b.verification_material,
-            dsse_envelope: BundleEnvelope {
-                payload: std::borrow::Cow::Owned(b.dsse_envelope.payload.into_owned()),
-                payload_type: b.dsse_envelope.payload_type,
-                signatures: b.dsse_envelope.signatures,
-            },
-        }
-    }
-
     /// The DSSE envelope inside, as provenant verifies it.
     pub fn envelope(&self) -> Envelope {
         Envelope {
-            payload: self.dsse_envelope.payload.clone().into_owned(),
+            payload: self.dsse_envelope.payload.as_str().to_string(),
             payload_type: self.dsse_envelope.payload_type.clone(),
             signatures: self
                 .dsse_envelope
@@ -151,6 +150,15 @@ impl<'a> Bundle<'a> {
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).expect("bundle serializes")
     }
+}
+
+fn bundle_signatures(sigs: &[Signature]) -> Vec<BundleSignature> {
+    sigs.iter()
+        .map(|s| BundleSignature {
+            sig: s.sig.clone(),
+            keyid: s.keyid.clone(),
+        })
+        .collect()
 }
 
 /// A bundle in `bytes`, if that is what they are (cheap sniff first).

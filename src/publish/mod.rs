@@ -81,12 +81,12 @@ pub struct LoggedSubject {
 /// The envelope is embedded unchanged, so `jq -c .envelope` gives exactly
 /// the signed file; `provenant verify` also reads this line (or a whole log)
 /// directly.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, serde::Serialize)]
 pub struct LogLine<'a> {
     #[serde(rename = "provenantAttestation")]
     pub marker: &'static str,
     /// Borrowed: the envelope can be 25 MB.
-    pub envelope: &'a crate::sign::Envelope,
+    pub envelope: crate::sign::EnvelopeJson<'a>,
     pub subjects: Vec<LoggedSubject>,
     /// All subjects, when `subjects` shows only the first few.
     #[serde(rename = "subjectCount")]
@@ -101,17 +101,19 @@ pub struct LogLine<'a> {
 pub const LOGGED_SUBJECTS: usize = 20;
 
 impl<'a> LogLine<'a> {
+    /// `first`: the first subjects (at most [`LOGGED_SUBJECTS`] are shown)
+    /// of `count`.
     pub fn new(
-        envelope: &'a crate::sign::Envelope,
-        statement: &crate::provenance::Statement,
+        signed: &'a crate::sign::Signed,
+        count: usize,
+        first: &[crate::provenance::ResourceDescriptor],
         file: Option<&Path>,
     ) -> LogLine<'a> {
         LogLine {
             marker: LOG_MARKER_VERSION,
-            envelope,
-            subject_count: statement.subject.len(),
-            subjects: statement
-                .subject
+            envelope: signed.json(),
+            subject_count: count,
+            subjects: first
                 .iter()
                 .take(LOGGED_SUBJECTS)
                 .map(|s| LoggedSubject {

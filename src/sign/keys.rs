@@ -78,6 +78,23 @@ fn parse_pem(path: &str, bytes: &[u8]) -> Result<pem::Pem, KeyError> {
     })
 }
 
+/// aws-lc (the crypto under the `sigstore` crate) seeds its random
+/// generator from CPU jitter the first time a process asks for random
+/// bytes, ~30 ms of CPU; an ECDSA signature asks. Started on a thread of
+/// its own when a key is loaded, that overlaps with hashing instead of
+/// adding to the time between the build's end and the signature.
+pub fn warm_up_rng() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = std::thread::Builder::new()
+            .name("provenant-rng".into())
+            .spawn(|| {
+                let mut b = [0u8; 16];
+                let _ = aws_lc_rs::rand::fill(&mut b);
+            });
+    });
+}
+
 /// A private key held in this process.
 pub struct LocalSigner {
     signer: SigStoreSigner,
@@ -145,6 +162,7 @@ impl LocalSigner {
 
     /// Reads a key file, taking the password from `COSIGN_PASSWORD`.
     pub fn load(path: &Path) -> Result<Self, KeyError> {
+        warm_up_rng();
         let bytes = Zeroizing::new(std::fs::read(path).map_err(|source| KeyError::Read {
             path: path.to_path_buf(),
             source,

@@ -8,7 +8,7 @@ pub mod service;
 pub use dsse::*;
 pub use keys::*;
 
-use crate::provenance::{Statement, IN_TOTO_PAYLOAD_TYPE};
+use crate::provenance::IN_TOTO_PAYLOAD_TYPE;
 
 /// Anything that can sign bytes: a local key today, a remote signer service
 /// tomorrow (the key never has to be on the machine that runs the build).
@@ -18,14 +18,21 @@ pub trait Signer: Send + Sync {
     fn sign(&self, message: &[u8]) -> Result<Vec<u8>, KeyError>;
 }
 
-/// Serialize and sign a statement as a DSSE envelope.
-pub fn sign_statement(st: &Statement, signer: &dyn Signer) -> Result<Envelope, KeyError> {
-    Envelope::sign_with(
-        IN_TOTO_PAYLOAD_TYPE,
-        // Writing into a Vec cannot fail, and our statements serialize.
-        |buf| {
-            let _ = serde_json::to_writer(buf, st);
-        },
-        signer,
-    )
+/// Serialize and sign an in-toto statement (a [`crate::provenance::Statement`]
+/// or a [`crate::provenance::StatementRef`]) as a DSSE envelope.
+/// `size_hint`: the expected size of the statement's JSON.
+pub fn sign_statement<T: serde::Serialize + ?Sized>(
+    st: &T,
+    size_hint: usize,
+    signer: &dyn Signer,
+) -> Result<Signed, KeyError> {
+    Signed::sign(IN_TOTO_PAYLOAD_TYPE, st, size_hint, signer)
+}
+
+/// An in-toto statement serialized into `buf`, ready to sign.
+pub fn frame_statement<T: serde::Serialize + ?Sized>(
+    st: &T,
+    buf: Vec<u8>,
+) -> Result<Unsigned, KeyError> {
+    Unsigned::new_in(buf, IN_TOTO_PAYLOAD_TYPE, st)
 }

@@ -33,6 +33,17 @@ pub fn prefault_in_background(capacity: usize) -> std::thread::JoinHandle<Vec<u8
     std::thread::spawn(move || prefaulted(capacity))
 }
 
+/// CPU time (user + system) this process used so far, all threads, in ms.
+pub fn cpu_ms() -> u64 {
+    // SAFETY: getrusage fills the zeroed struct.
+    let mut r: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut r) } != 0 {
+        return 0;
+    }
+    let ms = |t: libc::timeval| t.tv_sec as u64 * 1000 + t.tv_usec as u64 / 1000;
+    ms(r.ru_utime) + ms(r.ru_stime)
+}
+
 /// The process's peak resident set so far (VmHWM), in MiB; 0 if unknown.
 pub fn peak_rss_mb() -> u64 {
     status_mb("VmHWM:")

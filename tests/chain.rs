@@ -241,3 +241,68 @@ fn a_directory_input_is_checked_file_by_file() {
         "1 of 3 files are not attested subjects with that content (e.g. sub/injected.c)",
     );
 }
+
+/// Stage one attests a whole output directory as one subject, its in-toto
+/// dirHash; stage two's gate accepts the directory as it is, and refuses
+/// it once one byte of one file changed.
+#[test]
+fn a_directory_vouched_for_by_its_dirhash() {
+    let t = setup();
+    let d = t.path();
+    write(&d.join("src/main.c"), b"int main(void) { return 0; }\n");
+    write(&d.join("src/lib/util.h"), b"#define UTIL 1\n");
+    let mut c = provenant(d);
+    c.args([
+        "run",
+        "--material",
+        "src",
+        "--product",
+        "dist",
+        "--products-as",
+        "dirhash",
+        "--key",
+        "source.key",
+        "-o",
+        "dist.intoto.jsonl",
+        "--builder-id",
+        "https://ci.example.com/source/main",
+        "--",
+        "sh",
+        "-c",
+        "mkdir -p dist/lib && cp src/main.c dist/ && cp src/lib/util.h dist/lib/",
+    ]);
+    run(c).ok();
+    let st = statement_of(&d.join("dist.intoto.jsonl"));
+    assert_eq!(st["subject"].as_array().unwrap().len(), 1, "{st}");
+    assert_eq!(st["subject"][0]["name"], "dist");
+    write(
+        &d.join("policy.yaml"),
+        b"version: 1\nkeys:\n  - path: source.pub\nbuilderIds:\n  - https://ci.example.com/source/*\nsubjects:\n  - dist\n",
+    );
+    let gate = |d: &Path| {
+        let _ = std::fs::remove_dir_all(d.join("state"));
+        std::fs::create_dir_all(d.join("ws")).unwrap();
+        let mut c = provenant(d);
+        c.args([
+            "snapshot",
+            "--state",
+            "state",
+            "--require",
+            "dist",
+            "--policy",
+            "policy.yaml",
+            "--material",
+            "dist",
+            "--workspace",
+            "ws",
+        ]);
+        run(c)
+    };
+    let r = gate(d).ok();
+    assert!(r.stderr.contains("vouched for"), "{}", r.stderr);
+    write(&d.join("dist/lib/util.h"), b"#define UTIL 2\n");
+    gate(d).fails(
+        5,
+        "dist: the attestation does not vouch for this input: its dirHash is",
+    );
+}

@@ -405,3 +405,26 @@ fn sigstore_js_verifies_our_bundles() {
         run(c).ok();
     }
 }
+
+/// One dirHash subject for a whole product directory and one dirHash per
+/// material directory: the reference bindings accept both.
+#[test]
+fn in_toto_attestation_validates_dirhash_mode() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    example_tree(d);
+    keygen(d, "k", "ecdsa-p256");
+    attest(
+        d,
+        "k.key",
+        "att.jsonl",
+        &["--materials-as", "dirhash", "--products-as", "dirhash"],
+    )
+    .ok();
+    let st = statement_of(&d.join("att.jsonl"));
+    let deps = &st["predicate"]["buildDefinition"]["resolvedDependencies"];
+    assert!(deps[0]["digest"]["dirHash"].is_string(), "{deps}");
+    assert_eq!(st["subject"].as_array().unwrap().len(), 1, "{st}");
+    assert!(st["subject"][0]["digest"]["dirHash"].is_string(), "{st}");
+    assert_valid_statement(d, "att.jsonl");
+}

@@ -520,3 +520,49 @@ fn finalize_reuses_the_watchers_digests() {
     let st = statement_of_line(&the_line(&r));
     assert_eq!(st["subject"].as_array().unwrap().len(), 200);
 }
+
+/// `--products-as dirhash`: one subject, the whole workspace as the build
+/// left it (its inputs included, the completion marker left out), which a
+/// consumer recomputes from the directory alone.
+#[test]
+fn products_as_dirhash_is_one_subject_for_the_workspace() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    setup(d);
+    snapshot(d, &[]);
+    let mut child = spawn_record(
+        d,
+        &[
+            "--completion",
+            "marker:ws/.done",
+            "--products-as",
+            "dirhash",
+        ],
+    );
+    wait_ready(&mut child);
+    for i in 0..50 {
+        write(&d.join(format!("ws/out/f{i}")), format!("{i}").as_bytes());
+    }
+    std::fs::write(d.join("ws/.done"), b"0\n").unwrap();
+    let r = finish(child);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let st = statement_of_line(&the_line(&r));
+    let subjects = st["subject"].as_array().unwrap();
+    assert_eq!(subjects.len(), 1, "{st}");
+    assert_eq!(subjects[0]["name"], "ws");
+    std::fs::remove_file(d.join("ws/.done")).unwrap();
+    let mut c = provenant(d);
+    c.args(["digest", "--dirhash", "ws"]);
+    let expected = run(c).ok().stdout;
+    assert_eq!(
+        format!(
+            "{}  ws\n",
+            subjects[0]["digest"]["dirHash"].as_str().unwrap()
+        ),
+        expected
+    );
+    assert_eq!(
+        st["predicate"]["buildDefinition"]["internalParameters"]["productsAs"],
+        "dirhash"
+    );
+}

@@ -4,7 +4,7 @@ use anyhow::Context;
 use clap::Args;
 use time::OffsetDateTime;
 
-use super::{DescribeOpts, HashOpts};
+use super::{DescribeOpts, HashOpts, ProductOpts};
 use crate::provenance::{
     self, DescriptorList, ExternalParameters, HashedRoot, InternalParameters, Observation,
     ResourceDescriptor, StatementRef,
@@ -36,6 +36,8 @@ pub struct AttestArgs {
     pub hash: HashOpts,
     #[command(flatten)]
     pub describe: DescribeOpts,
+    #[command(flatten)]
+    pub products_as: ProductOpts,
     #[command(flatten)]
     pub link: super::LinkOpts,
 }
@@ -112,11 +114,12 @@ pub(super) fn describe_and_sign(
     products: &[HashedRoot],
     hash: &HashOpts,
     describe: &DescribeOpts,
+    products_as: &ProductOpts,
     ctx: BuildFacts,
     signer: &dyn Signer,
 ) -> anyhow::Result<Attestation> {
-    let subjects = provenance::subjects(products)?;
-    let mut deps = provenance::materials(materials, describe.materials_as);
+    let subjects = provenance::subjects(products, products_as.products_as)?;
+    let mut deps = provenance::materials(materials, describe.materials_as)?;
     deps.extend(ctx.extra_materials);
     let display = |roots: &[HashedRoot]| {
         roots
@@ -134,6 +137,7 @@ pub(super) fn describe_and_sign(
         },
         internal: InternalParameters {
             materials_as: describe.materials_as.as_str().into(),
+            products_as: products_as.products_as.as_str().into(),
             on_error: hash.on_error.as_str().into(),
             attest_failed: ctx.attest_failed,
             ..Default::default()
@@ -220,7 +224,15 @@ pub fn attest(a: AttestArgs) -> anyhow::Result<i32> {
         extra_materials: Vec::new(),
     };
     let t_describe = std::time::Instant::now();
-    let att = describe_and_sign(&materials, &products, &a.hash, &a.describe, ctx, signer)?;
+    let att = describe_and_sign(
+        &materials,
+        &products,
+        &a.hash,
+        &a.describe,
+        &a.products_as,
+        ctx,
+        signer,
+    )?;
     let describe_sign_ms = t_describe.elapsed().as_millis() as u64;
     let t_write = std::time::Instant::now();
     write_envelope(&a.output, &att.signed).context("attestation not written")?;

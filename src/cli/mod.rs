@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::digest::{DigestError, ErrorPolicy, WalkOptions};
-use crate::provenance::{MaterialsAs, RootsError, DEFAULT_BUILDER_ID};
+use crate::provenance::{MaterialsAs, ProductsAs, RootsError, DEFAULT_BUILDER_ID};
 use crate::publish::WriteError;
 use crate::sign::{EnvelopeError, KeyError};
 use crate::verify::{exit, VerifyError};
@@ -122,9 +122,19 @@ pub struct DescribeOpts {
     /// `builder.id` to record: the identity of the platform running the build.
     #[arg(long, default_value = DEFAULT_BUILDER_ID)]
     pub builder_id: String,
-    /// Describe each material directory per file, or as one git tree id.
+    /// Describe each material directory per file, or as one aggregate:
+    /// its git tree id, or its in-toto dirHash.
     #[arg(long, value_enum, default_value = "files")]
     pub materials_as: MaterialsAs,
+}
+
+/// How products become subjects (`attest`, `run`).
+#[derive(Args, Debug, Clone)]
+pub struct ProductOpts {
+    /// Subjects per product file, or one in-toto dirHash per product
+    /// directory (a 100k-file output in one line).
+    #[arg(long, value_enum, default_value = "files")]
+    pub products_as: ProductsAs,
 }
 
 impl DescribeOpts {
@@ -225,8 +235,12 @@ pub struct DigestArgs {
     #[arg(required = true)]
     pub paths: Vec<PathBuf>,
     /// Print each directory's git tree id instead of per-file digests.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "dirhash")]
     pub tree: bool,
+    /// Print each directory's in-toto dirHash (Go's dirhash Hash1, hex)
+    /// instead of per-file digests.
+    #[arg(long)]
+    pub dirhash: bool,
     #[command(flatten)]
     pub hash: HashOpts,
 }
@@ -344,6 +358,10 @@ fn digest(a: DigestArgs) -> anyhow::Result<i32> {
         if a.tree {
             let id = root.tree.git_tree().unwrap_or_default();
             writeln!(out, "{id}  {}", p.display())?;
+            continue;
+        }
+        if a.dirhash {
+            writeln!(out, "{}  {}", root.tree.dir_hash()?, p.display())?;
             continue;
         }
         for (path, sha) in root.tree.files() {

@@ -18,7 +18,7 @@ use crate::digest::{ErrorPolicy, WalkOptions};
 use crate::pod::{self, Snapshot};
 use crate::provenance::{
     self, parse_rfc3339, DescriptorList, ExternalParameters, HashedRoot, InternalParameters,
-    MaterialsAs, Observation, ReportSources,
+    MaterialsAs, Observation, ProductsAs, ReportSources,
 };
 use crate::publish::{emit_log_line, push_with_retry, Bundle, LogLine, Spool, SpoolEntry};
 use crate::verify::exit;
@@ -74,6 +74,16 @@ pub struct RecordArgs {
         value_delimiter = ','
     )]
     pub completion: Vec<String>,
+    /// Subjects per product file, or one in-toto dirHash per workspace
+    /// (of the whole tree at the end, so a consumer can recompute it from
+    /// the directory): a 100k-file output in one line.
+    #[arg(
+        long,
+        value_enum,
+        default_value = "files",
+        env = "PROVENANT_PRODUCTS_AS"
+    )]
+    pub products_as: ProductsAs,
     /// Also attest builds that exited non-zero.
     #[arg(long)]
     pub attest_failed: bool,
@@ -159,11 +169,13 @@ pub fn record(a: RecordArgs) -> anyhow::Result<i32> {
     if workspaces.is_empty() {
         anyhow::bail!("no workspace to record: give --workspace here or to `provenant snapshot`");
     }
-    let materials_as = if snap.materials_as == "tree" {
-        MaterialsAs::Tree
-    } else {
-        MaterialsAs::Files
-    };
+    let materials_as = MaterialsAs::parse(&snap.materials_as).ok_or_else(|| {
+        anyhow::anyhow!(
+            "{}: materialsAs '{}' is not one this provenant knows (files, tree, dirhash)",
+            snap_path.display(),
+            snap.materials_as
+        )
+    })?;
     let git_blobs = materials_as == MaterialsAs::Tree;
     let mut watched: Vec<PathBuf> = workspaces.iter().filter(|w| w.is_dir()).cloned().collect();
     watched.extend(
@@ -193,15 +205,18 @@ pub fn record(a: RecordArgs) -> anyhow::Result<i32> {
         waiter.wait().await
     })?;
     let t0 = Instant::now();
+    // What watching the build cost, for the log (and the bench).
+    let cpu_build_ms = crate::memory::cpu_ms();
     // Everything the builder did is in the kernel's event queue by now;
     // this reads it to the end and waits for the hashing threads.
     let watch_events = watch.stats().events.load(Ordering::Relaxed);
     tracing::debug!(rss_mb = crate::memory::rss_mb(), "build over");
     let mut observed = watch.finish();
     let drain_ms = t0.elapsed().as_millis() as u64;
-    // The statement's buffer, made ready on the other core while this one
-    // turns the index into trees.
-    let payload_buf = crate::memory::prefault_in_background(observed.json_size_hint());
+    // A statement with a subject per file can be 17 MB: its buffer is made
+    // ready on the other core while this one turns the index into trees.
+    let payload_buf = (a.products_as == ProductsAs::Files)
+        .then(|| crate::memory::prefault_in_background(observed.json_size_hint()));
     let hwm_watch_mb = crate::memory::peak_rss_mb();
     tracing::info!(by = completed.by, exit_code = ?completed.exit_code, detail = %completed.detail, "build finished; finalizing");
     if let Some(code) = completed.exit_code.filter(|c| *c != 0) {
@@ -261,10 +276,10 @@ pub fn record(a: RecordArgs) -> anyhow::Result<i32> {
         .iter()
         .filter_map(|m| std::fs::canonicalize(m).ok())
         .collect();
+    let t_products = Instant::now();
     let mut products: Vec<HashedRoot> = Vec::new();
     for w in &workspaces {
-        let now = root_now(w, true)?;
-        let mut changed = pod::changed(&baseline, now);
+        let mut now = root_now(w, true)?;
         // A completion marker inside the workspace is ours, not a product.
         // Resolved once per root, not per file: finalize touches 100k files.
         let root = std::fs::canonicalize(w).ok();
@@ -274,14 +289,24 @@ pub fn record(a: RecordArgs) -> anyhow::Result<i32> {
             .map(|r| r.as_os_str().as_encoded_bytes().to_vec())
             .collect();
         if !marker_rels.is_empty() {
-            changed
-                .tree
+            now.tree
                 .entries
                 .retain(|e| !marker_rels.iter().any(|m| m == e.path.as_bytes()));
         }
-        products.push(changed);
+        // Per file, the products are what the build changed; as a dirHash,
+        // the whole workspace as it is now, which is what a consumer can
+        // recompute from the directory.
+        products.push(match a.products_as {
+            ProductsAs::Files => pod::changed(&baseline, now),
+            ProductsAs::Dirhash => now,
+        });
     }
-    tracing::debug!(rss_mb = crate::memory::rss_mb(), "trees");
+    tracing::debug!(
+        rss_mb = crate::memory::rss_mb(),
+        materials_us = (t_products - t_resolve).as_micros() as u64 - resolve_ms * 1000,
+        products_us = t_products.elapsed().as_micros() as u64,
+        "trees"
+    );
     let unwatch = observed.unwatch();
     drop(observed);
     let walk_ms = t0.elapsed().as_millis() as u64;
@@ -306,9 +331,9 @@ pub fn record(a: RecordArgs) -> anyhow::Result<i32> {
     } else if a.subjects == SubjectSource::Reported {
         anyhow::bail!("--subjects reported: the builder reported no image (checked --kpack-report, --tekton-results, --oci-layout)");
     } else {
-        provenance::subjects(&products)?
+        provenance::subjects(&products, a.products_as)?
     };
-    let mut materials = provenance::materials(&materials_before, materials_as);
+    let mut materials = provenance::materials(&materials_before, materials_as)?;
     materials.extend(snap.references.iter().cloned());
     let display = |roots: &[HashedRoot]| {
         roots
@@ -327,6 +352,7 @@ pub fn record(a: RecordArgs) -> anyhow::Result<i32> {
         },
         internal: InternalParameters {
             materials_as: materials_as.as_str().into(),
+            products_as: a.products_as.as_str().into(),
             on_error: a.on_error.as_str().into(),
             attest_failed: a.attest_failed,
             pod: (!snap.pod.is_empty()).then(|| snap.pod.clone()),
@@ -359,20 +385,26 @@ pub fn record(a: RecordArgs) -> anyhow::Result<i32> {
         Vec::new()
     };
     let t_describe = Instant::now();
-    let described = describe(&subjects, obs, payload_buf.join().ok())?;
+    let described = describe(&subjects, obs, payload_buf.and_then(|b| b.join().ok()))?;
     let serialize_ms = t_describe.elapsed().as_millis() as u64;
     drop(subjects);
     let t_sign = Instant::now();
-    // The trees are in the statement now: they are freed (and the memory
-    // given back) on the other core while this one signs, before the
-    // base64 needs memory.
     tracing::debug!(rss_mb = crate::memory::rss_mb(), "serialized");
-    let att = described.sign_while(&*signer, move || {
-        drop(products);
-        drop(materials_before);
-        crate::memory::release_free();
-        tracing::debug!(rss_mb = crate::memory::rss_mb(), "trees freed");
-    })?;
+    // The trees are in the statement now. Under a big statement they are
+    // freed (and the memory given back) on the other core while this one
+    // signs, before the base64 needs as much memory again; under a small
+    // one they can wait until the attestation is out.
+    let mut trees = Some((products, materials_before));
+    let att = if described.unsigned.payload().len() > 1 << 20 {
+        let freed = trees.take();
+        described.sign_while(&*signer, move || {
+            drop(freed);
+            crate::memory::release_free();
+            tracing::debug!(rss_mb = crate::memory::rss_mb(), "trees freed");
+        })?
+    } else {
+        described.sign(&*signer)?
+    };
     tracing::debug!(rss_mb = crate::memory::rss_mb(), "signed");
     let sign_ms = t_sign.elapsed().as_millis() as u64;
     let describe_sign_ms = t_describe.elapsed().as_millis() as u64;
@@ -424,12 +456,15 @@ pub fn record(a: RecordArgs) -> anyhow::Result<i32> {
         sign_ms,
         write_ms = t_write.elapsed().as_millis() as u64,
         statement_bytes = att.signed.payload_len(),
+        cpu_build_ms,
+        cpu_ms = crate::memory::cpu_ms(),
         peak_rss_watching_mb = hwm_watch_mb,
         peak_rss_walk_mb = hwm_walk_mb,
         peak_rss_mb = crate::memory::peak_rss_mb(),
         "attestation written"
     );
     drop(unwatch);
+    drop(trees);
     if let Some(registry) = &registry {
         publish_images(
             &a,

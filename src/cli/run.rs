@@ -44,6 +44,8 @@ pub struct RunArgs {
     #[command(flatten)]
     pub describe: DescribeOpts,
     #[command(flatten)]
+    pub products_as: super::ProductOpts,
+    #[command(flatten)]
     pub link: super::LinkOpts,
     #[command(flatten)]
     pub remote: super::RemoteSignerOpts,
@@ -205,7 +207,15 @@ pub fn run(a: RunArgs) -> anyhow::Result<i32> {
         extra_materials: extra,
     };
     let result = hash_all(&a.products, &a.hash, "products", false).and_then(|products| {
-        let att = describe_and_sign(&materials, &products, &a.hash, &a.describe, facts, signer)?;
+        let att = describe_and_sign(
+            &materials,
+            &products,
+            &a.hash,
+            &a.describe,
+            &a.products_as,
+            facts,
+            signer,
+        )?;
         write_envelope(&a.output, &att.signed)?;
         report(&a.output, &att, signer);
         super::attest::write_bundle(a.bundle.as_deref(), &att.signed, signer)?;

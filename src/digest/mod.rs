@@ -14,6 +14,7 @@
 //! - a file that cannot be read or vanishes mid-walk is an error naming the
 //!   path, or, with [`ErrorPolicy::Record`], an entry saying what happened.
 mod dir;
+mod dirhash;
 mod git;
 mod mapped;
 mod path;
@@ -28,6 +29,7 @@ use std::path::{Path, PathBuf};
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 use sha2::{Digest, Sha256};
 
+pub use dirhash::dir_hash;
 pub use path::{decode_percent, encode_into, RelPath};
 
 /// How every file inside a root is opened for hashing (with O_RDONLY): a
@@ -119,6 +121,11 @@ impl Tree {
         })
     }
 
+    /// The in-toto `dirHash` of the regular files (see [`dir_hash`]), hex.
+    pub fn dir_hash(&self) -> Result<String, DigestError> {
+        dir_hash(self.files()).map(hex::encode)
+    }
+
     /// The git tree id (`git write-tree` of the same content), `None` if the
     /// walk ran without [`WalkOptions::git_blobs`].
     pub fn git_tree(&self) -> Option<String> {
@@ -149,6 +156,8 @@ pub enum DigestError {
     },
     #[error("{path} vanished while being hashed {HINT}")]
     Vanished { path: String },
+    #[error("{path}: a file name with a newline has no dirHash (Go's dirhash refuses it too); describe this root per file instead")]
+    NewlineInName { path: String },
     #[error("invalid --exclude glob '{glob}': {source}")]
     BadExclude {
         glob: String,
@@ -222,6 +231,59 @@ pub fn hash_file_at(abs: &Path, git_blob: bool) -> std::io::Result<Option<(Entry
         return Ok(None);
     }
     Ok(special_kind(&ft).map(|kind| (EntryKind::Special { kind }, meta.ino())))
+}
+
+/// A directory opened once to hash several of its files (the watcher's
+/// hashing threads): each file then costs one path component to resolve
+/// instead of a dozen, and none above it can be swapped for a link.
+pub struct OpenDir(dir::Dir);
+
+impl OpenDir {
+    /// `path`'s last component must be a directory, not a link to one.
+    pub fn open(path: &Path) -> std::io::Result<OpenDir> {
+        dir::Dir::open_nofollow(path).map(OpenDir)
+    }
+
+    /// [`hash_file_at`] for `name` in this directory.
+    pub fn hash_file(
+        &self,
+        name: &std::ffi::CStr,
+        git_blob: bool,
+    ) -> std::io::Result<Option<(EntryKind, u64)>> {
+        use std::os::unix::fs::MetadataExt;
+        let mut f = match self.0.open_file(name) {
+            Ok(f) => f,
+            // A link (O_NOFOLLOW) or a socket: not a regular file any more.
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ELOOP | libc::ENXIO)) => {
+                return match self.0.kind_of(name)? {
+                    dir::Kind::Link => Ok(Some((
+                        EntryKind::Symlink {
+                            target: self.0.read_link(name)?,
+                        },
+                        0,
+                    ))),
+                    dir::Kind::Socket => Ok(Some((
+                        EntryKind::Special {
+                            kind: SpecialKind::Socket,
+                        },
+                        0,
+                    ))),
+                    _ => Err(e),
+                };
+            }
+            Err(e) => return Err(e),
+        };
+        let meta = f.metadata()?;
+        let ft = meta.file_type();
+        if ft.is_file() {
+            let d = hash_reader(&mut f, &meta, git_blob, None)?;
+            return Ok(Some((file_kind(d), meta.ino())));
+        }
+        if ft.is_dir() {
+            return Ok(None);
+        }
+        Ok(special_kind(&ft).map(|kind| (EntryKind::Special { kind }, meta.ino())))
+    }
 }
 
 fn file_kind(d: FileDigest) -> EntryKind {
@@ -475,7 +537,10 @@ pub fn hash_tree(root: &Path, opts: &WalkOptions) -> Result<Tree, DigestError> {
     if let Some(p) = &walker.progress {
         p.finish_and_clear();
     }
-    entries.sort_unstable_by(|a, b| a.path.cmp(&b.path));
+    // On all cores: 100k paths take ~12 ms to sort on one.
+    rayon::slice::ParallelSliceMut::par_sort_unstable_by(&mut entries[..], |a, b| {
+        a.path.cmp(&b.path)
+    });
     Ok(Tree {
         root: root.to_path_buf(),
         entries,

@@ -31,6 +31,17 @@ impl RelPath {
         std::str::from_utf8(&self.0).ok()
     }
 
+    /// `self/name` for a name from a directory listing, in one allocation.
+    pub fn child(&self, name: &[u8]) -> RelPath {
+        let mut v = Vec::with_capacity(self.0.len() + 1 + name.len());
+        v.extend_from_slice(&self.0);
+        if !self.0.is_empty() && !self.0.ends_with(b"/") {
+            v.push(b'/');
+        }
+        v.extend_from_slice(name);
+        RelPath(v)
+    }
+
     /// `self/other`; an empty side disappears.
     pub fn join(&self, other: &RelPath) -> RelPath {
         if self.0.is_empty() {

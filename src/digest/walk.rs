@@ -117,7 +117,7 @@ impl Walker<'_> {
         };
         let mut pending: Vec<(&CStr, RelPath, std::io::Result<Kind>)> = Vec::new();
         for (name, d_type) in listing.iter() {
-            let child = rel.join(&RelPath::from_bytes(name.to_bytes()));
+            let child = rel.child(name.to_bytes());
             let kind = dir.kind(name, d_type);
             let is_dir = matches!(kind, Ok(Kind::Dir));
             if !self.excludes.excluded(&child, is_dir) {

@@ -45,8 +45,12 @@ pub struct ExternalParameters {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct InternalParameters {
-    /// `files` (one descriptor per file) or `tree` (one gitTree per root).
+    /// `files` (one descriptor per file), `tree` (one gitTree per root) or
+    /// `dirhash` (one dirHash per root).
     pub materials_as: String,
+    /// `files` (one subject per file) or `dirhash` (one dirHash subject
+    /// per product root).
+    pub products_as: String,
     /// `fail` or `record`: what happened to unreadable files.
     pub on_error: String,
     /// Whether a build with a non-zero exit code is attested at all.

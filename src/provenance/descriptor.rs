@@ -8,6 +8,8 @@ use crate::digest::{Entry, EntryKind, RelPath, Tree};
 pub const ALG_SHA256: &str = "sha256";
 /// Git tree object id of a directory (SHA-1 object format).
 pub const ALG_GIT_TREE: &str = "gitTree";
+/// Go's dirhash Hash1 of a directory, in hex (DigestSet spec v1.1).
+pub const ALG_DIR_HASH: &str = "dirHash";
 
 /// Annotation set on descriptors whose `name` had to be percent-encoded
 /// because the path was not valid UTF-8 (see `docs/build-type.md`).
@@ -214,6 +216,27 @@ impl ResourceDescriptor {
             rd = rd.annotate(ANN_PATH_ENCODING, "percent");
         }
         rd
+    }
+
+    /// One descriptor for a whole directory, by its in-toto `dirHash`: an
+    /// aggregate of the per-file sha256 digests, so a large tree costs one
+    /// line and no second pass over its content.
+    pub fn dir_hash(
+        prefix: &RelPath,
+        tree: &Tree,
+    ) -> Result<ResourceDescriptor, crate::digest::DigestError> {
+        let (name, encoded) = prefix.encoded();
+        let mut d = DigestSet::new();
+        d.insert(ALG_DIR_HASH, tree.dir_hash()?);
+        let mut rd = ResourceDescriptor {
+            name: Some(if name.is_empty() { ".".into() } else { name }),
+            digest: d,
+            ..Default::default()
+        };
+        if encoded {
+            rd = rd.annotate(ANN_PATH_ENCODING, "percent");
+        }
+        Ok(rd)
     }
 
     /// One descriptor for a whole directory, by its git tree id, so a large

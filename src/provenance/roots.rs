@@ -11,9 +11,14 @@ use super::{DescriptorList, ResourceDescriptor};
 pub enum MaterialsAs {
     /// One descriptor per file (sha256).
     Files,
-    /// One descriptor per directory root (its git tree id); files named
-    /// directly are still described one by one.
+    /// One descriptor per directory root (its git tree id, equal to `git
+    /// rev-parse HEAD^{tree}` of a checkout; costs a second hash, SHA-1,
+    /// of every file); files named directly are still described one by one.
     Tree,
+    /// One descriptor per directory root (its in-toto `dirHash`, made from
+    /// the sha256 digests; no second hash); files named directly are still
+    /// described one by one.
+    Dirhash,
 }
 
 impl MaterialsAs {
@@ -21,6 +26,38 @@ impl MaterialsAs {
         match self {
             MaterialsAs::Files => "files",
             MaterialsAs::Tree => "tree",
+            MaterialsAs::Dirhash => "dirhash",
+        }
+    }
+
+    /// The form a snapshot recorded (older snapshots: files or tree).
+    pub fn parse(s: &str) -> Option<MaterialsAs> {
+        match s {
+            "files" => Some(MaterialsAs::Files),
+            "tree" => Some(MaterialsAs::Tree),
+            "dirhash" => Some(MaterialsAs::Dirhash),
+            _ => None,
+        }
+    }
+}
+
+/// How product roots become subjects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum ProductsAs {
+    /// One subject per regular file (sha256).
+    #[default]
+    Files,
+    /// One subject per directory root: its in-toto `dirHash` (files named
+    /// directly are still one subject each). 100k files make a statement
+    /// of a few hundred bytes instead of ~16 MB.
+    Dirhash,
+}
+
+impl ProductsAs {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProductsAs::Files => "files",
+            ProductsAs::Dirhash => "dirhash",
         }
     }
 }
@@ -97,28 +134,53 @@ pub fn hash_roots(paths: &[PathBuf], opts: &WalkOptions) -> Result<Vec<HashedRoo
 }
 
 /// Materials as resolvedDependencies, in the order the roots were given.
-pub fn materials(roots: &[HashedRoot], how: MaterialsAs) -> DescriptorList<'_> {
+pub fn materials(
+    roots: &[HashedRoot],
+    how: MaterialsAs,
+) -> Result<DescriptorList<'_>, DigestError> {
     let mut out = DescriptorList::new();
     for r in roots {
-        let tree = (how == MaterialsAs::Tree && r.is_dir)
-            .then(|| ResourceDescriptor::git_tree(&r.prefix, &r.tree))
-            .flatten();
-        match tree {
+        let whole = match how {
+            _ if !r.is_dir => None,
+            MaterialsAs::Tree => ResourceDescriptor::git_tree(&r.prefix, &r.tree),
+            MaterialsAs::Dirhash => Some(ResourceDescriptor::dir_hash(&r.prefix, &r.tree)?),
+            MaterialsAs::Files => None,
+        };
+        match whole {
             Some(d) => out.push(d),
             None => out.push_entries(&r.prefix, &r.tree.entries, false),
         }
     }
-    out
+    Ok(out)
 }
 
 /// Subjects: every regular file of the product roots. Other entries cannot
 /// be subjects (a subject needs a digest); they are skipped with the warning
 /// the walk already gave, except unreadable files, which fail: a product we
 /// could not hash must not silently drop out of the attestation.
-pub fn subjects(roots: &[HashedRoot]) -> Result<DescriptorList<'_>, RootsError> {
+///
+/// With [`ProductsAs::Dirhash`], a directory root is one subject: the
+/// dirHash of its regular files, named by the root.
+pub fn subjects(roots: &[HashedRoot], how: ProductsAs) -> Result<DescriptorList<'_>, RootsError> {
     let mut out = DescriptorList::new();
     let mut files = 0usize;
     for r in roots {
+        if how == ProductsAs::Dirhash && r.is_dir {
+            for e in &r.tree.entries {
+                match &e.kind {
+                    EntryKind::File { .. } => files += 1,
+                    EntryKind::Error { message } => {
+                        return Err(RootsError::UnhashedProduct {
+                            path: r.prefix.join(&e.path).encoded().0,
+                            message: message.clone(),
+                        })
+                    }
+                    _ => {}
+                }
+            }
+            out.push(ResourceDescriptor::dir_hash(&r.prefix, &r.tree)?);
+            continue;
+        }
         for e in &r.tree.entries {
             match &e.kind {
                 EntryKind::File { .. } => files += 1,

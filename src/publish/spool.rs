@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use super::registry::{sha256_digest, Attached, Registry, RegistryError};
-use super::write_atomic;
+use super::{write_file, Durability};
 use crate::sign::Envelope;
 
 pub const SPOOL_VERSION: u32 = 1;
@@ -80,7 +80,7 @@ impl Spool {
             image_hex,
             &id["sha256:".len()..][..16]
         ));
-        write_atomic(&path, &bytes)?;
+        write_file(&path, Durability::Synced, |w| w.write_all(&bytes))?;
         Ok(path)
     }
 

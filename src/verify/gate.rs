@@ -11,8 +11,10 @@
 //!   `PATH.sigstore.json`;
 //! * `image:REF`: attestations attached to the image in its registry.
 //!
-//! A directory is vouched for when every file in it is a subject (name
-//! ending in the file's path relative to the directory, same sha256).
+//! A directory is vouched for when a subject carries its in-toto `dirHash`
+//! (`--products-as dirhash` upstream), or when every file in it is a
+//! subject (name ending in the file's path relative to the directory, same
+//! sha256).
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -196,6 +198,32 @@ pub fn check_path(
             input: label.clone(),
             source: std::io::Error::other(e.to_string()),
         })?;
+        let dir_hashes: Vec<&str> = v
+            .statement
+            .subject
+            .iter()
+            .filter_map(|s| s.digest.get(crate::provenance::ALG_DIR_HASH))
+            .map(String::as_str)
+            .collect();
+        if !dir_hashes.is_empty() {
+            // A name with a newline has no dirHash; then only per-file
+            // subjects can vouch for the directory.
+            if let Ok(actual) = tree.dir_hash() {
+                if dir_hashes.contains(&actual.as_str()) {
+                    return Ok(upstream_descriptor(
+                        &label,
+                        &sha256_hex(&bytes),
+                        &v.signed_by,
+                    ));
+                }
+                if attested.is_empty() {
+                    return Err(GateError::Mismatch {
+                        input: label,
+                        detail: format!("its dirHash is {actual}, which no subject has"),
+                    });
+                }
+            }
+        }
         let mut missing = Vec::new();
         let mut count = 0;
         for (rel, digest) in tree.files() {

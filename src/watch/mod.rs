@@ -872,14 +872,39 @@ fn degrade(ix: &mut TopIndex, reason: String) {
 fn hash_jobs(shared: &Shared, tops: &[Top], jobs: Vec<Job>, git_blobs: bool) {
     let count = jobs.len();
     let mut done = Vec::with_capacity(count);
+    // Jobs come in directory order (a scan, a builder filling a
+    // directory): the directory is opened once for all of its files. A
+    // directory renamed meanwhile is harmless: every digest is kept with
+    // the inode it was read from, and renames are checked against it.
+    let mut dir: Option<(usize, Vec<u8>, digest::OpenDir)> = None;
+    let mut name = Vec::new();
     for j in jobs {
         // Once the build is over, the rest is resolved on every core.
         if shared.finishing.load(Ordering::Relaxed) {
             done.push((j, None));
             continue;
         }
-        let abs = tops[j.top].abs.join(j.rel.as_path());
-        let r = digest::hash_file_at(&abs, git_blobs).ok().flatten();
+        let rel = j.rel.as_bytes();
+        let (parent, base) = match rel.iter().rposition(|b| *b == b'/') {
+            Some(i) => (&rel[..i], &rel[i + 1..]),
+            None => (&rel[..0], rel),
+        };
+        if !dir
+            .as_ref()
+            .is_some_and(|(t, p, _)| *t == j.top && p.as_slice() == parent)
+        {
+            let abs = tops[j.top].abs.join(RelPath::from_bytes(parent).as_path());
+            dir = digest::OpenDir::open(&abs)
+                .ok()
+                .map(|d| (j.top, parent.to_vec(), d));
+        }
+        name.clear();
+        name.extend_from_slice(base);
+        name.push(0);
+        let r = match (&dir, std::ffi::CStr::from_bytes_with_nul(&name)) {
+            (Some((_, _, d)), Ok(c)) => d.hash_file(c, git_blobs).ok().flatten(),
+            _ => None,
+        };
         done.push((j, r));
     }
     {
@@ -1013,14 +1038,20 @@ impl Observed {
         let keep = |rel: &[u8]| !self.excludes.excludes_file(rel);
         let entries: Vec<Entry> = if prefix.is_empty() && consume {
             self.consumed[i] = true;
-            std::mem::take(&mut ix.nodes)
-                .into_iter()
-                .filter(|(k, _)| keep(k.as_bytes()))
-                .filter_map(|(path, n)| match n.state {
-                    State::Known(kind) => Some(Entry { path, kind }),
-                    _ => None,
-                })
-                .collect()
+            let nodes = std::mem::take(&mut ix.nodes);
+            // Sized once: grown by doubling, 100k entries were copied
+            // twice over and faulted in fresh pages each time.
+            let mut v = Vec::with_capacity(nodes.len());
+            v.extend(
+                nodes
+                    .into_iter()
+                    .filter(|(k, _)| keep(k.as_bytes()))
+                    .filter_map(|(path, n)| match n.state {
+                        State::Known(kind) => Some(Entry { path, kind }),
+                        _ => None,
+                    }),
+            );
+            v
         } else {
             let keys = if prefix.is_empty() {
                 ix.nodes.keys().cloned().collect()

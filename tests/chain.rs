@@ -67,6 +67,24 @@ fn gate(d: &Path, require: &str) -> Run {
     run(c)
 }
 
+/// Stage two's init container for the directory input `dir`, its snapshot
+/// into `state`.
+fn gate_dir(d: &Path, dir: &str, state: &str) -> Run {
+    let mut c = provenant(d);
+    c.args([
+        "snapshot",
+        "--state",
+        state,
+        "--require",
+        dir,
+        "--policy",
+        "policy.yaml",
+        "--material",
+        dir,
+    ]);
+    run(c)
+}
+
 fn setup() -> tempfile::TempDir {
     let t = tempfile::tempdir().unwrap();
     keygen(t.path(), "source", "ecdsa-p256");
@@ -210,33 +228,9 @@ fn a_directory_input_is_checked_file_by_file() {
         &d.join("policy.yaml"),
         b"version: 1\nkeys:\n  - path: source.pub\n",
     );
-    let mut c = provenant(d);
-    c.args([
-        "snapshot",
-        "--state",
-        "state",
-        "--require",
-        "src",
-        "--policy",
-        "policy.yaml",
-        "--material",
-        "src",
-    ]);
-    run(c).ok();
+    gate_dir(d, "src", "state").ok();
     write(&d.join("src/sub/injected.c"), b"evil");
-    let mut c = provenant(d);
-    c.args([
-        "snapshot",
-        "--state",
-        "state2",
-        "--require",
-        "src",
-        "--policy",
-        "policy.yaml",
-        "--material",
-        "src",
-    ]);
-    run(c).fails(
+    gate_dir(d, "src", "state2").fails(
         5,
         "1 of 3 files are not attested subjects with that content (e.g. sub/injected.c)",
     );
@@ -279,29 +273,10 @@ fn a_directory_vouched_for_by_its_dirhash() {
         &d.join("policy.yaml"),
         b"version: 1\nkeys:\n  - path: source.pub\nbuilderIds:\n  - https://ci.example.com/source/*\nsubjects:\n  - dist\n",
     );
-    let gate = |d: &Path| {
-        let _ = std::fs::remove_dir_all(d.join("state"));
-        std::fs::create_dir_all(d.join("ws")).unwrap();
-        let mut c = provenant(d);
-        c.args([
-            "snapshot",
-            "--state",
-            "state",
-            "--require",
-            "dist",
-            "--policy",
-            "policy.yaml",
-            "--material",
-            "dist",
-            "--workspace",
-            "ws",
-        ]);
-        run(c)
-    };
-    let r = gate(d).ok();
+    let r = gate_dir(d, "dist", "state").ok();
     assert!(r.stderr.contains("vouched for"), "{}", r.stderr);
     write(&d.join("dist/lib/util.h"), b"#define UTIL 2\n");
-    gate(d).fails(
+    gate_dir(d, "dist", "state2").fails(
         5,
         "dist: the attestation does not vouch for this input: its dirHash is",
     );

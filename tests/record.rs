@@ -566,3 +566,43 @@ fn products_as_dirhash_is_one_subject_for_the_workspace() {
         "dirhash"
     );
 }
+
+/// No inotify at all (here: a user namespace allowed zero inotify
+/// instances): the sidecar says so and hashes the workspace when the build
+/// ends, with the same result.
+#[test]
+fn without_inotify_the_workspace_is_hashed_at_the_end() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    setup(d);
+    snapshot(d, &[]);
+    let builder = std::thread::spawn({
+        let d = d.to_path_buf();
+        move || {
+            std::thread::sleep(Duration::from_millis(800));
+            write(&d.join("ws/out/app"), b"built without a watcher");
+            std::fs::write(d.join("done"), b"0\n").unwrap();
+        }
+    });
+    let mut c = std::process::Command::new("unshare");
+    c.current_dir(d).args(["--user", "--map-root-user", "sh", "-c"]).arg(format!(
+        "echo 0 > /proc/sys/user/max_inotify_instances && exec {} record --state state --key k.key --completion marker:done",
+        bin().display()
+    ));
+    let r = run(c);
+    builder.join().unwrap();
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("cannot start the watcher") && r.stderr.contains("hashed from scratch"),
+        "{}",
+        r.stderr
+    );
+    let st = statement_of_line(&the_line(&r));
+    assert_eq!(
+        names_and_digests(&st["subject"]),
+        vec![(
+            "ws/out/app".to_string(),
+            sha256_hex(b"built without a watcher")
+        )]
+    );
+}

@@ -184,14 +184,23 @@ pub fn record(a: RecordArgs) -> anyhow::Result<i32> {
             .filter(|m| m.is_dir)
             .map(|m| m.given.clone()),
     );
-    let watch = Watch::start(
+    let watch = match Watch::start(
         &watched,
         &WatchOptions {
             excludes: snap.excludes.clone(),
             git_blobs,
             ..Default::default()
         },
-    )?;
+    ) {
+        Ok(w) => Some(w),
+        // No inotify here (fs.inotify.max_user_instances reached, a
+        // sandbox without it): everything is hashed at the end instead.
+        Err(e @ crate::watch::WatchError::Start(_)) => {
+            tracing::warn!("{e}; every root is hashed from scratch when the build ends (slower, equally exact)");
+            None
+        }
+        Err(e) => return Err(e.into()),
+    };
     let ready = Arc::new(AtomicBool::new(false));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -209,14 +218,18 @@ pub fn record(a: RecordArgs) -> anyhow::Result<i32> {
     let cpu_build_ms = crate::memory::cpu_ms();
     // Everything the builder did is in the kernel's event queue by now;
     // this reads it to the end and waits for the hashing threads.
-    let watch_events = watch.stats().events.load(Ordering::Relaxed);
+    let watch_events = watch
+        .as_ref()
+        .map_or(0, |w| w.stats().events.load(Ordering::Relaxed));
     tracing::debug!(rss_mb = crate::memory::rss_mb(), "build over");
-    let mut observed = watch.finish();
+    let mut observed = watch.map(Watch::finish);
     let drain_ms = t0.elapsed().as_millis() as u64;
     // A statement with a subject per file can be 17 MB: its buffer is made
     // ready on the other core while this one turns the index into trees.
-    let payload_buf = (a.products_as == ProductsAs::Files)
-        .then(|| crate::memory::prefault_in_background(observed.json_size_hint()));
+    let payload_buf = (a.products_as == ProductsAs::Files).then(|| {
+        let size = observed.as_ref().map_or(0, |o| o.json_size_hint());
+        crate::memory::prefault_in_background(size)
+    });
     let hwm_watch_mb = crate::memory::peak_rss_mb();
     tracing::info!(by = completed.by, exit_code = ?completed.exit_code, detail = %completed.detail, "build finished; finalizing");
     if let Some(code) = completed.exit_code.filter(|c| *c != 0) {
@@ -243,14 +256,20 @@ pub fn record(a: RecordArgs) -> anyhow::Result<i32> {
         git_blobs,
     };
     let t_resolve = Instant::now();
-    let resolved = observed.resolve(opts.on_error)?;
+    let resolved = match observed.as_mut() {
+        Some(o) => o.resolve(opts.on_error)?,
+        None => 0,
+    };
     let resolve_ms = t_resolve.elapsed().as_millis() as u64;
-    let degraded = observed.degraded();
+    let degraded = observed.as_ref().map_or(0, |o| o.degraded().len());
     // A root the watcher did not see (created during the build, or not a
     // directory) is hashed now; with --recheck full every root is, and
     // any difference from the watcher's view is reported.
     let mut root_now = |path: &std::path::Path, consume: bool| -> anyhow::Result<HashedRoot> {
-        let watched = observed.tree(path, &opts, consume).transpose()?;
+        let watched = observed
+            .as_mut()
+            .and_then(|o| o.tree(path, &opts, consume))
+            .transpose()?;
         let root = match watched {
             Some(tree) if a.recheck == Recheck::None => HashedRoot::from_tree(path, tree),
             Some(tree) => {
@@ -307,7 +326,7 @@ pub fn record(a: RecordArgs) -> anyhow::Result<i32> {
         products_us = t_products.elapsed().as_micros() as u64,
         "trees"
     );
-    let unwatch = observed.unwatch();
+    let unwatch = observed.as_mut().map(|o| o.unwatch());
     drop(observed);
     let walk_ms = t0.elapsed().as_millis() as u64;
     let hwm_walk_mb = crate::memory::peak_rss_mb();
@@ -450,7 +469,7 @@ pub fn record(a: RecordArgs) -> anyhow::Result<i32> {
         resolve_ms,
         resolved,
         watch_events,
-        degraded = degraded.len(),
+        degraded,
         describe_sign_ms,
         serialize_ms,
         sign_ms,

@@ -208,12 +208,11 @@ pub fn entry_kind_at(abs: &Path, git_blob: bool) -> std::io::Result<Option<(Entr
 /// per file, and still never following a link or hashing anything but a
 /// regular file (`fstat` on the open descriptor decides).
 pub fn hash_file_at(abs: &Path, git_blob: bool) -> std::io::Result<Option<(EntryKind, u64)>> {
-    use std::os::unix::fs::MetadataExt;
     let opened = File::options()
         .read(true)
         .custom_flags(HASH_OPEN_FLAGS)
         .open(abs);
-    let mut f = match opened {
+    let f = match opened {
         Ok(f) => f,
         // A link (O_NOFOLLOW) or a socket: not a regular file any more.
         Err(e) if matches!(e.raw_os_error(), Some(libc::ELOOP | libc::ENXIO)) => {
@@ -221,6 +220,14 @@ pub fn hash_file_at(abs: &Path, git_blob: bool) -> std::io::Result<Option<(Entry
         }
         Err(e) => return Err(e),
     };
+    kind_of_open(f, git_blob)
+}
+
+/// What an opened path turned out to be: `fstat` on the descriptor
+/// decides, so a file swapped between listing and opening is seen as what
+/// it is now.
+fn kind_of_open(mut f: File, git_blob: bool) -> std::io::Result<Option<(EntryKind, u64)>> {
+    use std::os::unix::fs::MetadataExt;
     let meta = f.metadata()?;
     let ft = meta.file_type();
     if ft.is_file() {
@@ -250,8 +257,7 @@ impl OpenDir {
         name: &std::ffi::CStr,
         git_blob: bool,
     ) -> std::io::Result<Option<(EntryKind, u64)>> {
-        use std::os::unix::fs::MetadataExt;
-        let mut f = match self.0.open_file(name) {
+        let f = match self.0.open_file(name) {
             Ok(f) => f,
             // A link (O_NOFOLLOW) or a socket: not a regular file any more.
             Err(e) if matches!(e.raw_os_error(), Some(libc::ELOOP | libc::ENXIO)) => {
@@ -273,16 +279,7 @@ impl OpenDir {
             }
             Err(e) => return Err(e),
         };
-        let meta = f.metadata()?;
-        let ft = meta.file_type();
-        if ft.is_file() {
-            let d = hash_reader(&mut f, &meta, git_blob, None)?;
-            return Ok(Some((file_kind(d), meta.ino())));
-        }
-        if ft.is_dir() {
-            return Ok(None);
-        }
-        Ok(special_kind(&ft).map(|kind| (EntryKind::Special { kind }, meta.ino())))
+        kind_of_open(f, git_blob)
     }
 }
 

@@ -173,20 +173,13 @@ impl Walker<'_> {
                 }
                 return Ok(());
             }
-            Kind::Fifo => {
-                out.push(special(SpecialKind::Fifo));
-                return Ok(());
-            }
-            Kind::Socket => {
-                out.push(special(SpecialKind::Socket));
-                return Ok(());
-            }
-            Kind::Char => {
-                out.push(special(SpecialKind::CharDevice));
-                return Ok(());
-            }
-            Kind::Block => {
-                out.push(special(SpecialKind::BlockDevice));
+            Kind::Fifo | Kind::Socket | Kind::Char | Kind::Block => {
+                out.push(special(match kind {
+                    Kind::Fifo => SpecialKind::Fifo,
+                    Kind::Socket => SpecialKind::Socket,
+                    Kind::Char => SpecialKind::CharDevice,
+                    _ => SpecialKind::BlockDevice,
+                }));
                 return Ok(());
             }
         }

@@ -225,36 +225,31 @@ impl ResourceDescriptor {
         prefix: &RelPath,
         tree: &Tree,
     ) -> Result<ResourceDescriptor, crate::digest::DigestError> {
+        Ok(Self::whole_dir(prefix, ALG_DIR_HASH, tree.dir_hash()?))
+    }
+
+    /// A directory root named by `prefix` (`.` when empty) with one digest.
+    fn whole_dir(prefix: &RelPath, alg: &str, value: String) -> ResourceDescriptor {
         let (name, encoded) = prefix.encoded();
         let mut d = DigestSet::new();
-        d.insert(ALG_DIR_HASH, tree.dir_hash()?);
-        let mut rd = ResourceDescriptor {
+        d.insert(alg, value);
+        let rd = ResourceDescriptor {
             name: Some(if name.is_empty() { ".".into() } else { name }),
             digest: d,
             ..Default::default()
         };
         if encoded {
-            rd = rd.annotate(ANN_PATH_ENCODING, "percent");
+            rd.annotate(ANN_PATH_ENCODING, "percent")
+        } else {
+            rd
         }
-        Ok(rd)
     }
 
     /// One descriptor for a whole directory, by its git tree id, so a large
     /// source tree costs one line instead of one descriptor per file.
     /// `None` when the tree was walked without git blob ids.
     pub fn git_tree(prefix: &RelPath, tree: &Tree) -> Option<ResourceDescriptor> {
-        let (name, encoded) = prefix.encoded();
-        let mut d = DigestSet::new();
-        d.insert(ALG_GIT_TREE, tree.git_tree()?);
-        let mut rd = ResourceDescriptor {
-            name: Some(if name.is_empty() { ".".into() } else { name }),
-            digest: d,
-            ..Default::default()
-        };
-        if encoded {
-            rd = rd.annotate(ANN_PATH_ENCODING, "percent");
-        }
-        Some(rd)
+        Some(Self::whole_dir(prefix, ALG_GIT_TREE, tree.git_tree()?))
     }
 }
 

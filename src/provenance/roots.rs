@@ -165,22 +165,7 @@ pub fn subjects(roots: &[HashedRoot], how: ProductsAs) -> Result<DescriptorList<
     let mut out = DescriptorList::new();
     let mut files = 0usize;
     for r in roots {
-        if how == ProductsAs::Dirhash && r.is_dir {
-            for e in &r.tree.entries {
-                match &e.kind {
-                    EntryKind::File { .. } => files += 1,
-                    EntryKind::Error { message } => {
-                        return Err(RootsError::UnhashedProduct {
-                            path: r.prefix.join(&e.path).encoded().0,
-                            message: message.clone(),
-                        })
-                    }
-                    _ => {}
-                }
-            }
-            out.push(ResourceDescriptor::dir_hash(&r.prefix, &r.tree)?);
-            continue;
-        }
+        let whole = how == ProductsAs::Dirhash && r.is_dir;
         for e in &r.tree.entries {
             match &e.kind {
                 EntryKind::File { .. } => files += 1,
@@ -190,13 +175,19 @@ pub fn subjects(roots: &[HashedRoot], how: ProductsAs) -> Result<DescriptorList<
                         message: message.clone(),
                     })
                 }
-                EntryKind::Symlink { .. } | EntryKind::Special { .. } => {
+                // Not part of a dirHash either (`find -type f`).
+                EntryKind::Symlink { .. } | EntryKind::Special { .. } if !whole => {
                     tracing::warn!(
                         path = %r.prefix.join(&e.path).encoded().0,
                         "not a regular file; not a subject"
                     );
                 }
+                EntryKind::Symlink { .. } | EntryKind::Special { .. } => {}
             }
+        }
+        if whole {
+            out.push(ResourceDescriptor::dir_hash(&r.prefix, &r.tree)?);
+            continue;
         }
         out.push_entries(&r.prefix, &r.tree.entries, true);
     }

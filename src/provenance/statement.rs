@@ -181,3 +181,66 @@ pub struct BuildMetadata {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished_on: Option<String>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::digest::{Entry, EntryKind, RelPath};
+    use crate::provenance::{DescriptorList, ExternalParameters, InternalParameters, Observation};
+
+    /// What is signed (a statement serialized straight from trees) is
+    /// byte for byte what the typed statement serializes to once parsed:
+    /// the output is the canonical form of our own types.
+    #[test]
+    fn streamed_statement_is_the_typed_statement() {
+        let entries: Vec<Entry> = (0..50u8)
+            .map(|i| Entry {
+                path: RelPath::from_bytes(format!("dir/f{i}.bin")),
+                kind: EntryKind::File {
+                    sha256: [i; 32],
+                    size: i as u64,
+                    executable: false,
+                    git_blob: None,
+                },
+            })
+            .collect();
+        let prefix = RelPath::from_bytes("out");
+        let mut subjects = DescriptorList::new();
+        subjects.push_entries(&prefix, &entries, true);
+        let mut materials = DescriptorList::new();
+        materials.push_entries(&prefix, &entries[..7], false);
+        materials.push(ResourceDescriptor::uri("base", "oci://example/base"));
+        let obs = Observation {
+            builder_id: "https://ci.example.com".into(),
+            external: ExternalParameters {
+                command: Some(vec!["make".into()]),
+                materials: vec!["out".into()],
+                products: vec!["out".into()],
+                excludes: Vec::new(),
+            },
+            internal: InternalParameters {
+                materials_as: "files".into(),
+                products_as: "files".into(),
+                on_error: "fail".into(),
+                ..Default::default()
+            },
+            materials,
+            exit_code: Some(0),
+            started: time::OffsetDateTime::UNIX_EPOCH,
+            finished: time::OffsetDateTime::UNIX_EPOCH,
+            invocation_id: "id".into(),
+            byproducts: Vec::new(),
+        };
+        let provenance = obs.into_provenance();
+        let streamed = serde_json::to_vec(&StatementRef::slsa(&subjects, &provenance)).unwrap();
+        let typed = Statement::parse(&streamed).unwrap();
+        assert_eq!(typed.subject.len(), 50);
+        assert_eq!(typed.to_bytes(), streamed);
+        let p = typed.provenance().unwrap();
+        assert_eq!(p.build_definition.resolved_dependencies.len(), 8);
+        assert_eq!(
+            serde_json::to_vec(&p).unwrap(),
+            serde_json::to_vec(&provenance).unwrap()
+        );
+    }
+}

@@ -71,26 +71,31 @@ pub enum BundleError {
 impl<'a> Bundle<'a> {
     /// The bundle for `envelope`, hinting at the key that signed it.
     pub fn for_envelope(envelope: &'a Envelope, key_id: &str) -> Bundle<'a> {
-        Bundle {
-            media_type: BUNDLE_MEDIA_TYPE.into(),
-            verification_material: VerificationMaterial {
-                public_key: PublicKeyHint {
-                    hint: key_id.into(),
-                },
-                tlog_entries: Vec::new(),
-                timestamp_verification_data: TimestampVerificationData::default(),
-            },
-            dsse_envelope: BundleEnvelope {
-                payload: B64::Text(std::borrow::Cow::Borrowed(&envelope.payload)),
-                payload_type: envelope.payload_type.clone(),
-                signatures: bundle_signatures(&envelope.signatures),
-            },
-        }
+        Self::with(
+            key_id,
+            B64::Text(std::borrow::Cow::Borrowed(&envelope.payload)),
+            &envelope.payload_type,
+            &envelope.signatures,
+        )
     }
 
     /// The bundle for a freshly signed envelope, its payload copied
     /// verbatim.
     pub fn for_signed(signed: &'a Signed, key_id: &str) -> Bundle<'a> {
+        Self::with(
+            key_id,
+            signed.payload_b64(),
+            signed.payload_type(),
+            &signed.signatures,
+        )
+    }
+
+    fn with(
+        key_id: &str,
+        payload: B64<'a>,
+        payload_type: &str,
+        signatures: &[Signature],
+    ) -> Bundle<'a> {
         Bundle {
             media_type: BUNDLE_MEDIA_TYPE.into(),
             verification_material: VerificationMaterial {
@@ -101,9 +106,15 @@ impl<'a> Bundle<'a> {
                 timestamp_verification_data: TimestampVerificationData::default(),
             },
             dsse_envelope: BundleEnvelope {
-                payload: signed.payload_b64(),
-                payload_type: signed.payload_type().to_string(),
-                signatures: bundle_signatures(&signed.signatures),
+                payload,
+                payload_type: payload_type.to_string(),
+                signatures: signatures
+                    .iter()
+                    .map(|s| BundleSignature {
+                        sig: s.sig.clone(),
+                        keyid: s.keyid.clone(),
+                    })
+                    .collect(),
             },
         }
     }
@@ -150,15 +161,6 @@ impl<'a> Bundle<'a> {
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).expect("bundle serializes")
     }
-}
-
-fn bundle_signatures(sigs: &[Signature]) -> Vec<BundleSignature> {
-    sigs.iter()
-        .map(|s| BundleSignature {
-            sig: s.sig.clone(),
-            keyid: s.keyid.clone(),
-        })
-        .collect()
 }
 
 /// A bundle in `bytes`, if that is what they are (cheap sniff first).

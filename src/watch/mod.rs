@@ -421,29 +421,32 @@ impl Loop {
             }
             let shared = self.shared.clone();
             let mut ix = shared.lock();
-            let mut reads = 0;
-            loop {
-                match self.read_batch(&mut ix) {
-                    Ok(true) => {}
-                    Ok(false) => break,
-                    Err(e) => {
-                        for (i, t) in self.tops.iter().enumerate() {
-                            degrade(
-                                &mut ix[i],
-                                format!("reading inotify events for {}: {e}", t.abs.display()),
-                            );
-                        }
-                        break;
-                    }
-                }
-                reads += 1;
-                if reads == READS_PER_BATCH {
-                    break;
-                }
-            }
+            self.read_events(&mut ix, READS_PER_BATCH);
             self.end_batch(&mut ix);
             drop(ix);
             self.dispatch();
+        }
+    }
+
+    /// Reads and applies up to `max` buffers of events, fewer when the
+    /// queue runs empty.
+    fn read_events(&mut self, ix: &mut [TopIndex], max: usize) {
+        for _ in 0..max {
+            match self.read_batch(ix) {
+                Ok(true) => {}
+                Ok(false) => return,
+                Err(e) => {
+                    self.degrade_all(ix, &format!("reading its inotify events: {e}"));
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Every root loses its index (events were lost for all of them).
+    fn degrade_all(&self, ix: &mut [TopIndex], why: &str) {
+        for (i, t) in self.tops.iter().enumerate() {
+            degrade(&mut ix[i], format!("{}: {why}", t.abs.display()));
         }
     }
 
@@ -466,21 +469,7 @@ impl Loop {
     fn drain(&mut self) {
         let shared = self.shared.clone();
         let mut ix = shared.lock();
-        loop {
-            match self.read_batch(&mut ix) {
-                Ok(true) => {}
-                Ok(false) => break,
-                Err(e) => {
-                    for (i, t) in self.tops.iter().enumerate() {
-                        degrade(
-                            &mut ix[i],
-                            format!("reading inotify events for {}: {e}", t.abs.display()),
-                        );
-                    }
-                    break;
-                }
-            }
-        }
+        self.read_events(&mut ix, usize::MAX);
         // Renamed away and never renamed back in: gone.
         for (_, m) in std::mem::take(&mut self.moves) {
             self.gone(&mut ix, m);
@@ -516,15 +505,10 @@ impl Loop {
         self.shared.stats.events.fetch_add(1, Ordering::Relaxed);
         if ev.is(libc::IN_Q_OVERFLOW) {
             self.shared.stats.overflows.fetch_add(1, Ordering::Relaxed);
-            for (i, t) in self.tops.iter().enumerate() {
-                degrade(
-                    &mut ix[i],
-                    format!(
-                        "inotify queue overflowed while watching {} (fs.inotify.max_queued_events)",
-                        t.abs.display()
-                    ),
-                );
-            }
+            self.degrade_all(
+                ix,
+                "the inotify queue overflowed (fs.inotify.max_queued_events)",
+            );
             return;
         }
         if ev.is(libc::IN_IGNORED) {

@@ -250,5 +250,8 @@ pub fn attest(a: AttestArgs) -> anyhow::Result<i32> {
     report(&a.output, &att, signer);
     write_bundle(a.bundle.as_deref(), &att.signed, signer)?;
     a.link.write(&att.signed, &[], None, signer)?;
+    // The process ends now and the kernel takes the memory back at once;
+    // freeing 100k paths one by one first took 5-10 ms.
+    std::mem::forget((materials, products, att));
     Ok(exit::OK)
 }

@@ -220,6 +220,8 @@ pub fn run(a: RunArgs) -> anyhow::Result<i32> {
         report(&a.output, &att, signer);
         super::attest::write_bundle(a.bundle.as_deref(), &att.signed, signer)?;
         a.link.write(&att.signed, &a.command, Some(code), signer)?;
+        // The process ends now: see the end of `attest`.
+        std::mem::forget((products, att));
         Ok(())
     });
     match result {

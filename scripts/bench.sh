@@ -310,8 +310,11 @@ done
 # latency.
 declare -A FIN
 fin_marker="$scratch/build.done"
+# A command put in front of `provenant record` (the profiler, below).
+rec_wrap=()
+# finalize_runs MODE [LABEL [RUNS]]: results go to FIN[LABEL.*].
 finalize_runs() {
-    local mode="$1"
+    local mode="$1" label="${2:-$1}" runs="${3:-$runs}"
     local best_ms=NA best_wall=NA rss_max=NA cpu_build_max=NA cpu_total_max=NA phases="" note=""
     local r fin_ws fin_state rec_pid wall_ms ms rss_kb cpu_build cpu_total cp_u cp_s cp_e cp_cpu
     for ((r = 0; r < runs; r++)); do
@@ -327,7 +330,7 @@ finalize_runs() {
             break
         fi
         (
-            timeout 300 /usr/bin/time -v -o "$scratch/record.time" "$prov" record --state "$fin_state" \
+            timeout 300 /usr/bin/time -v -o "$scratch/record.time" "${rec_wrap[@]}" "$prov" record --state "$fin_state" \
                 --key "$key" --completion "marker:$fin_marker" --products-as "$mode" \
                 >"$ws_root/record.out" 2>"$scratch/record.log" || echo "$?" >"$scratch/record.failed"
             now_ns >"$scratch/record.exit_ns"
@@ -376,17 +379,17 @@ finalize_runs() {
         max_into rss_max "$(calc "$rss_kb / 1024")"
         max_into cpu_build_max "$cpu_pct"
         max_into cpu_total_max "$total_pct"
-        FIN[cp_cpu]="$cp_cpu"
+        FIN[$label.cp_cpu]="$cp_cpu"
         FIN[last_ws]="$fin_ws"
-        FIN[$mode.statement_bytes]="$(field statement_bytes)"
+        FIN[$label.statement_bytes]="$(field statement_bytes)"
     done
-    FIN[$mode.ms]="$best_ms"
-    FIN[$mode.wall]="$best_wall"
-    FIN[$mode.rss]="$rss_max"
-    FIN[$mode.cpu]="$cpu_build_max"
-    FIN[$mode.cpu_total]="$cpu_total_max"
-    FIN[$mode.phases]="$phases"
-    FIN[$mode.note]="$note"
+    FIN[$label.ms]="$best_ms"
+    FIN[$label.wall]="$best_wall"
+    FIN[$label.rss]="$rss_max"
+    FIN[$label.cpu]="$cpu_build_max"
+    FIN[$label.cpu_total]="$cpu_total_max"
+    FIN[$label.phases]="$phases"
+    FIN[$label.note]="$note"
 }
 say "finalize: snapshot + record while copying workload a into the workspace (subjects per file)"
 finalize_runs files
@@ -457,6 +460,24 @@ if [[ "${BENCH_PERF:-0}" == 1 ]]; then
             )"
         else
             perf_summary="perf record failed (see $log)"
+        fi
+        # The sidecar during one finalize run (subjects per file), by
+        # thread: hashing threads, the inotify thread, the main thread
+        # (start-up and finalize).
+        say "perf record -g: provenant record while cp -r writes workload a"
+        rec_wrap=(perf record -q -g -o "$scratch/record.perf" --)
+        finalize_runs files perf 1
+        rec_wrap=()
+        if [[ -f "$scratch/record.perf" ]]; then
+            rp() { perf report -i "$scratch/record.perf" --stdio -g none "$@" 2>/dev/null | grep -v '^#' | grep -v '^$' | sed -e 's/ *- *- *$//' -e 's/ *$//'; }
+            sidecar_summary="$(
+                echo "# CPU time by thread"
+                rp --no-children --sort comm | head -6
+                echo "# hashing threads: syscalls and hot functions (children = self + callees, % of the thread)"
+                rp --children --comm provenant-hash- --percentage relative --sort symbol --percent-limit 3 | grep -E '__x64_sys_|provenant::|sha2::' | head -12
+                echo "# inotify thread (% of the thread)"
+                rp --children --comm provenant-watch --percentage relative --sort symbol --percent-limit 4 | grep -E '__x64_sys_|provenant::|memcmp|malloc' | head -12
+            )"
         fi
     else
         perf_summary="perf not installed"
@@ -544,12 +565,20 @@ for mode in files dirhash; do
     row "record CPU until the build ended / cp -r CPU ($mode, max of $runs)" "${FIN[$mode.cpu]}%" "<= 5%" "$(verdict "${FIN[$mode.cpu]}" '<=' 5)"
     row "record CPU in all, finalize included / cp -r CPU ($mode, max of $runs)" "${FIN[$mode.cpu_total]}%" "info" ""
 done
-row "floor: provenant digest CPU of the finished workspace / cp -r CPU (reading and hashing every byte once)" "$(calc "100 * ${digest_cpu} / ${FIN[cp_cpu]:-NA}")%" "info" ""
+row "floor: provenant digest CPU of the finished workspace / cp -r CPU (reading and hashing every byte once)" "$(calc "100 * ${digest_cpu} / ${FIN[files.cp_cpu]:-NA}")%" "info" ""
 size_of() { if [[ "$1" == NA ]]; then echo N/A; elif (($1 >= 1000000)); then echo "$(mb "$1") MB"; else echo "$1 B"; fi; }
 for how in files tree dirhash; do
     row "statement, ${FILES[a]} materials as $how: size / envelope file" "$(size_of "${ST_BYTES[$how]:-NA}") / $(size_of "${ST_ENV[$how]:-NA}")" "info" ""
     row "describe + sign, ${FILES[a]} materials as $how (attest wall incl. hashing)" "${ST_SIGN[$how]:-NA} ms (${ST_WALL[$how]:-NA} ms)" "info" ""
 done
+if [[ -n "${sidecar_summary:-}" ]]; then
+    echo
+    echo "### perf: provenant record while cp -r writes workload a (one run, subjects per file)"
+    echo
+    echo '```'
+    echo "$sidecar_summary"
+    echo '```'
+fi
 if [[ -n "$perf_summary" ]]; then
     echo
     echo "### perf: provenant digest on workload a"

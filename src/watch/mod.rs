@@ -316,10 +316,20 @@ impl Watch {
         };
         let t0 = Instant::now();
         if let Some(t) = self.thread.take() {
-            if let Ok(lp) = t.join() {
+            match t.join() {
                 // Its tables go now (they would pin memory pages the index
                 // shared with them); the descriptor later.
-                self.leftover = Some(lp.ino);
+                Ok(lp) => self.leftover = Some(lp.ino),
+                // A bug, not an input: what the index holds may be stale.
+                Err(_) => {
+                    let mut ix = self.shared.lock();
+                    for (i, t) in self.tops.iter().enumerate() {
+                        degrade(
+                            &mut ix[i],
+                            format!("{}: the watcher thread failed", t.abs.display()),
+                        );
+                    }
+                }
             }
         }
         let joined = t0.elapsed();
@@ -391,7 +401,9 @@ impl Loop {
             let timeout = self
                 .idle
                 .front()
-                .map(|(t, ..)| t.saturating_duration_since(Instant::now()))
+                // Not sooner than a batch: files going quiet a moment apart
+                // are taken together, not one wakeup each.
+                .map(|(t, ..)| t.saturating_duration_since(Instant::now()).max(self.batch))
                 .or((!self.moves.is_empty()).then_some(self.batch));
             let mut fds = [
                 libc::pollfd {

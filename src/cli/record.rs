@@ -1,7 +1,7 @@
 //! `provenant record`: the sidecar. Watches the workspace while the builder
-//! runs, learns when it finished, then finalizes: re-hash (mostly from the
-//! watch cache), describe, sign, write the file atomically and print the
-//! one-line attestation on stdout.
+//! runs, learns when it finished, then finalizes: take the watcher's index
+//! as the tree (hashing only what was still due), describe, sign, write the
+//! file atomically and print the one-line attestation on stdout.
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -224,12 +224,6 @@ pub fn record(a: RecordArgs) -> anyhow::Result<i32> {
     tracing::debug!(rss_mb = crate::memory::rss_mb(), "build over");
     let mut observed = watch.map(Watch::finish);
     let drain_ms = t0.elapsed().as_millis() as u64;
-    // A statement with a subject per file can be 17 MB: its buffer is made
-    // ready on the other core while this one turns the index into trees.
-    let payload_buf = (a.products_as == ProductsAs::Files).then(|| {
-        let size = observed.as_ref().map_or(0, |o| o.json_size_hint());
-        crate::memory::prefault_in_background(size)
-    });
     let hwm_watch_mb = crate::memory::peak_rss_mb();
     tracing::info!(by = completed.by, exit_code = ?completed.exit_code, detail = %completed.detail, "build finished; finalizing");
     if let Some(code) = completed.exit_code.filter(|c| *c != 0) {
@@ -255,6 +249,12 @@ pub fn record(a: RecordArgs) -> anyhow::Result<i32> {
         progress: false,
         git_blobs,
     };
+    // A statement with a subject per file can be 17 MB: its buffer is made
+    // ready on the other core while this one turns the index into trees.
+    let payload_buf = (a.products_as == ProductsAs::Files).then(|| {
+        let size = observed.as_ref().map_or(0, |o| o.json_size_hint());
+        crate::memory::prefault_in_background(size)
+    });
     let t_resolve = Instant::now();
     let resolved = match observed.as_mut() {
         Some(o) => o.resolve(opts.on_error)?,
@@ -322,7 +322,6 @@ pub fn record(a: RecordArgs) -> anyhow::Result<i32> {
     }
     tracing::debug!(
         rss_mb = crate::memory::rss_mb(),
-        materials_us = (t_products - t_resolve).as_micros() as u64 - resolve_ms * 1000,
         products_us = t_products.elapsed().as_micros() as u64,
         "trees"
     );

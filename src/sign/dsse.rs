@@ -104,10 +104,6 @@ impl B64<'_> {
             B64::Literal(r) => r.get().trim_matches('"'),
         }
     }
-
-    pub fn into_owned(self) -> B64<'static> {
-        B64::Text(Cow::Owned(self.as_str().to_string()))
-    }
 }
 
 impl PartialEq for B64<'_> {

@@ -18,17 +18,6 @@ pub trait Signer: Send + Sync {
     fn sign(&self, message: &[u8]) -> Result<Vec<u8>, KeyError>;
 }
 
-/// Serialize and sign an in-toto statement (a [`crate::provenance::Statement`]
-/// or a [`crate::provenance::StatementRef`]) as a DSSE envelope.
-/// `size_hint`: the expected size of the statement's JSON.
-pub fn sign_statement<T: serde::Serialize + ?Sized>(
-    st: &T,
-    size_hint: usize,
-    signer: &dyn Signer,
-) -> Result<Signed, KeyError> {
-    Signed::sign(IN_TOTO_PAYLOAD_TYPE, st, size_hint, signer)
-}
-
 /// An in-toto statement serialized into `buf`, ready to sign.
 pub fn frame_statement<T: serde::Serialize + ?Sized>(
     st: &T,

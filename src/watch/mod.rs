@@ -345,9 +345,15 @@ impl Watch {
                 .wait(n)
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
         }
+        let st = &self.shared.stats;
         tracing::debug!(
             drain_us = joined.as_micros() as u64,
             settle_us = (t0.elapsed() - joined).as_micros() as u64,
+            events = st.events.load(Ordering::Relaxed),
+            hashed = st.hashed.load(Ordering::Relaxed),
+            stale = st.stale.load(Ordering::Relaxed),
+            dirs = st.dirs.load(Ordering::Relaxed),
+            overflows = st.overflows.load(Ordering::Relaxed),
             "watch stopped"
         );
     }
@@ -1098,14 +1104,5 @@ impl Observed {
     /// attestation is out.
     pub fn unwatch(&mut self) -> impl Send {
         self.leftover.take()
-    }
-
-    /// Files in the index now (for logs).
-    pub fn len(&self) -> usize {
-        self.tops.iter().map(|(_, ix)| ix.nodes.len()).sum()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }

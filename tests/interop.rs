@@ -427,4 +427,14 @@ fn in_toto_attestation_validates_dirhash_mode() {
     assert_eq!(st["subject"].as_array().unwrap().len(), 1, "{st}");
     assert!(st["subject"][0]["digest"]["dirHash"].is_string(), "{st}");
     assert_valid_statement(d, "att.jsonl");
+    // src as one dirHash, config.toml (a file) by its sha256.
+    let mut c = provenant(d);
+    c.args(["inspect", "att.jsonl"]);
+    let r = run(c).ok();
+    assert!(
+        r.stdout
+            .contains("materials:     2 (1 sha256, 0 gitTree, 1 dirHash, 0 other)"),
+        "{}",
+        r.stdout
+    );
 }

@@ -3,7 +3,9 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use crate::provenance::{exit_code_of, parse_rfc3339, Statement, ALG_GIT_TREE, ALG_SHA256};
+use crate::provenance::{
+    exit_code_of, parse_rfc3339, Statement, ALG_DIR_HASH, ALG_GIT_TREE, ALG_SHA256,
+};
 use crate::sign::Envelope;
 use crate::verify::{exit, VerifyError};
 
@@ -94,19 +96,24 @@ fn summary(label: &str, env: &Envelope, st: &Statement, all: bool) -> anyhow::Re
         writeln!(o, "command:       {cmd}")?;
     }
     let deps = &p.build_definition.resolved_dependencies;
-    let files = deps
-        .iter()
-        .filter(|d| d.digest.contains_key(ALG_SHA256))
-        .count();
-    let trees = deps
-        .iter()
-        .filter(|d| d.digest.contains_key(ALG_GIT_TREE))
-        .count();
+    // Each descriptor counted once, by the first of these it carries (a
+    // statement from elsewhere may carry several).
+    let (mut files, mut trees, mut dirs, mut other) = (0, 0, 0, 0);
+    for d in deps {
+        if d.digest.contains_key(ALG_SHA256) {
+            files += 1;
+        } else if d.digest.contains_key(ALG_GIT_TREE) {
+            trees += 1;
+        } else if d.digest.contains_key(ALG_DIR_HASH) {
+            dirs += 1;
+        } else {
+            other += 1;
+        }
+    }
     writeln!(
         o,
-        "materials:     {} ({files} sha256, {trees} gitTree, {} other)",
+        "materials:     {} ({files} sha256, {trees} gitTree, {dirs} dirHash, {other} other)",
         deps.len(),
-        deps.len() - files - trees
     )?;
     if let Some(m) = &p.run_details.metadata {
         if let Some(id) = &m.invocation_id {

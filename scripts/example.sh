@@ -4,7 +4,7 @@
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 cargo build --release --quiet --manifest-path "$repo/Cargo.toml"
-bin="$repo/target/release/provenant"
+bin="${CARGO_TARGET_DIR:-$repo/target}/release/provenant"
 cd "$repo/examples/hello"
 rm -rf out provenance.intoto.jsonl
 "$bin" run --material src --material build.sh --product out -- ./build.sh

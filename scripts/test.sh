@@ -17,6 +17,18 @@ export PROVENANT_PYTHON
 SIGSTORE_JS_DIR="$("$repo/scripts/sigstore-js.sh" | tail -n 1)"
 export SIGSTORE_JS_DIR
 
+# Writing to a device must never replace it (a root `-o /dev/null` once could):
+# the machine's /dev/null is checked before and after everything below.
+check_dev_null() {
+    if [ ! -c /dev/null ]; then
+        echo "test.sh: FAIL: /dev/null is not a character device ($1)" >&2
+        ls -l /dev/null >&2 || true
+        exit 1
+    fi
+}
+check_dev_null "before the tests"
+
 cargo fmt --check
 cargo clippy --all-targets --quiet -- -D warnings
 cargo test --all-targets
+check_dev_null "after the tests"

@@ -11,5 +11,6 @@ pub mod pod;
 pub mod provenance;
 pub mod publish;
 pub mod sign;
+pub mod sink;
 pub mod verify;
 pub mod watch;

@@ -1,9 +1,9 @@
 use std::path::PathBuf;
 
-use anyhow::Context;
 use clap::Args;
 
-use crate::sign::{write_key_file, Algorithm, LocalSigner, PASSWORD_ENV};
+use crate::sign::{write_key_file, Algorithm, KeyError, LocalSigner, PASSWORD_ENV};
+use crate::sink::with_suffix;
 use crate::verify::exit;
 
 #[derive(Args, Debug)]
@@ -11,7 +11,7 @@ pub struct KeygenArgs {
     #[arg(long, value_enum, default_value = "ecdsa-p256")]
     pub algorithm: Algorithm,
     /// Writes PREFIX.key (private) and PREFIX.pub (public), as cosign does.
-    #[arg(long, default_value = "cosign")]
+    #[arg(short = 'o', long, default_value = "cosign")]
     pub output_prefix: PathBuf,
     /// Write the private key as plain PKCS#8 PEM instead of cosign's
     /// encrypted format (for keys held in a secret store that encrypts).
@@ -20,8 +20,28 @@ pub struct KeygenArgs {
 }
 
 pub fn keygen(a: KeygenArgs) -> anyhow::Result<i32> {
-    let key_path = a.output_prefix.with_extension("key");
-    let pub_path = a.output_prefix.with_extension("pub");
+    let prefix = &a.output_prefix;
+    // `-o /dev/null` must not write `/dev/null.key`: a prefix naming
+    // something that is not a file is a mistake, not a place for keys.
+    if let Ok(m) = std::fs::symlink_metadata(prefix) {
+        if !m.is_file() {
+            anyhow::bail!(KeyError::Write {
+                path: prefix.clone(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "--output-prefix names a directory, device, FIFO, socket or link; keygen writes PREFIX.key and PREFIX.pub (give a file name prefix)",
+                ),
+            });
+        }
+    }
+    let key_path = with_suffix(prefix, ".key");
+    let pub_path = with_suffix(prefix, ".pub");
+    // Both or neither: nothing is written when either file is already there.
+    for p in [&key_path, &pub_path] {
+        if std::fs::symlink_metadata(p).is_ok() {
+            anyhow::bail!(KeyError::Exists { path: p.clone() });
+        }
+    }
     let signer = LocalSigner::generate(a.algorithm)?;
     let private = if a.unencrypted {
         signer.private_key_pem()?
@@ -33,8 +53,12 @@ pub fn keygen(a: KeygenArgs) -> anyhow::Result<i32> {
         signer.encrypted_private_key_pem(password.as_bytes())?
     };
     write_key_file(&key_path, &private, true)?;
-    write_key_file(&pub_path, signer.public_key_pem(), false)
-        .with_context(|| format!("private key written to {}", key_path.display()))?;
+    if let Err(e) = write_key_file(&pub_path, signer.public_key_pem(), false) {
+        // The private key was created by this call a moment ago: without
+        // its public half it is only a file to clean up by hand.
+        let _ = std::fs::remove_file(&key_path);
+        return Err(e.into());
+    }
     use crate::sign::Signer;
     eprintln!(
         "Private key written to {}\nPublic key written to {}\nkey id {}",

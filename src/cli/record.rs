@@ -431,7 +431,14 @@ pub fn record(a: RecordArgs) -> anyhow::Result<i32> {
         .output
         .clone()
         .unwrap_or_else(|| a.state.join("provenance.intoto.jsonl"));
-    let bundle_path = output.with_file_name(bundle_name(&output));
+    // The bundle goes beside a file; beside `-`, a device or a FIFO (say
+    // `-o /dev/stdout`) there is no such place, so it goes to the state
+    // directory, which is ours.
+    let bundle_path = match std::fs::symlink_metadata(&output) {
+        Ok(m) if !m.is_file() => a.state.join("provenance.sigstore.json"),
+        _ if output.as_os_str() == "-" => a.state.join("provenance.sigstore.json"),
+        _ => output.with_file_name(bundle_name(&output)),
+    };
     // The attestation goes out as the file and the pod log line, written
     // side by side (each can be 22 MB); the Sigstore bundle, the same
     // envelope packaged for sigstore tooling, right after.

@@ -11,87 +11,11 @@ pub use registry::{Attached, Found, Registry, RegistryError};
 pub use spool::{push_with_retry, Spool, SpoolEntry, SpoolError};
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-#[derive(Debug, thiserror::Error)]
-#[error("cannot write {path}: {source}")]
-pub struct WriteError {
-    pub path: PathBuf,
-    pub source: std::io::Error,
-}
-
-/// How much a write must survive.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Durability {
-    /// Readers and a killed writer never see a partial file (temporary
-    /// file, then rename). After a power loss the file may be missing or
-    /// empty: that is a build to run again, and a sync of a 22 MB envelope
-    /// cost 50 ms on ext4, more than the rest of writing it. Attestations,
-    /// bundles, links, snapshots.
-    Atomic,
-    /// Also on disk before the call returns (fsync of the file and the
-    /// directory): for the spool, where a lost entry is an attestation
-    /// that never reaches its registry.
-    Synced,
-}
-
-/// Writes via a temporary file in the same directory, then rename: a
-/// reader (or a killed writer) never sees a partial attestation.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
-    write_file(path, Durability::Atomic, |w| w.write_all(bytes))
-}
-
-/// [`write_atomic`] with the content produced by `fill`, so a 25 MB
-/// envelope is serialized straight into the file instead of into a string
-/// first.
-pub fn write_atomic_with(
-    path: &Path,
-    fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
-) -> Result<(), WriteError> {
-    write_file(path, Durability::Atomic, fill)
-}
-
-/// [`write_atomic_with`] with the durability asked for.
-pub fn write_file(
-    path: &Path,
-    durability: Durability,
-    fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
-) -> Result<(), WriteError> {
-    let err = |source| WriteError {
-        path: path.to_path_buf(),
-        source,
-    };
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "attestation".into());
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let result = (|| {
-        let f = std::fs::File::create(&tmp)?;
-        let mut w = std::io::BufWriter::with_capacity(1 << 20, f);
-        fill(&mut w)?;
-        let f = w.into_inner().map_err(|e| e.into_error())?;
-        if durability == Durability::Synced {
-            f.sync_all()?;
-        }
-        std::fs::rename(&tmp, path)?;
-        // The rename is durable only once the directory entry is.
-        if durability == Durability::Synced {
-            if let Ok(d) = std::fs::File::open(&dir) {
-                let _ = d.sync_all();
-            }
-        }
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result.map_err(err)
-}
+// Every file goes through one writer (see `crate::sink`); these names
+// stay for the publishing code that has always used them.
+pub use crate::sink::{write_atomic, write_atomic_with, write_file, Durability, WriteError};
 
 /// Marker field of the log line: log pipelines select lines that have it.
 pub const LOG_MARKER: &str = "provenantAttestation";

@@ -199,7 +199,7 @@ impl LocalSigner {
         Ok(LocalSigner {
             signer,
             key_id: key_id_of_spki(&spki),
-            public_pem,
+            public_pem: public_pem.replace("\r\n", "\n"),
             algorithm,
         })
     }
@@ -315,31 +315,35 @@ impl VerifyingKey {
 }
 
 /// Writes `contents` to a new file with mode 0600 (private) or 0644,
-/// refusing to replace an existing key.
+/// refusing to replace anything already there (see `crate::sink`).
 pub fn write_key_file(path: &Path, contents: &str, private: bool) -> Result<(), KeyError> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(if private { 0o600 } else { 0o644 })
-        .open(path)
-        .map_err(|source| {
-            if source.kind() == std::io::ErrorKind::AlreadyExists {
-                KeyError::Exists {
-                    path: path.to_path_buf(),
-                }
-            } else {
-                KeyError::Write {
-                    path: path.to_path_buf(),
-                    source,
-                }
+    let opts = crate::sink::WriteOptions {
+        durability: crate::sink::Durability::Synced,
+        mode: if private { 0o600 } else { 0o644 },
+        create_only: true,
+    };
+    // The PEM encoder writes CRLF; key files on Unix (cosign's too) use LF.
+    // Written piece by piece: a normalized copy of a private key would be
+    // one more copy of it in memory.
+    let write = |w: &mut dyn std::io::Write| {
+        for (i, part) in contents.split("\r\n").enumerate() {
+            if i > 0 {
+                w.write_all(b"\n")?;
             }
-        })?;
-    f.write_all(contents.as_bytes())
-        .and_then(|_| f.sync_all())
-        .map_err(|source| KeyError::Write {
-            path: path.to_path_buf(),
-            source,
-        })
+            w.write_all(part.as_bytes())?;
+        }
+        Ok(())
+    };
+    crate::sink::write_with(path, opts, write).map_err(|e| {
+        if e.source.kind() == std::io::ErrorKind::AlreadyExists {
+            KeyError::Exists {
+                path: path.to_path_buf(),
+            }
+        } else {
+            KeyError::Write {
+                path: path.to_path_buf(),
+                source: e.source,
+            }
+        }
+    })
 }

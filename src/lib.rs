@@ -12,5 +12,6 @@ pub mod provenance;
 pub mod publish;
 pub mod sign;
 pub mod sink;
+pub mod untrusted;
 pub mod verify;
 pub mod watch;

@@ -232,7 +232,7 @@ fn a_directory_input_is_checked_file_by_file() {
     write(&d.join("src/sub/injected.c"), b"evil");
     gate_dir(d, "src", "state2").fails(
         5,
-        "1 of 3 files are not attested subjects with that content (e.g. sub/injected.c)",
+        "1 difference(s) from the attestation (e.g. sub/injected.c is not a subject with that content)",
     );
 }
 
@@ -280,4 +280,218 @@ fn a_directory_vouched_for_by_its_dirhash() {
         5,
         "dist: the attestation does not vouch for this input: its dirHash is",
     );
+}
+
+/// Stage one attests `src` per file; the stage between tampers with it in
+/// every way a directory can differ, and the gate refuses each, without
+/// hanging on a FIFO or following a link.
+#[test]
+fn the_gate_checks_a_directory_as_a_whole() {
+    let t = setup();
+    let d = t.path();
+    let fresh = |d: &Path| {
+        let _ = std::fs::remove_dir_all(d.join("src"));
+        write(&d.join("src/a.c"), b"a");
+        write(&d.join("src/sub/b.c"), b"b");
+    };
+    fresh(d);
+    let mut c = provenant(d);
+    c.args([
+        "attest",
+        "--product",
+        "src",
+        "--key",
+        "source.key",
+        "-o",
+        "src.intoto.jsonl",
+    ]);
+    run(c).ok();
+    write(
+        &d.join("policy.yaml"),
+        b"version: 1\nkeys:\n  - path: source.pub\nallowFailed: true\n",
+    );
+    gate_dir(d, "src", "ok").ok();
+    type Tamper = Box<dyn Fn(&Path)>;
+    let cases: Vec<(&str, Tamper, &str)> = vec![
+        (
+            "attested file replaced by a link to outside content",
+            Box::new(|d: &Path| {
+                std::fs::remove_file(d.join("src/sub/b.c")).unwrap();
+                write(&d.join("outside/b.c"), b"b");
+                std::os::unix::fs::symlink(d.join("outside/b.c"), d.join("src/sub/b.c")).unwrap();
+            }),
+            "sub/b.c (symlink:",
+        ),
+        (
+            "an extra link to /etc",
+            Box::new(|d: &Path| std::os::unix::fs::symlink("/etc", d.join("src/etc")).unwrap()),
+            "etc (symlink:/etc) is not in the attestation",
+        ),
+        (
+            "an extra FIFO",
+            Box::new(|d: &Path| {
+                nix::unistd::mkfifo(&d.join("src/pipe"), nix::sys::stat::Mode::S_IRWXU).unwrap()
+            }),
+            "pipe (special:fifo) is not in the attestation",
+        ),
+        (
+            "an attested file deleted",
+            Box::new(|d: &Path| std::fs::remove_file(d.join("src/a.c")).unwrap()),
+            "a.c is attested but missing here",
+        ),
+        (
+            "an extra empty directory",
+            Box::new(|d: &Path| std::fs::create_dir(d.join("src/.skip-tests")).unwrap()),
+            ".skip-tests (special:empty-dir) is not in the attestation",
+        ),
+    ];
+    for (i, (what, tamper, needle)) in cases.iter().enumerate() {
+        fresh(d);
+        tamper(d);
+        let r = gate_dir(d, "src", &format!("state{i}"));
+        assert_eq!(r.code, 5, "{what}: {}", r.stderr);
+        assert!(r.stderr.contains(needle), "{what}: {}", r.stderr);
+        assert!(
+            !d.join(format!("state{i}/snapshot.json")).exists(),
+            "{what}"
+        );
+    }
+    // The required directory itself reached through a link: refused.
+    fresh(d);
+    std::os::unix::fs::symlink(d.join("src"), d.join("src-link")).unwrap();
+    std::fs::copy(d.join("src.intoto.jsonl"), d.join("src-link.intoto.jsonl")).unwrap();
+    let r = gate_dir(d, "src-link", "state-link");
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    assert!(r.stderr.contains("symbolic link"), "{}", r.stderr);
+    // The attestation file a link to somewhere else: refused, not followed.
+    std::fs::rename(d.join("src.intoto.jsonl"), d.join("elsewhere.jsonl")).unwrap();
+    std::os::unix::fs::symlink(d.join("elsewhere.jsonl"), d.join("src.intoto.jsonl")).unwrap();
+    let r = gate_dir(d, "src", "state-attlink");
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    assert!(r.stderr.contains("symbolic link"), "{}", r.stderr);
+}
+
+/// Links, FIFOs and empty directories the stage before recorded are
+/// vouched for like files: same kind (and link target) passes, another
+/// fails. Both per-file and dirHash attestations.
+#[test]
+fn recorded_links_and_empty_directories_pass_the_gate() {
+    let t = setup();
+    let d = t.path();
+    write(
+        &d.join("policy.yaml"),
+        b"version: 1\nkeys:\n  - path: source.pub\nallowFailed: true\n",
+    );
+    for (n, mode) in ["files", "dirhash"].iter().enumerate() {
+        let src = format!("src{n}");
+        write(&d.join(format!("{src}/a.c")), b"a");
+        std::fs::create_dir_all(d.join(format!("{src}/empty"))).unwrap();
+        std::os::unix::fs::symlink("a.c", d.join(format!("{src}/latest"))).unwrap();
+        let mut c = provenant(d);
+        c.args([
+            "attest",
+            "--product",
+            &src,
+            "--products-as",
+            mode,
+            "--key",
+            "source.key",
+            "-o",
+        ])
+        .arg(format!("{src}.intoto.jsonl"));
+        run(c).ok();
+        gate_dir(d, &src, &format!("ok{n}")).ok();
+        std::fs::remove_file(d.join(format!("{src}/latest"))).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", d.join(format!("{src}/latest"))).unwrap();
+        let r = gate_dir(d, &src, &format!("bad{n}"));
+        assert_eq!(r.code, 5, "{mode}: {}", r.stderr);
+        assert!(
+            r.stderr.contains("latest (symlink:/etc/passwd)"),
+            "{mode}: {}",
+            r.stderr
+        );
+    }
+}
+
+/// The gate hashes a required input once and the snapshot records exactly
+/// what was verified: a file swapped after the check is not recorded as
+/// the verified material, and where a material overlaps a required input
+/// the change is caught.
+#[test]
+fn an_input_swapped_after_the_gate_is_not_recorded() {
+    let t = setup();
+    let d = t.path();
+    write(&d.join("src/a.c"), b"a");
+    let mut c = provenant(d);
+    c.args([
+        "attest",
+        "--product",
+        "src",
+        "--key",
+        "source.key",
+        "-o",
+        "src.intoto.jsonl",
+    ]);
+    run(c).ok();
+    write(
+        &d.join("policy.yaml"),
+        b"version: 1\nkeys:\n  - path: source.pub\nallowFailed: true\n",
+    );
+    let swap = |state: &str, material: &str| {
+        write(&d.join("src/a.c"), b"a");
+        let flag = d.join(format!("{state}.pause"));
+        let mut c = provenant(d);
+        c.args([
+            "snapshot",
+            "--state",
+            state,
+            "--require",
+            "src",
+            "--policy",
+            "policy.yaml",
+            "--material",
+            material,
+        ])
+        .env("PROVENANT_TEST_PAUSE_AFTER_GATE", &flag)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+        let child = c.spawn().unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !flag.exists() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the gate never finished"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        // The gate has verified src; swap the file before the snapshot.
+        write(&d.join("src/a.c"), b"evil");
+        std::fs::remove_file(&flag).unwrap();
+        let out = child.wait_with_output().unwrap();
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    };
+    // The material is the required input: the verified bytes are recorded.
+    let r = swap("same", "src");
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let snap = read_json(&d.join("same/snapshot.json"));
+    assert_eq!(
+        snap["materials"][0]["entries"][0]["sha256"],
+        sha256_hex(b"a"),
+        "{snap}"
+    );
+    // The material contains the required input: the second read differs.
+    write(&d.join("other.txt"), b"x");
+    let r = swap("outer", ".");
+    assert_eq!(r.code, 5, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("a.c changed between the gate's check and the snapshot"),
+        "{}",
+        r.stderr
+    );
+    assert!(!d.join("outer/snapshot.json").exists());
 }

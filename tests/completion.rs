@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use provenant::completion::{self, Trigger};
+use provenant::provenance::ExitOrigin;
 
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -67,7 +68,9 @@ fn http_endpoint_probes_and_completion() {
         );
         let done = waiter.wait().await.unwrap();
         assert_eq!(done.by, "http");
-        assert_eq!(done.exit_code, Some(3));
+        assert_eq!(done.exit.code(), Some(3));
+        // The builder said so: a claim, not an observation.
+        assert_eq!(done.exit.origin(), ExitOrigin::Claimed);
         // Probes keep answering while the sidecar finalizes.
         assert_eq!(http(addr, "GET", "/healthz", "").await.0, 200);
     });
@@ -131,7 +134,8 @@ fn process_appears_then_exits_with_its_code() {
         );
         assert_eq!(done.by, "process");
         // Not yet reaped by us (its parent), so the scan saw the zombie's status.
-        assert_eq!(done.exit_code, Some(3), "{}", done.detail);
+        assert_eq!(done.exit.code(), Some(3), "{}", done.detail);
+        assert_eq!(done.exit.origin(), ExitOrigin::Observed);
         assert_eq!(child.wait().unwrap().code(), Some(3));
     });
 }
@@ -461,6 +465,7 @@ fn http_complete_only_from_inside_the_pod() {
         let inside = SocketAddr::new([127, 0, 0, 1].into(), port);
         assert_eq!(http(inside, "POST", "/complete", "").await.0, 202);
         let done = waiter.wait().await.unwrap();
-        assert_eq!(done.exit_code, None);
+        assert_eq!(done.exit.code(), None);
+        assert_eq!(done.exit.origin(), ExitOrigin::Unknown);
     });
 }

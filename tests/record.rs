@@ -226,12 +226,21 @@ fn inputs_changed_by_the_build_are_recorded() {
         "{}",
         r.stderr
     );
-    // No exit code known from an empty marker: no exit-code byproduct.
-    assert!(by
+    // No exit code known from an empty marker: said so, never taken as 0.
+    let exit: Vec<&serde_json::Value> = by
         .as_array()
         .unwrap()
         .iter()
-        .all(|b| b["name"] != "exit-code"));
+        .filter(|b| b["name"] == "exit-code")
+        .collect();
+    assert_eq!(exit.len(), 1, "{by}");
+    assert_eq!(exit[0]["uri"], "provenant:exit-code:unknown");
+    assert!(exit[0].get("content").is_none());
+    assert_eq!(
+        exit[0]["annotations"]["provenant.exitCodeOrigin"],
+        "unknown"
+    );
+    assert_eq!(exit[0]["annotations"]["provenant.exitCodeSource"], "marker");
 }
 
 #[test]
@@ -339,7 +348,17 @@ fn kpack_report_and_oci_layout_are_read() {
     setup(d);
     snapshot(d, &[]);
     let a = "a".repeat(64);
-    let b = "b".repeat(64);
+    // The layout's manifest is a blob of the layout: the claim is checked
+    // against it. A second manifest whose blob does not hash to its digest
+    // is refused.
+    let manifest = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.empty.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2},"layers":[]}"#;
+    let b = sha256_hex(manifest);
+    write(&d.join(format!("ws/layout/blobs/sha256/{b}")), manifest);
+    let forged = "f".repeat(64);
+    write(
+        &d.join(format!("ws/layout/blobs/sha256/{forged}")),
+        b"not it",
+    );
     write(
         &d.join("report.toml"),
         format!("[image]\ntags = [\"reg.local/app:latest\", \"reg.local/app:v1\"]\ndigest = \"sha256:{a}\"\nmanifest-size = 1234\n\n[build]\n").as_bytes(),
@@ -350,7 +369,7 @@ fn kpack_report_and_oci_layout_are_read() {
     );
     write(
         &d.join("ws/layout/index.json"),
-        format!(r#"{{"schemaVersion":2,"manifests":[{{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:{b}","size":7,"annotations":{{"org.opencontainers.image.ref.name":"reg.local/other:2"}}}}]}}"#).as_bytes(),
+        format!(r#"{{"schemaVersion":2,"manifests":[{{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:{b}","size":7,"annotations":{{"org.opencontainers.image.ref.name":"reg.local/other:2"}}}},{{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:{forged}","size":6}}]}}"#).as_bytes(),
     );
     let mut child = spawn_record(
         d,
@@ -374,6 +393,30 @@ fn kpack_report_and_oci_layout_are_read() {
             ("reg.local/app".to_string(), a),
             ("reg.local/other:2".to_string(), b)
         ]
+    );
+    // Both are marked as what they are: claims, one checked by the sidecar.
+    let subject = |i: usize, k: &str| st["subject"][i]["annotations"][k].clone();
+    assert_eq!(subject(0, "provenant.origin"), "claimed");
+    assert_eq!(subject(0, "provenant.claimSource"), "kpack-report");
+    assert_eq!(subject(0, "provenant.claimFile"), "report.toml");
+    assert_eq!(subject(0, "provenant.claimCheck"), "none");
+    assert_eq!(subject(1, "provenant.claimSource"), "oci-layout");
+    assert_eq!(subject(1, "provenant.claimCheck"), "oci-layout");
+    assert!(
+        r.stderr
+            .contains("manifests[1]: the blob does not hash to its digest"),
+        "{}",
+        r.stderr
+    );
+    // What the build wrote is on the record beside the claims.
+    let by = st["predicate"]["runDetails"]["byproducts"]
+        .as_array()
+        .unwrap();
+    assert!(
+        by.iter().any(|b| b["name"] == "ws"
+            && b["annotations"]["provenant.role"] == "observed-outputs"
+            && b["digest"]["dirHash"].is_string()),
+        "{by:?}"
     );
 }
 

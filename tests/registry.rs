@@ -198,6 +198,9 @@ fn record_image(d: &Path, image: &str, digest: &str, extra: &[&str]) -> Run {
         "--tekton-results",
         "results",
         "--publish",
+        // The operator allows exactly the repository the build pushes to.
+        "--allow-image-repo",
+        image,
     ])
     .args(extra);
     run(c)
@@ -653,6 +656,8 @@ fn registry_settings_are_checked_before_the_build() {
         "--completion",
         "marker:never",
         "--publish",
+        "--allow-image-repo",
+        "localhost:5000/app",
         "--registry-config",
         "bad-config.json",
     ]);
@@ -720,4 +725,113 @@ fn gate_and_policy_on_an_image() {
         "{}",
         r.stdout
     );
+}
+
+/// The builder writes the image it "built" into its results: here an image
+/// of another team that is already in the registry. With the operator's
+/// allow-list the claim is refused and nothing is attached to that image;
+/// a claim inside the allowed repository must also exist there.
+#[test]
+fn a_builder_cannot_choose_whose_image_gets_the_attestation() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let reg = RegistryProc::start(&d.join("reg"), &[]);
+    let victim = push_image(d, &reg, "other-team/prod:v1", "someone else's", None);
+    let ours = format!("{}/team/app", reg.host());
+    let victim_image = format!("{}/other-team/prod", reg.host());
+    keygen(d, "k", "ecdsa-p256");
+    let claim = |image: &str, digest: &str, extra: &[&str]| {
+        write(
+            &d.join("ws/source/main.c"),
+            b"int main(void) { return 0; }\n",
+        );
+        let _ = std::fs::remove_dir_all(d.join("state"));
+        snapshot(d, &[]);
+        // Different each time: products are what the build changed.
+        write(
+            &d.join("ws/out/image.tar"),
+            format!("{image}{digest}{extra:?}").as_bytes(),
+        );
+        write(
+            &d.join("results/IMAGE_URL"),
+            format!("{image}\n").as_bytes(),
+        );
+        write(
+            &d.join("results/IMAGE_DIGEST"),
+            format!("{digest}\n").as_bytes(),
+        );
+        write(&d.join("done"), b"0");
+        let mut c = provenant(d);
+        c.args([
+            "record",
+            "--state",
+            "state",
+            "--key",
+            "k.key",
+            "--completion",
+            "marker:done",
+            "--tekton-results",
+            "results",
+            "--publish",
+            "--allow-image-repo",
+            &ours,
+        ])
+        .args(extra);
+        run(c)
+    };
+    // Someone else's repository: refused, never attached there.
+    let r = claim(&victim_image, &victim, &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("repository not in --allow-image-repo"),
+        "{}",
+        r.stderr
+    );
+    assert!(!r.stderr.contains("attestation attached"), "{}", r.stderr);
+    let st = statement_of(&d.join("state/provenance.intoto.jsonl"));
+    assert!(
+        st["subject"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["name"] != victim_image.as_str()),
+        "{st}"
+    );
+    verify_image(d, &format!("{victim_image}@{victim}"), &[]).fails(4, "no attestation attached");
+    // Only the claimed image may be the subject: without a surviving claim
+    // nothing is signed.
+    let r = claim(&victim_image, &victim, &["--subjects", "reported"]);
+    assert_ne!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("no image claim survived"), "{}", r.stderr);
+    assert!(!d.join("state/provenance.intoto.jsonl").exists());
+    // The allowed repository, but a digest that is not there: refuted.
+    let missing = format!("sha256:{}", "e".repeat(64));
+    let r = claim(&ours, &missing, &["--subjects", "reported"]);
+    assert_ne!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("not in the registry by its digest"),
+        "{}",
+        r.stderr
+    );
+    // A name that is not an image reference at all, with a newline in it.
+    let r = claim(
+        &format!("{ours}\nsha256:{}  evil", "0".repeat(64)),
+        &missing,
+        &[],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("image claim refused"), "{}", r.stderr);
+    // --publish without an allow-list is refused before any build.
+    let mut c = provenant(d);
+    c.args([
+        "record",
+        "--state",
+        "state",
+        "--key",
+        "k.key",
+        "--completion",
+        "marker:never",
+        "--publish",
+    ]);
+    run(c).fails(2, "--publish needs --allow-image-repo");
 }

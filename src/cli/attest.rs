@@ -45,7 +45,7 @@ pub struct AttestArgs {
 /// What the describe step needs beyond the hashed roots.
 pub(super) struct BuildFacts {
     pub command: Option<Vec<String>>,
-    pub exit_code: Option<i32>,
+    pub exit: Option<crate::provenance::ExitStatus>,
     pub started: OffsetDateTime,
     pub finished: OffsetDateTime,
     pub attest_failed: bool,
@@ -61,6 +61,8 @@ pub(super) fn hash_all(
 ) -> anyhow::Result<Vec<HashedRoot>> {
     let mut opts = hash.walk_options();
     opts.git_blobs = git_blobs;
+    // Products are described whole, empty directories included.
+    opts.empty_dirs = what == "products";
     let started = std::time::Instant::now();
     let roots = provenance::hash_roots(paths, &opts)?;
     let files: usize = roots.iter().map(|r| r.tree.entries.len()).sum();
@@ -143,11 +145,14 @@ pub(super) fn describe_and_sign(
             ..Default::default()
         },
         materials: deps,
-        exit_code: ctx.exit_code,
+        exit: ctx.exit,
         started: ctx.started,
         finished: ctx.finished,
         invocation_id: uuid::Uuid::new_v4().to_string(),
-        byproducts: Vec::new(),
+        // Links, FIFOs, empty directories among the products: on the
+        // record, so a consumer (the stage gate) can check a directory as a
+        // whole.
+        byproducts: provenance::product_byproducts(products),
     };
     self::describe(&subjects, obs, None)?.sign(signer)
 }
@@ -217,7 +222,7 @@ pub fn attest(a: AttestArgs) -> anyhow::Result<i32> {
     let products = hash_all(&a.products, &a.hash, "products", false)?;
     let ctx = BuildFacts {
         command: None,
-        exit_code: None,
+        exit: None,
         started,
         finished: OffsetDateTime::now_utc(),
         attest_failed: false,

@@ -74,6 +74,12 @@ pub enum Command {
     Digest(DigestArgs),
 }
 
+/// A mistake in how the command was called that clap cannot see (a
+/// combination of flags, a bad pattern): exit code 2, like clap's own.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
 /// Options shared by every command that hashes trees.
 #[derive(Args, Debug, Clone)]
 pub struct HashOpts {
@@ -111,7 +117,7 @@ impl HashOpts {
                 OnError::Record => ErrorPolicy::Record,
             },
             progress: true,
-            git_blobs: false,
+            ..Default::default()
         }
     }
 }
@@ -263,6 +269,9 @@ fn init_logging(format: LogFormat, level: &str) {
 /// Maps a failure to the documented exit code by its type.
 pub fn exit_code_for(err: &anyhow::Error) -> i32 {
     for cause in err.chain() {
+        if cause.is::<UsageError>() {
+            return exit::USAGE;
+        }
         if let Some(v) = cause.downcast_ref::<VerifyError>() {
             return v.exit_code();
         }

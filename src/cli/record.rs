@@ -12,13 +12,13 @@ use clap::{Args, ValueEnum};
 use time::OffsetDateTime;
 
 use super::attest::{describe, write_envelope};
-use super::OnError;
+use super::{OnError, UsageError};
 use crate::completion::{self, Trigger};
 use crate::digest::{ErrorPolicy, WalkOptions};
 use crate::pod::{self, Snapshot};
 use crate::provenance::{
-    self, parse_rfc3339, DescriptorList, ExternalParameters, HashedRoot, InternalParameters,
-    MaterialsAs, Observation, ProductsAs, ReportSources,
+    self, parse_rfc3339, AllowedRepos, Claim, ClaimCheck, DescriptorList, ExternalParameters,
+    HashedRoot, InternalParameters, MaterialsAs, Observation, ProductsAs, ReportSources,
 };
 use crate::publish::{emit_log_line, push_with_retry, Bundle, LogLine, Spool, SpoolEntry};
 use crate::verify::exit;
@@ -99,6 +99,18 @@ pub struct RecordArgs {
     /// OCI image layout directory the builder wrote; repeatable.
     #[arg(long = "oci-layout", value_name = "DIR")]
     pub oci_layouts: Vec<PathBuf>,
+    /// Repository the builder may name as the image it built
+    /// (`REGISTRY/REPOSITORY`, glob: `*` does not cross `/`, `**` does);
+    /// repeatable or comma-separated. With it, every image claim from a
+    /// report or result must lie in one of these repositories and resolve
+    /// there by its digest, or it is not signed. Required by --publish.
+    #[arg(
+        long = "allow-image-repo",
+        value_name = "PATTERN",
+        env = "PROVENANT_ALLOW_IMAGE_REPO",
+        value_delimiter = ','
+    )]
+    pub allow_image_repos: Vec<String>,
     /// What to do with a file that cannot be read or vanishes mid-walk.
     #[arg(long, value_enum, default_value = "fail")]
     pub on_error: OnError,
@@ -128,11 +140,29 @@ pub struct RecordArgs {
 
 pub fn record(a: RecordArgs) -> anyhow::Result<i32> {
     harden_process();
+    // Our secrets are never read through the door for builder-written
+    // files, whatever name (hard link, bind mount) the builder gives them.
+    for p in [
+        a.key.as_deref(),
+        a.remote.token_file.as_deref(),
+        a.registry.registry_config.as_deref(),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        crate::untrusted::protect(p);
+    }
+    let allowed = AllowedRepos::new(&a.allow_image_repos).map_err(UsageError)?;
+    if a.publish && allowed.is_empty() {
+        anyhow::bail!(UsageError(
+            "--publish needs --allow-image-repo: the repositories the builder may name as its image (the attestation is attached there)".into()
+        ));
+    }
     let snap_path = Snapshot::path_in(&a.state);
     let snap = Snapshot::load(&a.state)?;
     // Registry settings are checked now too; the registry itself may well
     // be unreachable until the build is over.
-    let registry = if a.publish {
+    let registry = if a.publish || !allowed.is_empty() {
         Some(a.registry.registry()?)
     } else {
         None
@@ -225,8 +255,14 @@ pub fn record(a: RecordArgs) -> anyhow::Result<i32> {
     let mut observed = watch.map(Watch::finish);
     let drain_ms = t0.elapsed().as_millis() as u64;
     let hwm_watch_mb = crate::memory::peak_rss_mb();
-    tracing::info!(by = completed.by, exit_code = ?completed.exit_code, detail = %completed.detail, "build finished; finalizing");
-    if let Some(code) = completed.exit_code.filter(|c| *c != 0) {
+    tracing::info!(
+        by = completed.by,
+        exit_code = completed.exit.code(),
+        exit_code_origin = completed.exit.origin().as_str(),
+        detail = %completed.detail,
+        "build finished; finalizing"
+    );
+    if let Some(code) = completed.exit.code().filter(|c| *c != 0) {
         if !a.attest_failed {
             tracing::warn!(
                 exit_code = code,
@@ -240,18 +276,40 @@ pub fn record(a: RecordArgs) -> anyhow::Result<i32> {
         );
     }
 
+    // What the builder says it built: claims, read through the door for
+    // builder-written files, checked where they can be, before anything
+    // is signed.
+    let sources = ReportSources {
+        kpack_report: a.kpack_report.clone(),
+        tekton_results: a.tekton_results.clone(),
+        oci_layouts: a.oci_layouts.clone(),
+    };
+    let claims = if a.subjects == SubjectSource::Files || sources.is_empty() {
+        Vec::new()
+    } else {
+        checked_claims(&sources, &allowed, registry.as_ref())?
+    };
+    let images_subject = !claims.is_empty();
+    if !images_subject && a.subjects == SubjectSource::Reported {
+        anyhow::bail!("--subjects reported: no image claim survived (checked --kpack-report, --tekton-results, --oci-layout; reasons above); nothing is attested");
+    }
     let opts = WalkOptions {
         excludes: snap.excludes.clone(),
+        // An image build is never left unattested for a file the sidecar
+        // may not read (a 0600 file of a root builder): such files are
+        // recorded as unreadable beside the image.
         on_error: match a.on_error {
+            _ if images_subject => ErrorPolicy::Record,
             OnError::Fail => ErrorPolicy::Fail,
             OnError::Record => ErrorPolicy::Record,
         },
         progress: false,
         git_blobs,
+        ..Default::default()
     };
     // A statement with a subject per file can be 17 MB: its buffer is made
     // ready on the other core while this one turns the index into trees.
-    let payload_buf = (a.products_as == ProductsAs::Files).then(|| {
+    let payload_buf = (a.products_as == ProductsAs::Files && !images_subject).then(|| {
         let size = observed.as_ref().map_or(0, |o| o.json_size_hint());
         crate::memory::prefault_in_background(size)
     });
@@ -312,12 +370,12 @@ pub fn record(a: RecordArgs) -> anyhow::Result<i32> {
                 .entries
                 .retain(|e| !marker_rels.iter().any(|m| m == e.path.as_bytes()));
         }
-        // Per file, the products are what the build changed; as a dirHash,
-        // the whole workspace as it is now, which is what a consumer can
-        // recompute from the directory.
+        // Per file, the products are what the build changed; as a dirHash
+        // (and beside claimed images), the whole workspace as it is now,
+        // which is what a consumer can recompute from the directory.
         products.push(match a.products_as {
-            ProductsAs::Files => pod::changed(&baseline, now),
-            ProductsAs::Dirhash => now,
+            ProductsAs::Files if !images_subject => pod::changed(&baseline, now),
+            _ => now,
         });
     }
     tracing::debug!(
@@ -330,24 +388,20 @@ pub fn record(a: RecordArgs) -> anyhow::Result<i32> {
     let walk_ms = t0.elapsed().as_millis() as u64;
     let hwm_walk_mb = crate::memory::peak_rss_mb();
 
-    let sources = ReportSources {
-        kpack_report: a.kpack_report.clone(),
-        tekton_results: a.tekton_results.clone(),
-        oci_layouts: a.oci_layouts.clone(),
-    };
-    let reported = match a.subjects {
-        SubjectSource::Files => Vec::new(),
-        _ => provenance::reported_subjects(&sources)?,
-    };
-    let subjects_are_images = !reported.is_empty();
-    let subjects: DescriptorList = if !reported.is_empty() {
+    // Everything the build left that is not a regular file stays on the
+    // record; beside claimed images, so does the whole workspace.
+    byproducts.extend(provenance::product_byproducts(&products));
+    let subjects: DescriptorList = if images_subject {
         tracing::info!(
-            images = reported.len(),
-            "subjects: images the builder reported"
+            images = claims.len(),
+            "subjects: images the builder claimed"
         );
-        reported.into()
-    } else if a.subjects == SubjectSource::Reported {
-        anyhow::bail!("--subjects reported: the builder reported no image (checked --kpack-report, --tekton-results, --oci-layout)");
+        byproducts.extend(provenance::observed_outputs(&products));
+        claims
+            .iter()
+            .map(Claim::to_subject)
+            .collect::<Vec<_>>()
+            .into()
     } else {
         provenance::subjects(&products, a.products_as)?
     };
@@ -377,7 +431,7 @@ pub fn record(a: RecordArgs) -> anyhow::Result<i32> {
             completion: Some(completed.by.to_string()),
         },
         materials,
-        exit_code: completed.exit_code,
+        exit: Some(completed.exit),
         started,
         finished: completed.at,
         invocation_id: snap
@@ -387,21 +441,19 @@ pub fn record(a: RecordArgs) -> anyhow::Result<i32> {
             .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
         byproducts,
     };
-    // Only images the builder reported live in a registry; product files do not.
-    let image_subjects: Vec<String> = if a.publish && subjects_are_images {
-        subjects
-            .iter()
-            .filter_map(|s| {
-                Some(format!(
-                    "{}@sha256:{}",
-                    s.name.as_deref()?,
-                    s.digest.get("sha256")?
-                ))
-            })
-            .collect()
-    } else {
-        Vec::new()
-    };
+    // Attestations are attached only to images the sidecar found in an
+    // allowed repository with that digest: a builder naming someone else's
+    // image gets nothing attached to it.
+    let image_subjects: Vec<String> = claims
+        .iter()
+        .filter(|c| {
+            matches!(
+                c.check,
+                ClaimCheck::Registry | ClaimCheck::AllowedRepository
+            )
+        })
+        .map(Claim::pinned)
+        .collect();
     let t_describe = Instant::now();
     let described = describe(&subjects, obs, payload_buf.and_then(|b| b.join().ok()))?;
     let serialize_ms = t_describe.elapsed().as_millis() as u64;
@@ -487,7 +539,7 @@ pub fn record(a: RecordArgs) -> anyhow::Result<i32> {
     );
     drop(unwatch);
     drop(trees);
-    if let Some(registry) = &registry {
+    if let Some(registry) = registry.as_ref().filter(|_| a.publish) {
         publish_images(
             &a,
             registry,
@@ -498,6 +550,86 @@ pub fn record(a: RecordArgs) -> anyhow::Result<i32> {
         )?;
     }
     Ok(exit::OK)
+}
+
+/// How long the registry may take to confirm the claimed images, in all.
+const CLAIM_CHECK_BUDGET: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The builder's image claims that survive their checks. A claim that
+/// fails is logged with its reason and never signed. With an allow-list,
+/// a claim must name an allowed repository and resolve there by its
+/// digest (a registry that cannot be reached within
+/// [`CLAIM_CHECK_BUDGET`] fails the claim); without one, claims are
+/// signed marked unchecked (OCI-layout claims are always checked against
+/// the layout's own blobs).
+fn checked_claims(
+    sources: &ReportSources,
+    allowed: &AllowedRepos,
+    registry: Option<&crate::publish::Registry>,
+) -> anyhow::Result<Vec<Claim>> {
+    let reported = provenance::reported_claims(sources);
+    for r in &reported.rejected {
+        tracing::warn!(file = %r.file, reason = %r.reason, "image claim refused; not signed");
+    }
+    let registry = match registry {
+        Some(r) if !allowed.is_empty() => r,
+        _ => {
+            if !reported.claims.is_empty() {
+                tracing::warn!("image claims are signed unchecked (no --allow-image-repo): they say only what the builder wrote");
+            }
+            return Ok(reported.claims);
+        }
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start async runtime")?;
+    let deadline = tokio::time::Instant::now() + CLAIM_CHECK_BUDGET;
+    let mut out = Vec::new();
+    for mut c in reported.claims {
+        let shown_name = crate::untrusted::shown(std::path::Path::new(&c.name));
+        if c.check == ClaimCheck::OciLayout {
+            out.push(c);
+            continue;
+        }
+        if !allowed.allows(&c.name) {
+            tracing::warn!(image = %shown_name, file = %crate::untrusted::shown(&c.file), allowed = ?allowed.patterns(), "image claim refused, not signed: repository not in --allow-image-repo");
+            continue;
+        }
+        let pinned = c.pinned();
+        let resolved = rt
+            .block_on(async { tokio::time::timeout_at(deadline, registry.resolve(&pinned)).await });
+        // A registry that says "no such manifest" refutes the claim; one
+        // that cannot be asked leaves it unconfirmed but allowed, so that
+        // an outage loses no attestation (publishing resolves it again).
+        match resolved {
+            Ok(Ok(img)) if img.digest == format!("sha256:{}", c.sha256) => {
+                c.check = ClaimCheck::Registry;
+                out.push(c);
+            }
+            Ok(Ok(_)) => {
+                tracing::warn!(image = %shown_name, "image claim refused, not signed: the registry returned another digest")
+            }
+            Ok(Err(
+                e @ (crate::publish::RegistryError::UnknownImage { .. }
+                | crate::publish::RegistryError::Garbage { .. }
+                | crate::publish::RegistryError::Reference(..)),
+            )) => {
+                tracing::warn!(image = %shown_name, error = %e, "image claim refused, not signed: not in the registry by its digest")
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(image = %shown_name, error = %e, "the registry could not confirm the claimed image now; signed as in an allowed repository, digest unconfirmed");
+                c.check = ClaimCheck::AllowedRepository;
+                out.push(c);
+            }
+            Err(_) => {
+                tracing::warn!(image = %shown_name, budget_s = CLAIM_CHECK_BUDGET.as_secs(), "the registry did not answer in time; signed as in an allowed repository, digest unconfirmed");
+                c.check = ClaimCheck::AllowedRepository;
+                out.push(c);
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Logs every file where the watcher's index and a fresh hash disagree:
@@ -555,7 +687,7 @@ fn publish_images(
 ) -> anyhow::Result<()> {
     if images.is_empty() {
         tracing::warn!(
-            "--publish: no image subjects (the builder reported no image); nothing to attach"
+            "--publish: no image subject was found in an allowed repository; nothing to attach"
         );
         return Ok(());
     }

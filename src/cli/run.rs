@@ -200,7 +200,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<i32> {
     }
     let facts = BuildFacts {
         command: Some(a.command.clone()),
-        exit_code: Some(code),
+        exit: Some(crate::provenance::ExitStatus::observed(code, "run")),
         started,
         finished,
         attest_failed: a.attest_failed,

@@ -140,7 +140,7 @@ async fn handle(req: Request<Incoming>, peer: SocketAddr, state: &State) -> Resp
             let _ = tx
                 .send(Completed::now(
                     "http",
-                    exit_code,
+                    crate::provenance::ExitStatus::claimed_opt(exit_code, "http"),
                     format!("POST /complete from {peer}"),
                 ))
                 .await;

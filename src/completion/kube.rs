@@ -336,7 +336,7 @@ fn terminated(pod: &Pod, container: &str) -> Option<Completed> {
         .unwrap_or_else(OffsetDateTime::now_utc);
     Some(Completed {
         by: "kube",
-        exit_code: Some(t.exit_code),
+        exit: crate::provenance::ExitStatus::observed(t.exit_code, "kube"),
         at,
         detail: format!(
             "container {container} terminated ({})",

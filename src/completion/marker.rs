@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::{Completed, Report};
+use crate::provenance::ExitStatus;
+use crate::untrusted::{self, MARKER_CAP};
 
 /// How often the marker is looked for: the time from the build's end to
 /// the attestation starts here, and a `stat` every 10 ms costs nothing.
@@ -17,7 +19,7 @@ const SETTLE: Duration = Duration::from_millis(50);
 /// does not see (NFS, a different mount).
 pub(super) async fn wait(path: PathBuf) -> Report {
     loop {
-        if tokio::fs::symlink_metadata(&path).await.is_ok() {
+        if untrusted::exists(&path) {
             break;
         }
         tokio::time::sleep(POLL).await;
@@ -28,34 +30,38 @@ pub(super) async fn wait(path: PathBuf) -> Report {
     // changing.
     let mut content = read(&path).await;
     for _ in 0..20 {
-        if complete_line(&content) {
+        if matches!(&content, Ok(t) if complete_line(t)) || content.is_err() {
             break;
         }
         tokio::time::sleep(SETTLE).await;
         let again = read(&path).await;
-        if again == content && !again.is_empty() {
+        let settled = matches!((&again, &content), (Ok(a), Ok(c)) if a == c && !a.is_empty());
+        content = again;
+        if settled {
             break;
         }
-        content = again;
     }
-    let text = content.trim();
-    let exit_code = if text.is_empty() {
-        None
-    } else {
-        match text.parse::<i32>() {
+    // Unknown, never success, when the marker says nothing usable: a
+    // garbled marker must not turn a failed build into a passing one. The
+    // content is the builder's and is not quoted.
+    let exit_code = match &content {
+        Ok(text) if text.trim().is_empty() => None,
+        Ok(text) => match text.trim().parse::<i32>() {
             Ok(c) => Some(c),
             Err(_) => {
-                // Unknown, not success: a garbled marker must not turn a
-                // failed build into a passing one.
-                tracing::warn!(path = %path.display(), content = %text.chars().take(80).collect::<String>(), "marker content is not an exit code; recording the exit code as unknown");
+                tracing::warn!(path = %untrusted::shown(&path), bytes = text.len(), "marker content is not an exit code; recording the exit code as unknown");
                 None
             }
+        },
+        Err(e) => {
+            tracing::warn!(error = %e, "marker not read; recording the exit code as unknown");
+            None
         }
     };
     Ok(Completed::now(
         "marker",
-        exit_code,
-        format!("marker {} appeared", path.display()),
+        ExitStatus::claimed_opt(exit_code, "marker"),
+        format!("marker {} appeared", untrusted::shown(&path)),
     ))
 }
 
@@ -65,10 +71,18 @@ fn complete_line(s: &str) -> bool {
         .is_some_and(|n| !n.is_empty() && n.trim().parse::<i32>().is_ok())
 }
 
-async fn read(path: &std::path::Path) -> String {
-    match tokio::fs::read(path).await {
-        Ok(b) => String::from_utf8_lossy(&b[..b.len().min(4096)]).into_owned(),
-        Err(_) => String::new(),
+/// The marker is the builder's file: read through the one door (no links,
+/// no FIFOs, at most [`MARKER_CAP`] bytes). A marker that vanished again
+/// reads as empty.
+async fn read(path: &std::path::Path) -> Result<String, String> {
+    let p = path.to_path_buf();
+    let r = tokio::task::spawn_blocking(move || untrusted::read_file(&p, MARKER_CAP))
+        .await
+        .map_err(|e| e.to_string())?;
+    match r {
+        Ok(Some(b)) => Ok(String::from_utf8_lossy(&b).into_owned()),
+        Ok(None) => Ok(String::new()),
+        Err(e) => Err(e.to_string()),
     }
 }
 

@@ -20,6 +20,8 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use thiserror::Error;
+
+use crate::provenance::ExitStatus;
 use time::OffsetDateTime;
 use tokio::sync::mpsc;
 
@@ -99,18 +101,19 @@ impl FromStr for Trigger {
 pub struct Completed {
     /// The trigger that fired (`sigterm`, `process`, ...).
     pub by: &'static str,
-    /// The builder's exit code when the trigger could know it.
-    pub exit_code: Option<i32>,
+    /// The builder's exit code when the trigger could know it, and who
+    /// vouches for it.
+    pub exit: ExitStatus,
     pub at: OffsetDateTime,
     /// Human-readable detail for the log (pid, container, path...).
     pub detail: String,
 }
 
 impl Completed {
-    fn now(by: &'static str, exit_code: Option<i32>, detail: String) -> Self {
+    fn now(by: &'static str, exit: ExitStatus, detail: String) -> Self {
         Completed {
             by,
-            exit_code,
+            exit,
             at: OffsetDateTime::now_utc(),
             detail,
         }

@@ -167,7 +167,7 @@ pub(super) async fn wait(pattern: ProcessPattern) -> Report {
             let (pid, _) = first.unwrap_or_default();
             return Ok(Completed::now(
                 "process",
-                exit_code,
+                crate::provenance::ExitStatus::observed_opt(exit_code, "process"),
                 format!(
                     "process {pid} matching {:?} and all its matching children exited",
                     pattern.0

@@ -29,6 +29,10 @@ pub(super) fn arm() -> Result<impl Future<Output = Report>, CompletionError> {
             }
         });
         // The builder's exit code is not visible from here.
-        Ok(Completed::now("sigterm", None, format!("{name} received")))
+        Ok(Completed::now(
+            "sigterm",
+            crate::provenance::ExitStatus::unknown("sigterm"),
+            format!("{name} received"),
+        ))
     })
 }

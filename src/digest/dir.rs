@@ -83,6 +83,11 @@ fn cvt(fd: libc::c_int) -> std::io::Result<OwnedFd> {
 }
 
 impl Dir {
+    /// A directory the caller opened (without following links, say).
+    pub fn from_fd(fd: OwnedFd) -> Dir {
+        Dir(fd)
+    }
+
     /// The root of a walk: the user named it, so a link here is followed.
     pub fn open(path: &Path) -> std::io::Result<Dir> {
         let c = std::ffi::CString::new(path.as_os_str().as_bytes())?;

@@ -58,6 +58,15 @@ pub struct WalkOptions {
     /// Also compute git blob ids, needed for [`Tree::git_tree`]. Off by
     /// default because it doubles the hashing work.
     pub git_blobs: bool,
+    /// Record empty directories (as [`SpecialKind::EmptyDir`] entries), so
+    /// that a tree can be compared as a whole (the stage gate; products of
+    /// `attest` and `run`). Off elsewhere: git trees, dirHash and the
+    /// watcher's index have no empty directories.
+    pub empty_dirs: bool,
+    /// The root too is reached without following a link anywhere in its
+    /// path (it may be in a directory someone else writes: the gate's
+    /// inputs); see `crate::untrusted`.
+    pub root_nofollow: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,6 +75,8 @@ pub enum SpecialKind {
     Socket,
     CharDevice,
     BlockDevice,
+    /// A directory with nothing in it (only with [`WalkOptions::empty_dirs`]).
+    EmptyDir,
 }
 
 impl std::fmt::Display for SpecialKind {
@@ -75,6 +86,7 @@ impl std::fmt::Display for SpecialKind {
             SpecialKind::Socket => "socket",
             SpecialKind::CharDevice => "char-device",
             SpecialKind::BlockDevice => "block-device",
+            SpecialKind::EmptyDir => "empty-dir",
         })
     }
 }
@@ -489,7 +501,7 @@ fn build_globs<'a>(globs: impl Iterator<Item = &'a str>) -> Result<GlobSet, Dige
 /// directory; the entry is then named by the file name).
 pub fn hash_tree(root: &Path, opts: &WalkOptions) -> Result<Tree, DigestError> {
     let excludes = Excludes::new(&opts.excludes)?;
-    let meta = std::fs::metadata(root).map_err(|e| match e.kind() {
+    let missing = |e: std::io::Error| match e.kind() {
         std::io::ErrorKind::NotFound => DigestError::Missing {
             path: root.display().to_string(),
         },
@@ -497,7 +509,20 @@ pub fn hash_tree(root: &Path, opts: &WalkOptions) -> Result<Tree, DigestError> {
             path: root.display().to_string(),
             source: e,
         },
-    })?;
+    };
+    // Without following links, the root is opened once and everything is
+    // read through that descriptor: nothing can be swapped in between.
+    let opened = if opts.root_nofollow {
+        Some(File::from(
+            crate::untrusted::open_nofollow(root).map_err(missing)?,
+        ))
+    } else {
+        None
+    };
+    let meta = match &opened {
+        Some(f) => f.metadata().map_err(missing)?,
+        None => std::fs::metadata(root).map_err(missing)?,
+    };
     let progress =
         (opts.progress && std::io::IsTerminal::is_terminal(&std::io::stderr())).then(|| {
             let p = indicatif::ProgressBar::new_spinner();
@@ -517,19 +542,24 @@ pub fn hash_tree(root: &Path, opts: &WalkOptions) -> Result<Tree, DigestError> {
         progress,
         root,
     };
-    let mut entries = if meta.is_dir() {
-        walker.walk_root()?
-    } else {
-        let name = RelPath::from_bytes(
+    let name = || {
+        RelPath::from_bytes(
             root.file_name()
                 .map(|n| n.as_bytes())
                 .unwrap_or(b"")
                 .to_vec(),
-        );
-        // The user named this path, so a link here is followed; O_NOFOLLOW
-        // applies to what we find inside roots.
-        let real = std::fs::canonicalize(root).map_err(|e| io_error(root, e))?;
-        walker.single_file(&real, name, meta.file_type())?
+        )
+    };
+    let mut entries = match opened {
+        Some(f) if meta.is_dir() => walker.walk_opened(dir::Dir::from_fd(f.into()))?,
+        Some(f) => walker.single_opened(f, name(), meta.file_type())?,
+        None if meta.is_dir() => walker.walk_root()?,
+        None => {
+            // The user named this path, so a link here is followed;
+            // O_NOFOLLOW applies to what we find inside roots.
+            let real = std::fs::canonicalize(root).map_err(|e| io_error(root, e))?;
+            walker.single_file(&real, name(), meta.file_type())?
+        }
     };
     if let Some(p) = &walker.progress {
         p.finish_and_clear();

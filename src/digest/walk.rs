@@ -59,12 +59,47 @@ impl Walker<'_> {
     }
 
     pub fn walk_root(&self) -> Result<Vec<Entry>, DigestError> {
-        let dir = Dir::open(self.root).map_err(|e| io_error(self.root, e))?;
+        self.walk_opened(Dir::open(self.root).map_err(|e| io_error(self.root, e))?)
+    }
+
+    /// The walk of a root directory opened by the caller.
+    pub fn walk_opened(&self, dir: Dir) -> Result<Vec<Entry>, DigestError> {
         let sink = Mutex::new(Vec::new());
         self.walk_dir(&dir, &RelPath::default(), &sink)?;
         Ok(sink
             .into_inner()
             .unwrap_or_else(std::sync::PoisonError::into_inner))
+    }
+
+    /// A root that is not a directory, opened by the caller without
+    /// following links: one entry named `name`.
+    pub fn single_opened(
+        &self,
+        f: std::fs::File,
+        name: RelPath,
+        ft: std::fs::FileType,
+    ) -> Result<Vec<Entry>, DigestError> {
+        if let Some(kind) = super::special_kind(&ft) {
+            return Ok(vec![Entry {
+                path: name,
+                kind: EntryKind::Special { kind },
+            }]);
+        }
+        match hash_open(f, self.opts.git_blobs) {
+            Ok(d) => Ok(vec![file_entry(name, d)]),
+            Err(e) => {
+                let err = io_error(self.root, e);
+                match self.opts.on_error {
+                    ErrorPolicy::Fail => Err(err),
+                    ErrorPolicy::Record => Ok(vec![Entry {
+                        path: name,
+                        kind: EntryKind::Error {
+                            message: error_message(err),
+                        },
+                    }]),
+                }
+            }
+        }
     }
 
     /// A root that is not a directory: one entry named `name`.
@@ -116,6 +151,18 @@ impl Walker<'_> {
             }
         };
         let mut pending: Vec<(&CStr, RelPath, std::io::Result<Kind>)> = Vec::new();
+        if self.opts.empty_dirs && !rel.as_bytes().is_empty() && listing.iter().next().is_none() {
+            push(
+                sink,
+                vec![Entry {
+                    path: rel.clone(),
+                    kind: EntryKind::Special {
+                        kind: SpecialKind::EmptyDir,
+                    },
+                }],
+            );
+            return Ok(());
+        }
         for (name, d_type) in listing.iter() {
             let child = rel.child(name.to_bytes());
             let kind = dir.kind(name, d_type);

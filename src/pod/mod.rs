@@ -165,6 +165,7 @@ impl SnapEntry {
                     "socket" => SpecialKind::Socket,
                     "char-device" => SpecialKind::CharDevice,
                     "block-device" => SpecialKind::BlockDevice,
+                    "empty-dir" => SpecialKind::EmptyDir,
                     _ => return Err(bad("special")),
                 },
             }

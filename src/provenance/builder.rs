@@ -21,6 +21,106 @@ pub const DEFAULT_BUILDER_ID: &str = "https://provenant.dev/builders/local/v1";
 
 /// Name of the byproduct carrying the observed build's exit code.
 pub const EXIT_CODE_BYPRODUCT: &str = "exit-code";
+/// Where the exit code came from: `observed`, `claimed` or `unknown`.
+pub const ANN_EXIT_ORIGIN: &str = "provenant.exitCodeOrigin";
+/// How it was learnt: `run`, `process`, `kube`, `marker`, `http`, `sigterm`.
+pub const ANN_EXIT_SOURCE: &str = "provenant.exitCodeSource";
+/// The `uri` of an exit-code byproduct whose value is not known.
+pub const EXIT_UNKNOWN_URI: &str = "provenant:exit-code:unknown";
+
+/// Who vouches for an exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitOrigin {
+    /// The kernel or the Kubernetes API said so (a process's wait status,
+    /// a container's terminated state).
+    Observed,
+    /// The builder said so (marker file content, HTTP body): it could lie.
+    Claimed,
+    /// Nobody said.
+    Unknown,
+}
+
+impl ExitOrigin {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExitOrigin::Observed => "observed",
+            ExitOrigin::Claimed => "claimed",
+            ExitOrigin::Unknown => "unknown",
+        }
+    }
+}
+
+/// How a build ended, as far as provenant knows, and how it knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExitStatus {
+    code: Option<i32>,
+    origin: ExitOrigin,
+    /// The completion trigger or command that learnt it.
+    pub source: &'static str,
+}
+
+impl ExitStatus {
+    pub fn observed(code: i32, source: &'static str) -> Self {
+        ExitStatus {
+            code: Some(code),
+            origin: ExitOrigin::Observed,
+            source,
+        }
+    }
+
+    pub fn claimed(code: i32, source: &'static str) -> Self {
+        ExitStatus {
+            code: Some(code),
+            origin: ExitOrigin::Claimed,
+            source,
+        }
+    }
+
+    pub fn unknown(source: &'static str) -> Self {
+        ExitStatus {
+            code: None,
+            origin: ExitOrigin::Unknown,
+            source,
+        }
+    }
+
+    /// An observed code if there is one, else unknown.
+    pub fn observed_opt(code: Option<i32>, source: &'static str) -> Self {
+        code.map_or(Self::unknown(source), |c| Self::observed(c, source))
+    }
+
+    /// A claimed code if there is one, else unknown.
+    pub fn claimed_opt(code: Option<i32>, source: &'static str) -> Self {
+        code.map_or(Self::unknown(source), |c| Self::claimed(c, source))
+    }
+
+    pub fn code(&self) -> Option<i32> {
+        self.code
+    }
+
+    pub fn origin(&self) -> ExitOrigin {
+        self.origin
+    }
+
+    /// The `exit-code` byproduct: the decimal code as text content (so the
+    /// descriptor is valid and a reader sees the number), or a `uri` saying
+    /// it is unknown; annotated with where it came from.
+    pub fn to_byproduct(&self) -> ResourceDescriptor {
+        let mut rd = match self.code {
+            Some(code) => exit_code_byproduct(code),
+            None => ResourceDescriptor {
+                name: Some(EXIT_CODE_BYPRODUCT.into()),
+                uri: Some(EXIT_UNKNOWN_URI.into()),
+                ..Default::default()
+            },
+        };
+        rd.annotations
+            .insert(ANN_EXIT_ORIGIN.into(), self.origin.as_str().into());
+        rd.annotations
+            .insert(ANN_EXIT_SOURCE.into(), self.source.into());
+        rd
+    }
+}
 
 /// `buildDefinition.externalParameters` of [`BUILD_TYPE`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -97,7 +197,8 @@ pub struct Observation<'a> {
     pub external: ExternalParameters,
     pub internal: InternalParameters,
     pub materials: DescriptorList<'a>,
-    pub exit_code: Option<i32>,
+    /// None when no build was observed (`attest`): no exit-code byproduct.
+    pub exit: Option<ExitStatus>,
     pub started: OffsetDateTime,
     pub finished: OffsetDateTime,
     pub invocation_id: String,
@@ -182,8 +283,9 @@ impl<'a> Observation<'a> {
                     finished_on: Some(rfc3339(self.finished)),
                 }),
                 byproducts: self
-                    .exit_code
-                    .map(exit_code_byproduct)
+                    .exit
+                    .as_ref()
+                    .map(ExitStatus::to_byproduct)
                     .into_iter()
                     .chain(self.byproducts)
                     .collect(),

@@ -1,5 +1,4 @@
-//! Subjects the builder reported itself, preferred over product files:
-//! when a build pushes an image, the image digest is what consumers verify.
+//! Images the builder reported itself: **claims**, not observations.
 //!
 //! * kpack / Cloud Native Buildpacks lifecycle: the exporter's `report.toml`
 //!   (`[image] tags = [...]`, `digest = "sha256:..."`).
@@ -8,21 +7,35 @@
 //!   commas or newlines), and `*ARTIFACT_OUTPUTS` (`{"uri": ..., "digest":
 //!   "sha256:..."}`), as Tekton Chains reads them.
 //! * An OCI image layout directory (`oci-layout` + `index.json`): each
-//!   manifest in the index.
-use std::collections::BTreeMap;
+//!   manifest in the index whose blob is in the layout with that digest.
+//!
+//! Every file is read through [`crate::untrusted`] (no links, regular files
+//! only, size caps), parsed in linear time with at most [`MAX_CLAIMS`]
+//! images, and no error quotes what the file contains. A file that cannot
+//! be read or parsed is a failed claim: it is logged and never signed.
+//! What survives is marked as a claim in the statement (see
+//! [`Claim::to_subject`] and docs/trust.md).
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+use sha2::{Digest as _, Sha256};
 
 use super::ResourceDescriptor;
+use crate::untrusted::{self, shown, UntrustedError, MANIFEST_CAP, REPORT_CAP};
+
+/// Images one build may claim, across all its reports.
+pub const MAX_CLAIMS: usize = 10_000;
+
+pub const ANN_ORIGIN: &str = "provenant.origin";
+pub const ANN_CLAIM_SOURCE: &str = "provenant.claimSource";
+pub const ANN_CLAIM_FILE: &str = "provenant.claimFile";
+pub const ANN_CLAIM_CHECK: &str = "provenant.claimCheck";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReportedError {
-    #[error("cannot read {path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Untrusted(#[from] UntrustedError),
     #[error("{path}: {reason}")]
     Invalid { path: String, reason: String },
 }
@@ -33,6 +46,138 @@ pub struct ReportSources {
     pub kpack_report: Option<PathBuf>,
     pub tekton_results: Option<PathBuf>,
     pub oci_layouts: Vec<PathBuf>,
+}
+
+impl ReportSources {
+    pub fn is_empty(&self) -> bool {
+        self.kpack_report.is_none() && self.tekton_results.is_none() && self.oci_layouts.is_empty()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClaimSource {
+    KpackReport,
+    TektonResults,
+    OciLayout,
+}
+
+impl ClaimSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClaimSource::KpackReport => "kpack-report",
+            ClaimSource::TektonResults => "tekton-results",
+            ClaimSource::OciLayout => "oci-layout",
+        }
+    }
+}
+
+/// What the sidecar checked of a claim before signing it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClaimCheck {
+    /// Resolved by digest in a repository the operator allowed.
+    Registry,
+    /// In a repository the operator allowed, but the registry could not be
+    /// asked when the attestation was signed (down, slow, refusing us): the
+    /// digest is unconfirmed. Publishing later resolves it again.
+    AllowedRepository,
+    /// The manifest is a blob of the layout that hashes to the digest.
+    OciLayout,
+    /// Recorded as claimed.
+    None,
+}
+
+impl ClaimCheck {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClaimCheck::Registry => "registry",
+            ClaimCheck::AllowedRepository => "allowed-repository",
+            ClaimCheck::OciLayout => "oci-layout",
+            ClaimCheck::None => "none",
+        }
+    }
+}
+
+/// One image the builder says it built.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    /// The image reference as reported, without tag or digest: the subject
+    /// name (`registry.example.com/team/app`).
+    pub name: String,
+    /// Lowercase hex of the manifest's sha256.
+    pub sha256: String,
+    pub source: ClaimSource,
+    /// The file that said so.
+    pub file: PathBuf,
+    pub check: ClaimCheck,
+}
+
+impl Claim {
+    /// `name@sha256:HEX`, the reference a registry check resolves.
+    pub fn pinned(&self) -> String {
+        format!("{}@sha256:{}", self.name, self.sha256)
+    }
+
+    /// The statement subject, marked as a claim (docs/trust.md).
+    pub fn to_subject(&self) -> ResourceDescriptor {
+        let mut d = super::DigestSet::new();
+        d.insert(super::ALG_SHA256, self.sha256.clone());
+        ResourceDescriptor {
+            name: Some(self.name.clone()),
+            digest: d,
+            ..Default::default()
+        }
+        .annotate(ANN_ORIGIN, "claimed")
+        .annotate(ANN_CLAIM_SOURCE, self.source.as_str())
+        .annotate(ANN_CLAIM_FILE, self.file.display().to_string())
+        .annotate(ANN_CLAIM_CHECK, self.check.as_str())
+    }
+}
+
+/// A claim that was not signed, and why (for the log).
+#[derive(Debug, Clone)]
+pub struct Rejected {
+    pub file: String,
+    pub reason: String,
+}
+
+/// Everything the reports say: claims, and what was refused.
+#[derive(Debug, Default)]
+pub struct Reported {
+    pub claims: Vec<Claim>,
+    pub rejected: Vec<Rejected>,
+    seen: HashSet<(String, String)>,
+}
+
+impl Reported {
+    /// One report file's claims, all or none of them: a file that is
+    /// malformed anywhere vouches for nothing.
+    fn take(&mut self, r: Result<Vec<Claim>, ReportedError>) {
+        let claims = match r {
+            Ok(c) => c,
+            Err(e) => return self.reject(e),
+        };
+        for c in claims {
+            if self.seen.contains(&(c.name.clone(), c.sha256.clone())) {
+                continue;
+            }
+            if self.claims.len() >= MAX_CLAIMS {
+                return self.reject(invalid(
+                    &c.file,
+                    format!("more than {MAX_CLAIMS} images claimed; the rest is not read"),
+                ));
+            }
+            self.seen.insert((c.name.clone(), c.sha256.clone()));
+            self.claims.push(c);
+        }
+    }
+
+    fn reject(&mut self, e: ReportedError) {
+        let (file, reason) = match &e {
+            ReportedError::Invalid { path, reason } => (path.clone(), reason.clone()),
+            other => (String::new(), other.to_string()),
+        };
+        self.rejected.push(Rejected { file, reason });
+    }
 }
 
 /// `sha256:<64 lowercase hex>` -> the hex.
@@ -56,32 +201,70 @@ pub fn image_repository(reference: &str) -> &str {
     }
 }
 
-fn image_subject(reference: &str, hex: String) -> ResourceDescriptor {
-    let mut d = super::DigestSet::new();
-    d.insert(super::ALG_SHA256, hex);
-    ResourceDescriptor {
-        name: Some(image_repository(reference).to_string()),
-        digest: d,
-        ..Default::default()
+/// The longest image reference considered (docker's own limit on a
+/// repository name is 255).
+const MAX_REFERENCE: usize = 512;
+
+/// A claimed reference, checked for shape: an image reference (no
+/// whitespace, control characters or quotes) that parses as one. The
+/// message never quotes the text.
+fn claimed_name(file: &Path, reference: &str) -> Result<String, ReportedError> {
+    let r = reference.trim();
+    if r.is_empty() || r.len() > MAX_REFERENCE {
+        return Err(invalid(
+            file,
+            format!("an image reference is empty or longer than {MAX_REFERENCE} bytes"),
+        ));
     }
+    if r.chars()
+        .any(|c| c.is_whitespace() || c.is_control() || !c.is_ascii())
+    {
+        return Err(invalid(
+            file,
+            "an image reference holds whitespace, control or non-ASCII characters",
+        ));
+    }
+    let name = image_repository(r);
+    name.parse::<oci_client::Reference>()
+        .map_err(|_| invalid(file, "a claimed image is not a valid image reference"))?;
+    Ok(name.to_string())
 }
 
-fn read(path: &Path) -> Result<Option<String>, ReportedError> {
-    match std::fs::read_to_string(path) {
-        Ok(s) => Ok(Some(s)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(ReportedError::Read {
-            path: path.display().to_string(),
-            source,
-        }),
+/// An OCI layout's `org.opencontainers.image.ref.name`: by the image spec a
+/// tag-like name within the layout (`v1.0`, sometimes a whole reference),
+/// kept as written once it is known to be printable ASCII of sane length.
+fn layout_ref_name(file: &Path, name: &str) -> Result<String, ReportedError> {
+    if name.is_empty() || name.len() > MAX_REFERENCE || !name.bytes().all(|b| b.is_ascii_graphic())
+    {
+        return Err(invalid(
+            file,
+            "org.opencontainers.image.ref.name is empty, too long, or not printable ASCII",
+        ));
     }
+    Ok(name.to_string())
 }
 
 fn invalid(path: &Path, reason: impl Into<String>) -> ReportedError {
     ReportedError::Invalid {
-        path: path.display().to_string(),
+        path: shown(path),
         reason: reason.into(),
     }
+}
+
+/// serde's message can quote the input ("invalid type: string \"...\""):
+/// only its category and position are kept.
+fn json_error(path: &Path, what: &str, e: &serde_json::Error) -> ReportedError {
+    use serde_json::error::Category;
+    let kind = match e.classify() {
+        Category::Io => "unreadable",
+        Category::Syntax => "not valid JSON",
+        Category::Data => "JSON of the wrong shape",
+        Category::Eof => "truncated JSON",
+    };
+    invalid(
+        path,
+        format!("{what}: {kind} (line {}, column {})", e.line(), e.column()),
+    )
 }
 
 #[derive(Deserialize)]
@@ -96,15 +279,59 @@ struct KpackImage {
     digest: Option<String>,
 }
 
-pub fn from_kpack_report(path: &Path) -> Result<Vec<ResourceDescriptor>, ReportedError> {
-    let Some(text) = read(path)? else {
+/// TOML nesting is checked before parsing: the parser recurses, and a
+/// report of 100k `[` must not exhaust the stack.
+const MAX_TOML_DEPTH: usize = 32;
+
+fn toml_depth_ok(text: &str) -> bool {
+    let mut depth = 0usize;
+    let mut quote: Option<char> = None;
+    let mut escaped = false;
+    for c in text.chars() {
+        match quote {
+            Some(q) => {
+                if escaped {
+                    escaped = false;
+                } else if c == '\\' && q == '"' {
+                    escaped = true;
+                } else if c == q {
+                    quote = None;
+                }
+            }
+            None => match c {
+                '"' | '\'' => quote = Some(c),
+                '[' | '{' => {
+                    depth += 1;
+                    if depth > MAX_TOML_DEPTH {
+                        return false;
+                    }
+                }
+                ']' | '}' => depth = depth.saturating_sub(1),
+                '\n' => {}
+                _ => {}
+            },
+        }
+    }
+    true
+}
+
+pub fn from_kpack_report(path: &Path) -> Result<Vec<Claim>, ReportedError> {
+    let Some(bytes) = untrusted::read_file(path, REPORT_CAP)? else {
         return Ok(Vec::new());
     };
-    let report: KpackReport = toml::from_str(&text).map_err(|e| {
-        invalid(
+    let text = std::str::from_utf8(&bytes).map_err(|_| invalid(path, "not UTF-8 text"))?;
+    if !toml_depth_ok(text) {
+        return Err(invalid(
             path,
-            format!("not a lifecycle report.toml: {}", e.message()),
-        )
+            format!("nested deeper than {MAX_TOML_DEPTH} levels"),
+        ));
+    }
+    let report: KpackReport = toml::from_str(text).map_err(|e| {
+        let at = e
+            .span()
+            .map(|s| format!(" (at byte {})", s.start))
+            .unwrap_or_default();
+        invalid(path, format!("not a lifecycle report.toml{at}"))
     })?;
     let Some(image) = report.image else {
         return Ok(Vec::new());
@@ -112,18 +339,19 @@ pub fn from_kpack_report(path: &Path) -> Result<Vec<ResourceDescriptor>, Reporte
     let Some(digest) = image.digest else {
         return Ok(Vec::new());
     };
-    let hex = parse_sha256_digest(&digest).ok_or_else(|| {
-        invalid(
-            path,
-            format!("image.digest '{digest}' is not sha256:<64 hex>"),
-        )
-    })?;
-    let name = image
+    let hex = parse_sha256_digest(&digest)
+        .ok_or_else(|| invalid(path, "image.digest is not sha256:<64 lowercase hex>"))?;
+    let tag = image
         .tags
         .first()
-        .cloned()
         .ok_or_else(|| invalid(path, "image.tags is empty"))?;
-    Ok(vec![image_subject(&name, hex)])
+    Ok(vec![Claim {
+        name: claimed_name(path, tag)?,
+        sha256: hex,
+        source: ClaimSource::KpackReport,
+        file: path.to_path_buf(),
+        check: ClaimCheck::None,
+    }])
 }
 
 #[derive(Deserialize)]
@@ -132,66 +360,90 @@ struct ArtifactOutput {
     digest: String,
 }
 
-pub fn from_tekton_results(dir: &Path) -> Result<Vec<ResourceDescriptor>, ReportedError> {
-    let rd = match std::fs::read_dir(dir) {
-        Ok(rd) => rd,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(source) => {
-            return Err(ReportedError::Read {
-                path: dir.display().to_string(),
-                source,
-            })
-        }
+/// Tekton's rule for result names; anything else in the directory is not
+/// a result and is not read.
+fn is_result_name(n: &str) -> bool {
+    !n.is_empty()
+        && n.len() <= 256
+        && n.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+fn utf8_text(path: &Path, bytes: Vec<u8>) -> Result<String, ReportedError> {
+    String::from_utf8(bytes).map_err(|_| invalid(path, "not UTF-8 text"))
+}
+
+/// The claims of each result file, file by file: one bad result does not
+/// take the others down, and its reason is kept for the log.
+pub fn from_tekton_results(
+    dir_path: &Path,
+) -> Result<Vec<Result<Vec<Claim>, ReportedError>>, ReportedError> {
+    let Some(dir) = untrusted::open_dir(dir_path)? else {
+        return Ok(Vec::new());
     };
-    let mut names: Vec<String> = rd
-        .flatten()
-        .filter_map(|e| e.file_name().into_string().ok())
-        .collect();
-    names.sort();
-    let mut out = Vec::new();
-    for name in &names {
-        let path = dir.join(name);
+    let names = dir.names(untrusted::DIR_ENTRIES_CAP)?;
+    let claim = |name: String, sha256: String, file: &Path| Claim {
+        name,
+        sha256,
+        source: ClaimSource::TektonResults,
+        file: file.to_path_buf(),
+        check: ClaimCheck::None,
+    };
+    let one = |name: &str| -> Result<Vec<Claim>, ReportedError> {
+        let path = dir_path.join(name);
         if let Some(prefix) = name.strip_suffix("IMAGE_URL") {
-            let digest_path = dir.join(format!("{prefix}IMAGE_DIGEST"));
-            let (Some(url), Some(digest)) = (read(&path)?, read(&digest_path)?) else {
-                continue;
+            let digest_name = format!("{prefix}IMAGE_DIGEST");
+            let digest_path = dir_path.join(&digest_name);
+            let (Some(url), Some(digest)) = (
+                dir.read_file(name, REPORT_CAP)?,
+                dir.read_file(&digest_name, REPORT_CAP)?,
+            ) else {
+                return Ok(Vec::new());
             };
-            let hex = parse_sha256_digest(&digest).ok_or_else(|| {
-                invalid(
-                    &digest_path,
-                    format!("'{}' is not sha256:<64 hex>", digest.trim()),
-                )
-            })?;
-            out.push(image_subject(&url, hex));
+            let url = utf8_text(&path, url)?;
+            let digest = utf8_text(&digest_path, digest)?;
+            let hex = parse_sha256_digest(&digest)
+                .ok_or_else(|| invalid(&digest_path, "not sha256:<64 lowercase hex>"))?;
+            Ok(vec![claim(claimed_name(&path, &url)?, hex, &path)])
         } else if name == "IMAGES" {
-            let Some(text) = read(&path)? else { continue };
-            for item in text
+            let Some(text) = dir.read_file(name, REPORT_CAP)? else {
+                return Ok(Vec::new());
+            };
+            let text = utf8_text(&path, text)?;
+            let mut out = Vec::new();
+            for (i, item) in text
                 .split([',', '\n'])
                 .map(str::trim)
                 .filter(|s| !s.is_empty())
+                .enumerate()
             {
-                let (url, digest) = item
-                    .split_once('@')
-                    .ok_or_else(|| invalid(&path, format!("'{item}' is not url@sha256:...")))?;
-                let hex = parse_sha256_digest(digest).ok_or_else(|| {
-                    invalid(&path, format!("'{item}' is not url@sha256:<64 hex>"))
-                })?;
-                out.push(image_subject(url, hex));
+                if i >= MAX_CLAIMS {
+                    return Err(invalid(&path, format!("more than {MAX_CLAIMS} images")));
+                }
+                let bad = || invalid(&path, format!("entry {} is not url@sha256:<64 hex>", i + 1));
+                let (url, digest) = item.split_once('@').ok_or_else(bad)?;
+                let hex = parse_sha256_digest(digest).ok_or_else(bad)?;
+                out.push(claim(claimed_name(&path, url)?, hex, &path));
             }
+            Ok(out)
         } else if name.ends_with("ARTIFACT_OUTPUTS") {
-            let Some(text) = read(&path)? else { continue };
-            let a: ArtifactOutput = serde_json::from_str(&text)
-                .map_err(|e| invalid(&path, format!("not {{\"uri\", \"digest\"}}: {e}")))?;
-            let hex = parse_sha256_digest(&a.digest).ok_or_else(|| {
-                invalid(
-                    &path,
-                    format!("digest '{}' is not sha256:<64 hex>", a.digest),
-                )
-            })?;
-            out.push(image_subject(&a.uri, hex));
+            let Some(bytes) = dir.read_file(name, REPORT_CAP)? else {
+                return Ok(Vec::new());
+            };
+            let a: ArtifactOutput = serde_json::from_slice(&bytes)
+                .map_err(|e| json_error(&path, "not {\"uri\", \"digest\"}", &e))?;
+            let hex = parse_sha256_digest(&a.digest)
+                .ok_or_else(|| invalid(&path, "digest is not sha256:<64 lowercase hex>"))?;
+            Ok(vec![claim(claimed_name(&path, &a.uri)?, hex, &path)])
+        } else {
+            Ok(Vec::new())
         }
-    }
-    Ok(out)
+    };
+    Ok(names
+        .iter()
+        .filter(|n| is_result_name(n))
+        .map(|n| one(n))
+        .collect())
 }
 
 #[derive(Deserialize)]
@@ -206,57 +458,148 @@ struct OciDescriptor {
     annotations: BTreeMap<String, String>,
 }
 
-pub fn from_oci_layout(dir: &Path) -> Result<Vec<ResourceDescriptor>, ReportedError> {
-    if read(&dir.join("oci-layout"))?.is_none() {
+/// Each manifest of the layout's index whose blob is in the layout and
+/// hashes to its digest: that the sidecar checks itself, here. One result
+/// per manifest.
+pub fn from_oci_layout(
+    dir_path: &Path,
+) -> Result<Vec<Result<Vec<Claim>, ReportedError>>, ReportedError> {
+    let Some(dir) = untrusted::open_dir(dir_path)? else {
+        return Ok(Vec::new());
+    };
+    if !dir.has("oci-layout") {
         return Ok(Vec::new());
     }
-    let index_path = dir.join("index.json");
-    let text = read(&index_path)?.ok_or_else(|| invalid(dir, "oci-layout without index.json"))?;
-    let index: OciIndex =
-        serde_json::from_str(&text).map_err(|e| invalid(&index_path, e.to_string()))?;
-    let mut out = Vec::new();
-    for m in index.manifests {
+    let index_path = dir_path.join("index.json");
+    let bytes = dir
+        .read_file("index.json", MANIFEST_CAP)?
+        .ok_or_else(|| invalid(dir_path, "oci-layout without index.json"))?;
+    let index: OciIndex = serde_json::from_slice(&bytes)
+        .map_err(|e| json_error(&index_path, "not an OCI index", &e))?;
+    if index.manifests.len() > MAX_CLAIMS {
+        return Err(invalid(
+            &index_path,
+            format!("more than {MAX_CLAIMS} manifests"),
+        ));
+    }
+    let one = |i: usize, m: &OciDescriptor| -> Result<Vec<Claim>, ReportedError> {
         let hex = parse_sha256_digest(&m.digest).ok_or_else(|| {
             invalid(
                 &index_path,
-                format!("manifest digest '{}' is not sha256:<64 hex>", m.digest),
+                format!("manifests[{i}].digest is not sha256:<64 lowercase hex>"),
             )
         })?;
-        let name = m
-            .annotations
-            .get("org.opencontainers.image.ref.name")
-            .cloned()
-            .unwrap_or_else(|| dir.display().to_string());
-        out.push(ResourceDescriptor {
-            name: Some(name),
-            digest: super::DigestSet::from([(super::ALG_SHA256.to_string(), hex)]),
-            ..Default::default()
-        });
+        let blob_rel = format!("blobs/sha256/{hex}");
+        let blob = dir.read_file(&blob_rel, MANIFEST_CAP)?.ok_or_else(|| {
+            invalid(
+                &index_path,
+                format!("manifests[{i}]: its blob is not in the layout"),
+            )
+        })?;
+        if hex::encode(Sha256::digest(&blob)) != hex {
+            return Err(invalid(
+                &dir_path.join(&blob_rel),
+                format!("manifests[{i}]: the blob does not hash to its digest"),
+            ));
+        }
+        let name = match m.annotations.get("org.opencontainers.image.ref.name") {
+            Some(n) => layout_ref_name(&index_path, n)?,
+            None => dir_path.display().to_string(),
+        };
+        Ok(vec![Claim {
+            name,
+            sha256: hex,
+            source: ClaimSource::OciLayout,
+            file: index_path.clone(),
+            check: ClaimCheck::OciLayout,
+        }])
+    };
+    Ok(index
+        .manifests
+        .iter()
+        .enumerate()
+        .map(|(i, m)| one(i, m))
+        .collect())
+}
+
+/// The repositories an operator allows the builder to name as what it
+/// built (`--allow-image-repo`): globs on `REGISTRY/REPOSITORY`, where `*`
+/// does not cross `/` and `**` does (`registry.example.com/team/*`).
+#[derive(Debug, Clone, Default)]
+pub struct AllowedRepos {
+    patterns: Vec<String>,
+    set: Option<globset::GlobSet>,
+}
+
+impl AllowedRepos {
+    pub fn new(patterns: &[String]) -> Result<AllowedRepos, String> {
+        if patterns.is_empty() {
+            return Ok(AllowedRepos::default());
+        }
+        let mut b = globset::GlobSetBuilder::new();
+        for p in patterns {
+            let p = p.trim();
+            if p.is_empty() || p.len() > MAX_REFERENCE {
+                return Err(format!(
+                    "--allow-image-repo: a pattern is empty or longer than {MAX_REFERENCE} bytes"
+                ));
+            }
+            b.add(
+                globset::GlobBuilder::new(p)
+                    .literal_separator(true)
+                    .build()
+                    .map_err(|e| format!("--allow-image-repo {p:?}: {e}"))?,
+            );
+        }
+        Ok(AllowedRepos {
+            patterns: patterns.to_vec(),
+            set: Some(b.build().map_err(|e| format!("--allow-image-repo: {e}"))?),
+        })
     }
-    Ok(out)
+
+    pub fn is_empty(&self) -> bool {
+        self.set.is_none()
+    }
+
+    pub fn patterns(&self) -> &[String] {
+        &self.patterns
+    }
+
+    /// Whether the image `name` (as a claim names it) lies in an allowed
+    /// repository. The name is normalized as registries see it
+    /// (`app` is `docker.io/library/app`) and matched in both spellings.
+    pub fn allows(&self, name: &str) -> bool {
+        let Some(set) = &self.set else {
+            return false;
+        };
+        let Ok(r) = name.parse::<oci_client::Reference>() else {
+            return false;
+        };
+        let full = format!("{}/{}", r.registry(), r.repository());
+        set.is_match(&full) || set.is_match(name)
+    }
 }
 
 /// Everything reported, in a fixed order (kpack, Tekton, OCI layouts),
-/// without duplicates.
-pub fn reported_subjects(src: &ReportSources) -> Result<Vec<ResourceDescriptor>, ReportedError> {
-    let mut out: Vec<ResourceDescriptor> = Vec::new();
-    let mut add = |v: Vec<ResourceDescriptor>| {
-        for d in v {
-            if !out.contains(&d) {
-                out.push(d);
-            }
-        }
-    };
+/// without duplicates; unreadable or malformed reports are rejected
+/// claims, not errors.
+pub fn reported_claims(src: &ReportSources) -> Reported {
+    let mut out = Reported::default();
     if let Some(p) = &src.kpack_report {
-        add(from_kpack_report(p)?);
+        out.take(from_kpack_report(p));
     }
-    if let Some(p) = &src.tekton_results {
-        add(from_tekton_results(p)?);
+    let many = src
+        .tekton_results
+        .iter()
+        .map(|p| from_tekton_results(p))
+        .chain(src.oci_layouts.iter().map(|p| from_oci_layout(p)));
+    for files in many {
+        match files {
+            Ok(files) => files.into_iter().for_each(|r| out.take(r)),
+            Err(e) => out.reject(e),
+        }
     }
-    for p in &src.oci_layouts {
-        add(from_oci_layout(p)?);
-    }
-    Ok(out)
+    out
 }
 
 #[cfg(test)]
@@ -276,5 +619,33 @@ mod tests {
             parse_sha256_digest(&format!("sha256:{}\n", "a".repeat(64))),
             Some("a".repeat(64))
         );
+    }
+
+    #[test]
+    fn deep_toml_is_refused_before_parsing() {
+        let deep = format!("a = {}{}", "[".repeat(100_000), "]".repeat(100_000));
+        assert!(!toml_depth_ok(&deep));
+        assert!(toml_depth_ok("[image]\ntags = [\"a[b\"]\ndigest = \"x\"\n"));
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("report.toml");
+        std::fs::write(&p, &deep).unwrap();
+        let e = from_kpack_report(&p).unwrap_err().to_string();
+        assert!(e.contains("nested deeper"), "{e}");
+    }
+
+    #[test]
+    fn parse_errors_do_not_quote_the_file() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("report.toml");
+        std::fs::write(&p, "[image]\ndigest = \"SECRET-LOOKING-TEXT\"\ntags = 5\n").unwrap();
+        let e = from_kpack_report(&p).unwrap_err().to_string();
+        assert!(!e.contains("SECRET-LOOKING-TEXT"), "{e}");
+        std::fs::write(
+            &p,
+            "[image]\ntags = [\"SECRET LOOKING\"]\ndigest = \"sha256:0\"\n",
+        )
+        .unwrap();
+        let e = from_kpack_report(&p).unwrap_err().to_string();
+        assert!(!e.contains("SECRET"), "{e}");
     }
 }

@@ -80,8 +80,6 @@ pub enum RootsError {
     Digest(#[from] DigestError),
     #[error("no products to attest: product root(s) {0} hold no regular files")]
     NoProducts(String),
-    #[error("product {path} could not be hashed: {message}")]
-    UnhashedProduct { path: String, message: String },
 }
 
 /// `./src/` -> `src`, `.` -> ``; absolute paths stay absolute.
@@ -155,9 +153,10 @@ pub fn materials(
 }
 
 /// Subjects: every regular file of the product roots. Other entries cannot
-/// be subjects (a subject needs a digest); they are skipped with the warning
-/// the walk already gave, except unreadable files, which fail: a product we
-/// could not hash must not silently drop out of the attestation.
+/// be subjects (a subject needs a digest): links, FIFOs, devices and files
+/// that could not be read (`--on-error record`) are described in
+/// [`product_byproducts`] instead, so nothing the build left drops out of
+/// the record.
 ///
 /// With [`ProductsAs::Dirhash`], a directory root is one subject: the
 /// dirHash of its regular files, named by the root.
@@ -165,27 +164,8 @@ pub fn subjects(roots: &[HashedRoot], how: ProductsAs) -> Result<DescriptorList<
     let mut out = DescriptorList::new();
     let mut files = 0usize;
     for r in roots {
-        let whole = how == ProductsAs::Dirhash && r.is_dir;
-        for e in &r.tree.entries {
-            match &e.kind {
-                EntryKind::File { .. } => files += 1,
-                EntryKind::Error { message } => {
-                    return Err(RootsError::UnhashedProduct {
-                        path: r.prefix.join(&e.path).encoded().0,
-                        message: message.clone(),
-                    })
-                }
-                // Not part of a dirHash either (`find -type f`).
-                EntryKind::Symlink { .. } | EntryKind::Special { .. } if !whole => {
-                    tracing::warn!(
-                        path = %r.prefix.join(&e.path).encoded().0,
-                        "not a regular file; not a subject"
-                    );
-                }
-                EntryKind::Symlink { .. } | EntryKind::Special { .. } => {}
-            }
-        }
-        if whole {
+        files += r.tree.files().count();
+        if how == ProductsAs::Dirhash && r.is_dir {
             out.push(ResourceDescriptor::dir_hash(&r.prefix, &r.tree)?);
             continue;
         }
@@ -201,4 +181,49 @@ pub fn subjects(roots: &[HashedRoot], how: ProductsAs) -> Result<DescriptorList<
         ));
     }
     Ok(out)
+}
+
+/// Annotation naming what a byproduct is: `product` (an output entry that
+/// is not a regular file), `observed-outputs` (the workspace the build
+/// wrote, when the subjects are images it claimed).
+pub const ANN_ROLE: &str = "provenant.role";
+
+/// The entries of product roots that are not regular files (links with
+/// their targets, FIFOs, devices, unreadable files), as byproducts: a
+/// verifier sees everything the build left, and the stage gate can check
+/// a directory as a whole.
+pub fn product_byproducts(roots: &[HashedRoot]) -> Vec<ResourceDescriptor> {
+    let mut out = Vec::new();
+    for r in roots {
+        for e in &r.tree.entries {
+            if matches!(e.kind, EntryKind::File { .. }) {
+                continue;
+            }
+            if let EntryKind::Error { message } = &e.kind {
+                tracing::warn!(path = %r.prefix.join(&e.path).encoded().0, error = %message, "product could not be read; recorded as such");
+            }
+            out.push(ResourceDescriptor::from_entry(&r.prefix, e).annotate(ANN_ROLE, "product"));
+        }
+    }
+    out
+}
+
+/// The whole tree of each workspace as one dirHash byproduct, for builds
+/// whose subjects are images the builder claimed: what the build actually
+/// wrote stays on the record beside what it says it pushed.
+pub fn observed_outputs(roots: &[HashedRoot]) -> Vec<ResourceDescriptor> {
+    roots
+        .iter()
+        .map(|r| {
+            let d = match ResourceDescriptor::dir_hash(&r.prefix, &r.tree) {
+                Ok(d) => d,
+                Err(e) => {
+                    let (name, _) = r.prefix.encoded();
+                    ResourceDescriptor::uri(name, "provenant:dirhash-unavailable")
+                        .annotate(super::ANN_ERROR, e.to_string())
+                }
+            };
+            d.annotate(ANN_ROLE, "observed-outputs")
+        })
+        .collect()
 }

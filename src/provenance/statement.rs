@@ -225,7 +225,7 @@ mod tests {
                 ..Default::default()
             },
             materials,
-            exit_code: Some(0),
+            exit: Some(crate::provenance::ExitStatus::observed(0, "run")),
             started: time::OffsetDateTime::UNIX_EPOCH,
             finished: time::OffsetDateTime::UNIX_EPOCH,
             invocation_id: "id".into(),

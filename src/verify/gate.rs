@@ -15,15 +15,17 @@
 //! (`--products-as dirhash` upstream), or when every file in it is a
 //! subject (name ending in the file's path relative to the directory, same
 //! sha256).
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use sha2::{Digest as _, Sha256};
 
 use super::{exit, verify_bytes, Policy, VerifyError, Violation};
-use crate::digest::{hash_tree, WalkOptions};
-use crate::provenance::ResourceDescriptor;
+use crate::digest::{EntryKind, RelPath, WalkOptions};
+use crate::provenance::{
+    HashedRoot, ResourceDescriptor, ALG_DIR_HASH, ALG_SHA256, ANN_PATH_ENCODING, ANN_ROLE,
+};
+use crate::untrusted;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Requirement {
@@ -121,12 +123,30 @@ fn upstream_descriptor(
     d
 }
 
-/// Checks a file or directory requirement.
+/// A required input as the gate verified it: exactly the bytes it hashed,
+/// for the snapshot to record instead of reading the input again.
+#[derive(Debug, Clone)]
+pub struct VerifiedInput {
+    pub descriptor: ResourceDescriptor,
+    pub root: HashedRoot,
+}
+
+fn read_error(input: &str, e: impl std::fmt::Display) -> GateError {
+    GateError::Read {
+        input: input.to_string(),
+        source: std::io::Error::other(e.to_string()),
+    }
+}
+
+/// Checks a file or directory requirement. The attestation and the input
+/// are read without following links (both can be written by the stage
+/// before); the input is hashed once, and the verified tree is returned.
 pub fn check_path(
     input: &Path,
     attestation: Option<&Path>,
     policy: &Policy,
-) -> Result<ResourceDescriptor, GateError> {
+    opts: &WalkOptions,
+) -> Result<VerifiedInput, GateError> {
     let label = input.display().to_string();
     let candidates: Vec<PathBuf> = match attestation {
         Some(a) => vec![a.to_path_buf()],
@@ -135,20 +155,22 @@ pub fn check_path(
             PathBuf::from(format!("{label}.sigstore.json")),
         ],
     };
-    let att = candidates
-        .iter()
-        .find(|p| p.is_file())
-        .ok_or_else(|| GateError::NoAttestation {
-            input: label.clone(),
-            tried: candidates
-                .iter()
-                .map(|p| p.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", "),
-        })?;
-    let bytes = std::fs::read(att).map_err(|source| GateError::Read {
-        input: att.display().to_string(),
-        source,
+    let mut found = None;
+    for c in &candidates {
+        if let Some(b) = untrusted::read_file(c, untrusted::ATTESTATION_CAP)
+            .map_err(|e| read_error(&label, e))?
+        {
+            found = Some((c, b));
+            break;
+        }
+    }
+    let (att, bytes) = found.ok_or_else(|| GateError::NoAttestation {
+        input: label.clone(),
+        tried: candidates
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
     })?;
     let v = verify_bytes(
         &att.display().to_string(),
@@ -167,102 +189,225 @@ pub fn check_path(
             violations,
         });
     }
-    // sha256 -> subject names, from the attestation.
-    let mut attested: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-    for s in &v.statement.subject {
-        if let Some(d) = s.digest.get("sha256") {
-            attested
-                .entry(d.as_str())
-                .or_default()
-                .push(s.name.as_deref().unwrap_or(""));
-        }
-    }
-    let meta = std::fs::metadata(input).map_err(|source| GateError::Read {
+    // The whole input, every kind of entry, empty directories included,
+    // the root itself not through a link; no excludes: what is not
+    // verified must not be there.
+    let walk = WalkOptions {
+        excludes: Vec::new(),
+        on_error: crate::digest::ErrorPolicy::Fail,
+        empty_dirs: true,
+        root_nofollow: true,
+        ..opts.clone()
+    };
+    let root = crate::provenance::hash_root(input, &walk).map_err(|e| read_error(&label, e))?;
+    let mismatch = |detail: String| GateError::Mismatch {
         input: label.clone(),
-        source,
-    })?;
-    if meta.is_file() {
-        let actual = crate::digest::hash_file(input).map_err(|e| GateError::Read {
-            input: label.clone(),
-            source: std::io::Error::other(e.to_string()),
-        })?;
-        let actual = hex::encode(actual);
-        if !attested.contains_key(actual.as_str()) {
-            return Err(GateError::Mismatch {
-                input: label,
-                detail: format!("its sha256 is {actual}, which no subject has"),
-            });
-        }
+        detail,
+    };
+    if root.is_dir {
+        vouches_for_dir(&v.statement, &root).map_err(mismatch)?;
     } else {
-        let tree = hash_tree(input, &WalkOptions::default()).map_err(|e| GateError::Read {
-            input: label.clone(),
-            source: std::io::Error::other(e.to_string()),
-        })?;
-        let dir_hashes: Vec<&str> = v
+        let actual = match root.tree.entries.first().map(|e| &e.kind) {
+            Some(EntryKind::File { sha256, .. }) => hex::encode(sha256),
+            Some(EntryKind::Special { kind }) => {
+                return Err(mismatch(format!("it is a {kind}, not a regular file")))
+            }
+            _ => return Err(mismatch("it is not a regular file".into())),
+        };
+        if !v
             .statement
             .subject
             .iter()
-            .filter_map(|s| s.digest.get(crate::provenance::ALG_DIR_HASH))
-            .map(String::as_str)
-            .collect();
-        if !dir_hashes.is_empty() {
-            // A name with a newline has no dirHash; then only per-file
-            // subjects can vouch for the directory.
-            if let Ok(actual) = tree.dir_hash() {
-                if dir_hashes.contains(&actual.as_str()) {
-                    return Ok(upstream_descriptor(
-                        &label,
-                        &sha256_hex(&bytes),
-                        &v.signed_by,
-                    ));
-                }
-                if attested.is_empty() {
-                    return Err(GateError::Mismatch {
-                        input: label,
-                        detail: format!("its dirHash is {actual}, which no subject has"),
-                    });
-                }
-            }
-        }
-        let mut missing = Vec::new();
-        let mut count = 0;
-        for (rel, digest) in tree.files() {
-            count += 1;
-            let rel = rel.to_string();
-            let ok = attested
-                .get(hex::encode(digest).as_str())
-                .is_some_and(|names| {
-                    names
-                        .iter()
-                        .any(|n| *n == rel || n.ends_with(&format!("/{rel}")))
-                });
-            if !ok {
-                missing.push(rel);
-            }
-        }
-        if count == 0 {
-            return Err(GateError::Mismatch {
-                input: label,
-                detail: "the directory is empty".into(),
-            });
-        }
-        if !missing.is_empty() {
-            let shown: Vec<&str> = missing.iter().take(3).map(String::as_str).collect();
-            return Err(GateError::Mismatch {
-                input: label,
-                detail: format!(
-                    "{} of {count} files are not attested subjects with that content (e.g. {})",
-                    missing.len(),
-                    shown.join(", ")
-                ),
-            });
+            .any(|s| s.digest.get(ALG_SHA256).map(String::as_str) == Some(actual.as_str()))
+        {
+            return Err(mismatch(format!(
+                "its sha256 is {actual}, which no subject has"
+            )));
         }
     }
-    Ok(upstream_descriptor(
-        &label,
-        &sha256_hex(&bytes),
-        &v.signed_by,
-    ))
+    Ok(VerifiedInput {
+        descriptor: upstream_descriptor(&label, &sha256_hex(&bytes), &v.signed_by),
+        root,
+    })
+}
+
+/// What a statement says about one path: a file with content, or another
+/// kind of entry (from a product byproduct).
+#[derive(Debug, PartialEq, Eq)]
+enum Said {
+    File(String),
+    Other(String),
+}
+
+/// The key under which a name is compared: the name as written and
+/// whether it is percent-encoded, so a literal `%41` and an encoded byte
+/// never meet.
+fn key_of(d: &ResourceDescriptor) -> Option<(String, bool)> {
+    let name = d.name.clone()?;
+    let encoded = d
+        .annotations
+        .get(ANN_PATH_ENCODING)
+        .and_then(|v| v.as_str())
+        == Some("percent");
+    Some((name, encoded))
+}
+
+/// How an entry that is not a regular file is described, on both sides.
+fn other_of_entry(kind: &EntryKind) -> Option<String> {
+    match kind {
+        EntryKind::Symlink { target } => Some(format!(
+            "symlink:{}",
+            RelPath::from_bytes(target.clone()).encoded().0
+        )),
+        EntryKind::Special { kind } => Some(format!("special:{kind}")),
+        EntryKind::Error { .. } => Some("error:unreadable".into()),
+        EntryKind::File { .. } => None,
+    }
+}
+
+/// A directory is vouched for when the statement accounts for every entry
+/// in it and for nothing more below the same root: each regular file as a
+/// subject with its sha256 (or all of them at once by one dirHash subject
+/// of the root), each link (with its target), FIFO, device and empty
+/// directory as a product byproduct. Missing and extra entries fail.
+fn vouches_for_dir(st: &crate::provenance::Statement, root: &HashedRoot) -> Result<(), String> {
+    use std::collections::{BTreeMap, BTreeSet};
+    let local_files: Vec<(&RelPath, &[u8; 32])> = root.tree.files().collect();
+    let local_other: BTreeMap<(String, bool), String> = root
+        .tree
+        .entries
+        .iter()
+        .filter_map(|e| Some((e.path.encoded(), other_of_entry(&e.kind)?)))
+        .collect();
+    if let Some(e) = root
+        .tree
+        .entries
+        .iter()
+        .find(|e| matches!(e.kind, EntryKind::Error { .. }))
+    {
+        return Err(format!("{} could not be read", e.path.encoded().0));
+    }
+    if root.tree.entries.is_empty() {
+        return Err("the directory is empty".into());
+    }
+    // Everything the statement says, by name.
+    let mut said: BTreeMap<(String, bool), Said> = BTreeMap::new();
+    for s in &st.subject {
+        if let (Some(k), Some(d)) = (key_of(s), s.digest.get(ALG_SHA256)) {
+            said.insert(k, Said::File(d.clone()));
+        }
+    }
+    let byproducts = st
+        .provenance()
+        .map(|p| p.run_details.byproducts)
+        .unwrap_or_default();
+    for b in &byproducts {
+        let product = b.annotations.get(ANN_ROLE).and_then(|v| v.as_str()) == Some("product");
+        if let (true, Some(k), Some(uri)) = (product, key_of(b), b.uri.as_ref()) {
+            said.entry(k).or_insert(Said::Other(uri.clone()));
+        }
+    }
+    // The roots that could be this directory: the names of dirHash
+    // subjects that match it, or the prefixes under which its files are
+    // named.
+    let local_dir_hash = root.tree.dir_hash().ok();
+    let dir_hash_roots: Vec<String> = st
+        .subject
+        .iter()
+        .filter(|s| {
+            s.digest.get(ALG_DIR_HASH).is_some()
+                && s.digest.get(ALG_DIR_HASH) == local_dir_hash.as_ref()
+        })
+        .filter_map(|s| s.name.clone())
+        .map(|n| if n == "." { String::new() } else { n })
+        .collect();
+    let mut prefixes: BTreeSet<String> = dir_hash_roots.iter().cloned().collect();
+    if let Some((rel, sha)) = local_files.first() {
+        let (rel, enc) = rel.encoded();
+        let want = Said::File(hex::encode(sha));
+        for ((name, e), what) in &said {
+            if *e != enc || *what != want {
+                continue;
+            }
+            if *name == rel {
+                prefixes.insert(String::new());
+            } else if let Some(p) = name.strip_suffix(&format!("/{rel}")) {
+                prefixes.insert(p.to_string());
+            }
+        }
+    }
+    let under = |prefix: &str, rel: &str| {
+        if prefix.is_empty() {
+            rel.to_string()
+        } else {
+            format!("{prefix}/{rel}")
+        }
+    };
+    let mut best: Option<String> = None;
+    for prefix in &prefixes {
+        let by_dir_hash = dir_hash_roots.contains(prefix);
+        let mut problems = Vec::new();
+        let mut expected: BTreeSet<(String, bool)> = BTreeSet::new();
+        if !by_dir_hash {
+            for (rel, sha) in &local_files {
+                let (rel, enc) = rel.encoded();
+                let k = (under(prefix, &rel), enc);
+                if said.get(&k) != Some(&Said::File(hex::encode(sha))) {
+                    problems.push(format!("{rel} is not a subject with that content"));
+                }
+                expected.insert(k);
+            }
+        }
+        for ((rel, enc), what) in &local_other {
+            let k = (under(prefix, rel), *enc);
+            if said.get(&k) != Some(&Said::Other(what.clone())) {
+                problems.push(format!("{rel} ({what}) is not in the attestation"));
+            }
+            expected.insert(k);
+        }
+        // What the statement lists under this root that is not here.
+        let start = if prefix.is_empty() {
+            String::new()
+        } else {
+            format!("{prefix}/")
+        };
+        for ((name, enc), what) in &said {
+            if !name.starts_with(&start) || expected.contains(&(name.clone(), *enc)) {
+                continue;
+            }
+            let vouched_by_hash = by_dir_hash && matches!(what, Said::File(_));
+            if !vouched_by_hash {
+                problems.push(format!(
+                    "{} is attested but missing here",
+                    &name[start.len()..]
+                ));
+            }
+        }
+        if problems.is_empty() {
+            return Ok(());
+        }
+        let count = problems.len();
+        problems.truncate(3);
+        let shown: Vec<String> = problems
+            .iter()
+            .map(|p| p.escape_debug().to_string())
+            .collect();
+        best.get_or_insert(format!(
+            "{count} difference(s) from the attestation (e.g. {})",
+            shown.join("; ")
+        ));
+    }
+    Err(best.unwrap_or_else(|| match local_dir_hash {
+        Some(h)
+            if !st
+                .subject
+                .iter()
+                .any(|s| s.digest.get(ALG_SHA256).is_some()) =>
+        {
+            format!("its dirHash is {h}, which no subject has")
+        }
+        _ => "no subject names its files with that content".into(),
+    }))
 }
 
 /// Checks an image requirement against the attestations attached to it.

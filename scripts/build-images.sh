@@ -103,6 +103,8 @@ for applet in $(/bin/busybox --list); do
     [ "$applet" = busybox ] || ln -s busybox "$root/bin/$applet"
 done
 install -m 755 "$repo/images/builder/build.sh" "$root/usr/local/bin/build.sh"
+# The hostile builder of the threat-model test (tests/pod_e2e.rs).
+install -m 755 "$repo/images/builder/attack.sh" "$root/usr/local/bin/attack.sh"
 cp -R "$repo/images/builder/source" "$root/opt/example-source"
 chmod -R u=rwX,go=rX "$root/opt/example-source"
 build "$builder_image" "$repo/images/builder.Containerfile" "$ctx"

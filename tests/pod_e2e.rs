@@ -65,7 +65,14 @@ fn podman_ready() -> bool {
 }
 
 /// The example pod as podman 4.3 can play it (see the module comment).
-fn podmanize(yaml: &str, mode: &str, pod: &str, suffix: &str, keys: &Path) -> String {
+fn podmanize(
+    yaml: &str,
+    mode: &str,
+    pod: &str,
+    suffix: &str,
+    keys: &Path,
+    volumes: &[&str],
+) -> String {
     let secret = "      secret:\n        secretName: provenant-signing-key\n        defaultMode: 0440\n        optional: false\n";
     assert!(
         yaml.contains(secret),
@@ -81,7 +88,7 @@ fn podmanize(yaml: &str, mode: &str, pod: &str, suffix: &str, keys: &Path) -> St
     let original = format!("\n  name: example-build-{mode}\n");
     assert!(out.contains(&original));
     out = out.replacen(&original, &format!("\n  name: {pod}\n"), 1);
-    for v in ["workspace", "state", "signing-key"] {
+    for v in volumes {
         out = out.replace(&format!("name: {v}\n"), &format!("name: {v}-{suffix}\n"));
     }
     // Downward-API fields podman 4.3 does not know: drop those env entries.
@@ -111,17 +118,21 @@ fn podmanize(yaml: &str, mode: &str, pod: &str, suffix: &str, keys: &Path) -> St
 struct Pod {
     name: String,
     suffix: String,
+    volumes: &'static [&'static str],
     dir: tempfile::TempDir,
 }
 
 impl Drop for Pod {
     fn drop(&mut self) {
         let _ = podman(&["pod", "rm", "-f", &self.name]);
-        for v in ["workspace", "state", "signing-key"] {
+        for v in self.volumes {
             let _ = podman(&["volume", "rm", "-f", &format!("{v}-{}", self.suffix)]);
         }
     }
 }
+
+/// The volumes of the example pods.
+const EXAMPLE_VOLUMES: &[&str] = &["workspace", "state", "signing-key"];
 
 struct Played {
     pod: Pod,
@@ -133,11 +144,19 @@ struct Played {
 }
 
 fn play(mode: &str) -> Played {
+    let manifest = repo().join(format!("manifests/examples/pod-{mode}.yaml"));
+    play_manifest(&manifest, mode, EXAMPLE_VOLUMES)
+}
+
+/// Plays `manifest` (its pod named `example-build-{mode}`, with emptyDir
+/// `volumes`) and waits for the builder and the sidecar to exit.
+fn play_manifest(manifest: &Path, mode: &str, volumes: &'static [&'static str]) -> Played {
     let suffix = format!("{mode}-{}", std::process::id());
     let name = format!("provenant-e2e-{suffix}");
     let pod = Pod {
         name: name.clone(),
         suffix: suffix.clone(),
+        volumes,
         dir: tempfile::tempdir().unwrap(),
     };
     let d = pod.dir.path();
@@ -155,9 +174,8 @@ fn play(mode: &str) -> Played {
     )
     .unwrap();
 
-    let src = std::fs::read_to_string(repo().join(format!("manifests/examples/pod-{mode}.yaml")))
-        .unwrap();
-    let yaml = podmanize(&src, mode, &name, &suffix, &keys);
+    let src = std::fs::read_to_string(manifest).unwrap();
+    let yaml = podmanize(&src, mode, &name, &suffix, &keys, volumes);
     let file = d.join("pod.yaml");
     std::fs::write(&file, &yaml).unwrap();
     let _ = podman(&["pod", "rm", "-f", &name]);
@@ -350,4 +368,90 @@ fn pod_with_marker_file() {
 #[test]
 fn pod_with_http_completion() {
     check("http");
+}
+
+/// The builder is the adversary, in a real pod: images/builder/attack.sh
+/// plants, in the results, report and workspace it shares with the sidecar,
+/// links to the sidecar's key and environment, a FIFO, /dev/zero, a 1 GiB
+/// list, a product named like a subject line, a file only root may read,
+/// and a marker that is a link to the key. The pod must finish, the
+/// sidecar's log must hold no fragment of the key, and what is signed must
+/// hold no claim the attack made.
+#[test]
+fn pod_with_a_hostile_builder() {
+    if !podman_ready() {
+        return;
+    }
+    let p = play_manifest(
+        &repo().join("tests/fixtures/pods/pod-hostile.yaml"),
+        "hostile",
+        &["workspace", "results", "report", "state", "signing-key"],
+    );
+    let d = p.pod.dir.path();
+    let ctx = format!(
+        "sidecar stdout:\n{}\nsidecar stderr:\n{}\nbuilder:\n{}",
+        p.sidecar_stdout, p.sidecar_stderr, p.builder_log
+    );
+    assert!(p.builder_log.contains("attack.sh: done"), "{ctx}");
+    assert_eq!(p.sidecar_exit, 0, "{ctx}");
+    // Not one fragment of the key in the sidecar's log.
+    let key = std::fs::read_to_string(d.join("keys/cosign.key")).unwrap();
+    let body: String = key.lines().filter(|l| !l.starts_with("-----")).collect();
+    let log = format!("{}{}", p.sidecar_stdout, p.sidecar_stderr);
+    assert!(!log.contains("PRIVATE KEY"), "{ctx}");
+    let chars: Vec<char> = body.chars().collect();
+    for w in chars.windows(24) {
+        let w: String = w.iter().collect();
+        assert!(!log.contains(&w), "key fragment {w:?} in the log: {ctx}");
+    }
+    // Every attack refused, with a reason.
+    for reason in [
+        "symbolic link in the path",
+        "a FIFO, not a regular file",
+        "larger than the 1048576-byte limit",
+    ] {
+        assert!(p.sidecar_stderr.contains(reason), "{reason}: {ctx}");
+    }
+    // The attestation holds only what the sidecar observed.
+    let lines: Vec<&str> = p.sidecar_stdout.lines().collect();
+    assert_eq!(lines.len(), 1, "{ctx}");
+    std::fs::write(d.join("sidecar.log"), &p.sidecar_stdout).unwrap();
+    let mut c = provenant(d);
+    c.args([
+        "verify",
+        "--key",
+        "keys/cosign.pub",
+        "--json",
+        "sidecar.log",
+    ]);
+    let r = run(c).ok();
+    let st: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let names: Vec<&str> = st["subject"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.iter().all(|n| n.starts_with("/workspace/")),
+        "{names:?}"
+    );
+    assert!(names.contains(&"/workspace/out/app.bin"), "{names:?}");
+    assert!(
+        names.iter().any(|n| n.contains('\n')),
+        "the oddly named product is a subject, its name exact in JSON: {names:?}"
+    );
+    let by = st["predicate"]["runDetails"]["byproducts"]
+        .as_array()
+        .unwrap();
+    assert!(
+        by.iter()
+            .any(|b| b["name"] == "/workspace/out/root-only.bin" && b["uri"] == "error:unreadable"),
+        "{by:?}"
+    );
+    let exit = by.iter().find(|b| b["name"] == "exit-code").unwrap();
+    assert_eq!(
+        exit["annotations"]["provenant.exitCodeOrigin"], "unknown",
+        "{exit}"
+    );
 }

@@ -1,0 +1,493 @@
+//! The builder is the adversary (process level; tests/pod_e2e.rs plays the
+//! same attacks in a real pod). In pod mode it shares the workspace, the
+//! results and report directories and the marker with the sidecar. Each
+//! test plants one attack where the sidecar reads, runs `provenant record`
+//! with a deadline and a memory measurement, and asserts that:
+//!
+//! * no byte sequence of the signing key (PEM lines, windows of its base64)
+//!   reaches stdout or stderr;
+//! * nothing hangs (the sidecar exits within its deadline);
+//! * peak memory stays under the documented limit (docs/pod-mode.md:
+//!   32 MiB + 0.6 KiB per file; these workspaces are tiny, so 64 MiB);
+//! * whatever is signed holds no subject the attack chose.
+mod common;
+
+use std::io::Read;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const DEADLINE: Duration = Duration::from_secs(40);
+const RSS_LIMIT_KB: i64 = 64 * 1024;
+
+struct Measured {
+    run: Run,
+    /// Peak RSS as the sidecar measured itself (VmHWM, logged when it
+    /// writes an attestation): wait4's figure would include the test
+    /// harness's own memory, which a forked child inherits as its maximum.
+    max_rss_kb: i64,
+}
+
+/// Runs `c` to its end, killing it at the deadline (which fails the test).
+fn run_measured(mut c: Command) -> Measured {
+    c.stdout(Stdio::piped()).stderr(Stdio::piped());
+    // Its own process group, so a kill at the deadline takes everything.
+    c.process_group(0);
+    let mut child = c.spawn().unwrap();
+    let pid = child.id() as i32;
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let o = std::thread::spawn(move || {
+        let mut s = Vec::new();
+        let _ = out.read_to_end(&mut s);
+        s
+    });
+    let e = std::thread::spawn(move || {
+        let mut s = Vec::new();
+        let _ = err.read_to_end(&mut s);
+        s
+    });
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if start.elapsed() > DEADLINE {
+            // SAFETY: signalling our own child's process group.
+            unsafe { libc::kill(-pid, libc::SIGKILL) };
+            panic!("provenant record did not finish within {DEADLINE:?}: it hangs");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let stderr = String::from_utf8_lossy(&e.join().unwrap()).into_owned();
+    let max_rss_kb = stderr
+        .split("peak_rss_mb=")
+        .nth(1)
+        .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse::<i64>().ok())
+        .map_or(-1, |mb| mb * 1024);
+    Measured {
+        run: Run {
+            code: status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.join().unwrap()).into_owned(),
+            stderr,
+        },
+        max_rss_kb,
+    }
+}
+
+/// Every piece of the key a log could carry: each PEM body line, and
+/// every 24-character window of the base64 of its DER (a message could
+/// re-wrap or cut it anywhere).
+fn key_fragments(key_pem: &str) -> Vec<String> {
+    let body: Vec<&str> = key_pem
+        .lines()
+        .filter(|l| !l.starts_with("-----") && !l.trim().is_empty())
+        .collect();
+    let joined: String = body.concat();
+    let mut out: Vec<String> = body.iter().map(|l| l.to_string()).collect();
+    let chars: Vec<char> = joined.chars().collect();
+    for w in chars.windows(24) {
+        out.push(w.iter().collect());
+    }
+    out
+}
+
+fn assert_no_key(m: &Measured, key: &str, what: &str) {
+    let all = format!("{}\n{}", m.run.stdout, m.run.stderr);
+    for f in key_fragments(key) {
+        assert!(
+            !all.contains(&f),
+            "{what}: key material {f:?} leaked:\n{all}"
+        );
+    }
+    assert!(
+        !all.contains("PRIVATE KEY"),
+        "{what}: a PEM header leaked:\n{all}"
+    );
+    assert!(!all.contains("panicked"), "{what}: panic:\n{all}");
+    assert!(
+        (0..RSS_LIMIT_KB).contains(&m.max_rss_kb),
+        "{what}: peak RSS {} KiB is over the {RSS_LIMIT_KB} KiB limit (or was not logged)",
+        m.max_rss_kb
+    );
+}
+
+/// A workspace with a source, one product, a snapshot, a key; the build
+/// is over (the marker is there) when the sidecar starts.
+fn pod(d: &Path, encrypted: bool) -> String {
+    write(
+        &d.join("ws/source/main.c"),
+        b"int main(void) { return 0; }\n",
+    );
+    if encrypted {
+        let mut c = provenant(d);
+        c.args(["keygen", "-o", "k"])
+            .env("COSIGN_PASSWORD", "hunter2");
+        run(c).ok();
+    } else {
+        keygen(d, "k", "ecdsa-p256");
+    }
+    snapshot(d, &[]);
+    write(&d.join("ws/out/app.bin"), b"what the build really wrote");
+    write(&d.join("ws/.done"), b"0\n");
+    std::fs::read_to_string(d.join("k.key")).unwrap()
+}
+
+fn record(d: &Path, extra: &[&str]) -> Measured {
+    let mut c = provenant(d);
+    c.args([
+        "record",
+        "--state",
+        "state",
+        "--key",
+        "k.key",
+        "--completion",
+        "marker:ws/.done",
+    ])
+    .args(extra)
+    .env("COSIGN_PASSWORD", "hunter2");
+    run_measured(c)
+}
+
+fn signed_subjects(d: &Path) -> Vec<String> {
+    let p = d.join("state/provenance.intoto.jsonl");
+    if !p.exists() {
+        return Vec::new();
+    }
+    statement_of(&p)["subject"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap_or("").to_string())
+        .collect()
+}
+
+/// Only files the sidecar hashed in the workspace are subjects: no
+/// subject the attack chose.
+fn assert_observed_only(d: &Path, what: &str) {
+    let subjects = signed_subjects(d);
+    assert!(
+        subjects.contains(&"ws/out/app.bin".to_string()),
+        "{what}: {subjects:?}"
+    );
+    assert!(
+        subjects.iter().all(|s| s.starts_with("ws/")),
+        "{what}: {subjects:?}"
+    );
+}
+
+fn symlink(target: &Path, link: &Path) {
+    if let Some(p) = link.parent() {
+        std::fs::create_dir_all(p).unwrap();
+    }
+    std::os::unix::fs::symlink(target, link).unwrap();
+}
+
+const DIGEST_OK: &str = "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+
+/// Links, a hard link, to the key from every file the sidecar reads:
+/// refused, never quoted. With a plain and a cosign-encrypted key.
+#[test]
+fn the_key_never_leaks_through_report_files() {
+    for encrypted in [false, true] {
+        type Plant = fn(&Path);
+        let attacks: [(&str, Plant, &[&str]); 6] = [
+            (
+                "Tekton IMAGE_DIGEST -> key",
+                |d| {
+                    write(&d.join("results/IMAGE_URL"), b"reg.example/app\n");
+                    symlink(&d.join("k.key"), &d.join("results/IMAGE_DIGEST"));
+                },
+                &["--tekton-results", "results"],
+            ),
+            (
+                "Tekton IMAGE_URL -> key",
+                |d| {
+                    write(&d.join("results/IMAGE_DIGEST"), DIGEST_OK.as_bytes());
+                    symlink(&d.join("k.key"), &d.join("results/IMAGE_URL"));
+                },
+                &["--tekton-results", "results"],
+            ),
+            (
+                "hard link to the key as a result",
+                |d| {
+                    write(&d.join("results/IMAGE_URL"), b"reg.example/app\n");
+                    std::fs::create_dir_all(d.join("results")).unwrap();
+                    std::fs::hard_link(d.join("k.key"), d.join("results/IMAGE_DIGEST")).unwrap();
+                },
+                &["--tekton-results", "results"],
+            ),
+            (
+                "report.toml -> key",
+                |d| symlink(&d.join("k.key"), &d.join("report/report.toml")),
+                &["--kpack-report", "report/report.toml"],
+            ),
+            (
+                "OCI index.json -> key",
+                |d| {
+                    write(
+                        &d.join("ws/layout/oci-layout"),
+                        br#"{"imageLayoutVersion":"1.0.0"}"#,
+                    );
+                    symlink(&d.join("k.key"), &d.join("ws/layout/index.json"));
+                },
+                &["--oci-layout", "ws/layout"],
+            ),
+            (
+                "the layout directory itself -> the key's directory",
+                |d| {
+                    std::fs::create_dir_all(d.join("keys")).unwrap();
+                    std::fs::copy(d.join("k.key"), d.join("keys/index.json")).unwrap();
+                    write(
+                        &d.join("keys/oci-layout"),
+                        br#"{"imageLayoutVersion":"1.0.0"}"#,
+                    );
+                    symlink(&d.join("keys"), &d.join("ws/layout"));
+                },
+                &["--oci-layout", "ws/layout"],
+            ),
+        ];
+        for (what, plant, flags) in attacks {
+            let t = tempfile::tempdir().unwrap();
+            let d = t.path();
+            let key = pod(d, encrypted);
+            plant(d);
+            let m = record(d, flags);
+            let what = format!("{what} (encrypted key: {encrypted})");
+            assert_no_key(&m, &key, &what);
+            assert_eq!(m.run.code, 0, "{what}: {}", m.run.stderr);
+            assert!(
+                m.run.stderr.contains("image claim refused"),
+                "{what}: the refusal is logged: {}",
+                m.run.stderr
+            );
+            // The claim was refused: what is signed is what was observed.
+            assert_observed_only(d, &what);
+        }
+    }
+}
+
+/// The marker (its content is the exit code) as a link to the key: the
+/// build is over, the exit code unknown, the key unread.
+#[test]
+fn the_key_never_leaks_through_the_marker() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let key = pod(d, false);
+    std::fs::remove_file(d.join("ws/.done")).unwrap();
+    symlink(&d.join("k.key"), &d.join("ws/.done"));
+    let m = record(d, &[]);
+    assert_no_key(&m, &key, "marker -> key");
+    assert_eq!(m.run.code, 0, "{}", m.run.stderr);
+    let st = statement_of(&d.join("state/provenance.intoto.jsonl"));
+    let exit = st["predicate"]["runDetails"]["byproducts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["name"] == "exit-code")
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        exit["annotations"]["provenant.exitCodeOrigin"], "unknown",
+        "{exit}"
+    );
+}
+
+/// Denial of service through what the sidecar reads: a FIFO (used to hang
+/// forever), /dev/zero (grew to 18 GB), a 100 MB file, a 1M-entry list
+/// (quadratic), more results than anyone writes. Each is refused quickly,
+/// within the memory limit.
+#[test]
+fn report_files_cannot_hang_or_exhaust_the_sidecar() {
+    type Plant = fn(&Path);
+    let attacks: [(&str, Plant, &[&str], &str); 7] = [
+        (
+            "report.toml is a FIFO",
+            |d| {
+                std::fs::create_dir_all(d.join("report")).unwrap();
+                nix::unistd::mkfifo(&d.join("report/report.toml"), nix::sys::stat::Mode::S_IRWXU)
+                    .unwrap();
+            },
+            &["--kpack-report", "report/report.toml"],
+            "a FIFO, not a regular file",
+        ),
+        (
+            "report.toml -> /dev/zero",
+            |d| symlink(Path::new("/dev/zero"), &d.join("report/report.toml")),
+            &["--kpack-report", "report/report.toml"],
+            "symbolic link",
+        ),
+        (
+            "IMAGE_DIGEST is 100 MB",
+            |d| {
+                write(&d.join("results/IMAGE_URL"), b"reg.example/app\n");
+                let f = std::fs::File::create(d.join("results/IMAGE_DIGEST")).unwrap();
+                f.set_len(100 << 20).unwrap();
+            },
+            &["--tekton-results", "results"],
+            "larger than the 1048576-byte limit",
+        ),
+        (
+            "IMAGES lists a million images",
+            |d| {
+                let mut s = String::with_capacity(90 << 20);
+                for i in 0..1_000_000 {
+                    s.push_str(&format!("reg.example/app{i}@{DIGEST_OK}\n"));
+                }
+                write(&d.join("results/IMAGES"), s.as_bytes());
+            },
+            &["--tekton-results", "results"],
+            "larger than the 1048576-byte limit",
+        ),
+        (
+            "IMAGES lists 12k images in under 1 MiB",
+            |d| {
+                let mut s = String::new();
+                for i in 0..12_000 {
+                    s.push_str(&format!("r/{i}@{DIGEST_OK},"));
+                }
+                write(&d.join("results/IMAGES"), s.as_bytes());
+            },
+            &["--tekton-results", "results"],
+            "more than 10000 images",
+        ),
+        (
+            "a results directory of 10k files",
+            |d| {
+                std::fs::create_dir_all(d.join("results")).unwrap();
+                for i in 0..10_000 {
+                    std::fs::write(d.join(format!("results/R{i}")), b"").unwrap();
+                }
+            },
+            &["--tekton-results", "results"],
+            "more than 4096 entries",
+        ),
+        (
+            "report.toml nested 100k deep",
+            |d| {
+                let deep = format!("a = {}{}", "[".repeat(100_000), "]".repeat(100_000));
+                write(&d.join("report/report.toml"), deep.as_bytes());
+            },
+            &["--kpack-report", "report/report.toml"],
+            "nested deeper than 32 levels",
+        ),
+    ];
+    for (what, plant, flags, reason) in attacks {
+        let t = tempfile::tempdir().unwrap();
+        let d = t.path();
+        let key = pod(d, false);
+        plant(d);
+        let start = Instant::now();
+        let m = record(d, flags);
+        assert_no_key(&m, &key, what);
+        assert_eq!(m.run.code, 0, "{what}: {}", m.run.stderr);
+        assert!(m.run.stderr.contains(reason), "{what}: {}", m.run.stderr);
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "{what}: took {:?}",
+            start.elapsed()
+        );
+        assert_observed_only(d, what);
+    }
+}
+
+/// A root builder writes a file only root may read; the sidecar runs as
+/// 65532 (as in the example pods). With an image subject the build is
+/// still attested and the statement says what could not be read; with
+/// file subjects, --on-error decides, and the statement holds what the
+/// log says.
+#[test]
+fn unreadable_products_are_on_the_record() {
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!(
+            "SKIPPED (loudly): needs root to drop to uid 65532 with setpriv; CI runs as root"
+        );
+        return;
+    }
+    let t = tempfile::Builder::new()
+        .prefix("prov-adversary")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let d = t.path();
+    pod(d, false);
+    use std::os::unix::fs::PermissionsExt;
+    write(&d.join("ws/out/root-only.bin"), b"secret");
+    std::fs::set_permissions(
+        d.join("ws/out/root-only.bin"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    // Everything else readable by the sidecar's uid; the state its own.
+    for p in [
+        d.to_path_buf(),
+        d.join("ws"),
+        d.join("ws/out"),
+        d.join("ws/source"),
+    ] {
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    std::os::unix::fs::chown(d.join("k.key"), Some(65532), Some(65532)).unwrap();
+    let chown_state = |d: &Path| {
+        let r = Command::new("chown")
+            .args(["-R", "65532:65532"])
+            .arg(d.join("state"))
+            .status();
+        assert!(r.unwrap().success());
+    };
+    let sidecar = |extra: &[&str]| {
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=65532", "--regid=65532", "--clear-groups"])
+            .arg(bin())
+            .args([
+                "record",
+                "--state",
+                "state",
+                "--key",
+                "k.key",
+                "--completion",
+                "marker:ws/.done",
+            ])
+            .args(extra)
+            .current_dir(d)
+            .env_remove("COSIGN_PASSWORD")
+            .env("PROVENANT_LOG", "info");
+        run(c)
+    };
+    chown_state(d);
+    // File subjects, --on-error fail: no attestation, one line naming the file.
+    let r = sidecar(&[]);
+    r.fails(3, "root-only.bin");
+    // --on-error record: the statement holds the unreadable file.
+    let r = sidecar(&["--on-error", "record"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let st = statement_of(&d.join("state/provenance.intoto.jsonl"));
+    let by = st["predicate"]["runDetails"]["byproducts"]
+        .as_array()
+        .unwrap();
+    let e = by
+        .iter()
+        .find(|b| b["name"] == "ws/out/root-only.bin")
+        .unwrap_or_else(|| panic!("the unreadable product is not in the statement: {st}"));
+    assert_eq!(e["uri"], "error:unreadable");
+    assert_eq!(e["annotations"]["provenant.role"], "product");
+    // An image subject: attested whatever --on-error says, the file on record.
+    write(&d.join("results/IMAGE_URL"), b"reg.example/app\n");
+    write(&d.join("results/IMAGE_DIGEST"), DIGEST_OK.as_bytes());
+    std::fs::set_permissions(d.join("results"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let r = sidecar(&["--tekton-results", "results"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let st = statement_of(&d.join("state/provenance.intoto.jsonl"));
+    assert_eq!(st["subject"][0]["name"], "reg.example/app");
+    let by = st["predicate"]["runDetails"]["byproducts"]
+        .as_array()
+        .unwrap();
+    assert!(
+        by.iter()
+            .any(|b| b["name"] == "ws/out/root-only.bin" && b["uri"] == "error:unreadable"),
+        "{st}"
+    );
+}

@@ -558,6 +558,9 @@ fn publish_images(
         .enable_all()
         .build()
         .context("cannot start async runtime")?;
+    // One deadline over every image: the sidecar is done by then.
+    let deadline =
+        crate::publish::Deadline::after(std::time::Duration::from_secs(a.publish_timeout));
     for image in images {
         let entry = SpoolEntry {
             version: crate::publish::spool::SPOOL_VERSION,
@@ -567,7 +570,7 @@ fn publish_images(
             envelope: envelope.clone(),
         };
         let path = spool.add(&entry)?;
-        match rt.block_on(push_with_retry(registry, &entry, std::time::Duration::from_secs(a.publish_timeout))) {
+        match rt.block_on(push_with_retry(registry, &entry, deadline)) {
             Ok(att) => {
                 spool.mark_published(&path)?;
                 tracing::info!(image = %att.image, att = %att.att_tag, referrer = %att.referrer, "attestation attached");

@@ -103,8 +103,8 @@ pub struct PublishArgs {
     pub spool: PathBuf,
     #[command(flatten)]
     pub registry: RegistryOpts,
-    /// Deadline for the whole run, in seconds: retries stop and every
-    /// request is cut off by then.
+    /// Deadline per attestation, in seconds: its retries stop and every
+    /// request for it is cut off by then.
     #[arg(long, value_name = "SECONDS", default_value_t = 30)]
     pub timeout: u64,
     /// Also re-check the entries already published (spool/published/):
@@ -121,7 +121,7 @@ pub fn publish(a: PublishArgs) -> anyhow::Result<i32> {
         .enable_all()
         .build()
         .context("cannot start async runtime")?;
-    let deadline = Deadline::after(Duration::from_secs(a.timeout));
+    let deadline = || Deadline::after(Duration::from_secs(a.timeout));
     let mut failed = 0;
     let mut done = 0;
     let mut todo = Vec::new();
@@ -140,7 +140,7 @@ pub fn publish(a: PublishArgs) -> anyhow::Result<i32> {
                 &entry.envelope,
                 &entry.key_id,
                 &entry.predicate_type,
-                &deadline,
+                &deadline(),
             )) {
                 Ok(missing) if missing.is_empty() => {
                     println!("present {}", path.display());
@@ -175,7 +175,7 @@ pub fn publish(a: PublishArgs) -> anyhow::Result<i32> {
                 continue;
             }
         };
-        match rt.block_on(push_with_retry(&registry, &entry, deadline)) {
+        match rt.block_on(push_with_retry(&registry, &entry, deadline())) {
             Ok(att) => {
                 spool.mark_published(&path)?;
                 done += 1;

@@ -118,8 +118,9 @@ pub struct RecordArgs {
     /// that could not be pushed stay here for `provenant publish`.
     #[arg(long, value_name = "DIR")]
     pub spool: Option<PathBuf>,
-    /// How long to keep retrying a failing registry; keep it well inside
-    /// the pod's termination grace period.
+    /// Deadline in seconds for publishing, over all images, retries and
+    /// requests: the sidecar is done by then whatever the registry does.
+    /// The default leaves 10 s of a 30 s termination grace period.
     #[arg(long, value_name = "SECONDS", default_value_t = 20)]
     pub publish_timeout: u64,
     #[command(flatten)]

@@ -141,7 +141,11 @@ fn verify_image(
             }
             Err(e) => {
                 println!("FAIL  {label}  {e}");
-                first_failure.get_or_insert(e);
+                // The error line names the image once.
+                let prefix = format!("{}@{}: ", img.repository(), img.digest);
+                first_failure.get_or_insert_with(|| {
+                    e.strip_prefix(&prefix).map(str::to_string).unwrap_or(e)
+                });
             }
         }
     }

@@ -500,13 +500,15 @@ impl Client {
                     req.send().await.map_err(|e| Self::transport(repo, what, e))
                 })
                 .await?;
-            if resp.status() == StatusCode::UNAUTHORIZED && attempt == 0 && same_host {
-                if matches!(
+            if resp.status() == StatusCode::UNAUTHORIZED
+                && attempt == 0
+                && same_host
+                && matches!(
                     self.host(&repo.registry, |h| h.challenge.clone()),
                     Some(Challenge::Bearer { .. })
-                ) {
-                    continue;
-                }
+                )
+            {
+                continue;
             }
             if resp.status() == StatusCode::UNAUTHORIZED || resp.status() == StatusCode::FORBIDDEN {
                 let status = resp.status().as_u16();

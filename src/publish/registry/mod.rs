@@ -607,7 +607,7 @@ impl Registry {
         let bundle = Bundle::for_envelope(envelope, key_id);
         let referrer =
             referrers::Referrer::push(self, &img, &bundle, predicate_type, deadline).await?;
-        let mut layouts = vec![Layout::Att(att)];
+        let mut layouts = vec![Layout::Att(Box::new(att))];
         layouts.push(if referrer.api {
             Layout::Api(referrer.clone())
         } else {
@@ -782,7 +782,7 @@ impl Registry {
         let referrer = referrers::Referrer::describe(&img, &bundle, predicate_type);
         let mut missing = Vec::new();
         if let TagRead::Absent | TagRead::Present { ours: false, .. } =
-            Layout::Att(att).read(self, deadline).await?.1
+            Layout::Att(Box::new(att)).read(self, deadline).await?.1
         {
             missing.push(format!("{}:{}", img.repository(), img.att_tag()));
         }
@@ -830,7 +830,7 @@ pub(crate) enum Outcome {
 /// The shared things an attestation is appended to.
 pub(crate) enum Layout {
     /// The cosign `.att` tag.
-    Att(cosign::Att),
+    Att(Box<cosign::Att>),
     /// The referrers tag schema index.
     Index(referrers::Referrer),
     /// The registry's referrers API: indexed by the registry itself.

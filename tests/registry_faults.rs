@@ -836,3 +836,68 @@ fn names_that_look_like_loopback_get_tls() {
         r.stderr
     );
 }
+
+/// Token authentication as Docker Hub, GHCR and Harbor do it: `/v2/`
+/// answers 401 with a Bearer challenge, the token service takes the basic
+/// credentials. A whole publish pings once and asks for one token per
+/// scope (issue 16 saw 23 pings in one attach).
+#[test]
+fn ping_and_tokens_are_cached_per_registry() {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let mut mem = Mem::default();
+    let digest = seed_image(&mut mem, "app");
+    let mem = Mutex::new(mem);
+    let port = Arc::new(AtomicU16::new(0));
+    let p = port.clone();
+    let creds = {
+        use base64::Engine;
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode("ci:pw")
+        )
+    };
+    let reg = Fake::start(move |r| {
+        let challenge = format!(
+            r#"Bearer realm="http://127.0.0.1:{}/token",service="fake""#,
+            p.load(Ordering::SeqCst)
+        );
+        if r.path.starts_with("/token?") {
+            if r.header("Authorization") != Some(creds.as_str()) {
+                return reply(401, &[], "");
+            }
+            let scope = r
+                .path
+                .split('&')
+                .find_map(|kv| kv.strip_prefix("/token?scope=").or(kv.strip_prefix("scope=")))
+                .unwrap_or("")
+                .to_string();
+            return reply(200, &[], format!(r#"{{"token":"t-{scope}"}}"#));
+        }
+        let push = matches!(r.method.as_str(), "PUT" | "POST");
+        let ok = match r.header("Authorization") {
+            Some(a) if push => a.contains("pull%2Cpush"),
+            Some(a) => a.starts_with("Bearer t-"),
+            None => false,
+        };
+        if !ok {
+            return reply(401, &[("WWW-Authenticate", challenge.as_str())], "");
+        }
+        mem.lock().unwrap().handle(r)
+    });
+    port.store(reg.port, Ordering::SeqCst);
+    let image = format!("127.0.0.1:{}/app", reg.port);
+    let scoped = format!("127.0.0.1:{}=ci", reg.port);
+    let mut c = record_cmd(d, &image, &digest, &["--registry-auth", &scoped]);
+    c.env("PROVENANT_REGISTRY_PASSWORD", "pw");
+    let r = run(c);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("attestation attached"), "{}", r.stderr);
+    let reqs = reg.requests();
+    let pings = reqs.iter().filter(|r| r.path == "/v2/").count();
+    let tokens = reqs.iter().filter(|r| r.path.starts_with("/token")).count();
+    assert_eq!(pings, 1, "one ping per registry");
+    assert!(tokens <= 2, "{tokens} token requests (one per scope expected)");
+    assert!(reqs.len() < 40, "{} requests", reqs.len());
+}

@@ -500,15 +500,29 @@ impl Client {
                     req.send().await.map_err(|e| Self::transport(repo, what, e))
                 })
                 .await?;
-            if resp.status() == StatusCode::UNAUTHORIZED
-                && attempt == 0
-                && same_host
-                && matches!(
-                    self.host(&repo.registry, |h| h.challenge.clone()),
-                    Some(Challenge::Bearer { .. })
-                )
-            {
-                continue;
+            if resp.status() == StatusCode::UNAUTHORIZED && attempt == 0 && same_host {
+                // A token that expired or lacks the scope, or a registry
+                // whose /v2/ was open but whose repository is not: learn
+                // the challenge this answer carries and try once more.
+                let fresh = resp
+                    .headers()
+                    .get(reqwest::header::WWW_AUTHENTICATE)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(parse_challenge);
+                let was = self.host(&repo.registry, |h| h.challenge.clone());
+                let retry = match (&fresh, &was) {
+                    (Some(Challenge::Bearer { .. }), _) => true,
+                    (Some(Challenge::Basic), Some(Challenge::None)) => {
+                        self.creds.for_registry(&repo.registry).is_some()
+                    }
+                    _ => false,
+                };
+                if let Some(c) = fresh {
+                    self.host(&repo.registry, |h| h.challenge = Some(c));
+                }
+                if retry {
+                    continue;
+                }
             }
             if resp.status() == StatusCode::UNAUTHORIZED || resp.status() == StatusCode::FORBIDDEN {
                 let status = resp.status().as_u16();

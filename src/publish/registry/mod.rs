@@ -103,7 +103,7 @@ pub enum RegistryError {
         what: &'static str,
         seconds: f32,
     },
-    #[error("{image}: written, but not yet confirmed present ({detail}); the deadline leaves no time to wait for concurrent writers")]
+    #[error("{image}: not confirmed present before the deadline ({detail})")]
     Unconfirmed { image: String, detail: String },
     #[error("registry client: {0}")]
     Setup(String),
@@ -750,15 +750,25 @@ impl Registry {
                 Duration::from_millis(100) + jitter(Duration::from_millis(400))
             };
             if deadline.remaining() <= pause {
-                let pending: Vec<&str> = layouts
+                let pending: Vec<String> = layouts
                     .iter()
                     .zip(&st)
                     .filter(|(_, s)| s.done.is_none())
-                    .map(|(l, _)| l.name())
+                    .map(|(l, s)| {
+                        format!(
+                            "{}: {}",
+                            l.name(),
+                            match (s.wrote, s.seen.is_some()) {
+                                (_, true) => "present, waiting for it to settle",
+                                (true, false) => "written, then dropped by a concurrent writer",
+                                (false, false) => "not written: the tag kept changing, or the registry is slower than the append window",
+                            }
+                        )
+                    })
                     .collect();
                 return Err(RegistryError::Unconfirmed {
                     image: repo.label.clone(),
-                    detail: format!("{} after {rounds} round(s)", pending.join(", ")),
+                    detail: format!("{} after {rounds} round(s)", pending.join("; ")),
                 });
             }
             tokio::time::sleep(pause).await;

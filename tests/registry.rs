@@ -447,18 +447,19 @@ fn basic_auth_from_docker_config() {
         "k.pub",
         "--image",
         &format!("{image}:v1"),
-        "--registry-username",
-        "builder",
+        "--registry-auth",
+        &format!("{}=builder", reg.host()),
     ])
     .env("PROVENANT_REGISTRY_PASSWORD", "wrong");
     run(c).fails(3, "authentication failed");
+    let scoped = format!("{}=builder", reg.host());
     let r = record_image(
         d,
         &image,
         &digest,
         &[
-            "--registry-username",
-            "builder",
+            "--registry-auth",
+            &scoped,
             "--registry-password",
             "wrong",
             "--builder-id",
@@ -595,8 +596,24 @@ fn bad_registries_and_references_fail_clearly() {
     ])
     .stdout;
     assert_eq!(before, after);
-    verify_image(d, &format!("{}/app:v1", reg.host()), &[])
-        .fails(3, "not a cosign attestation manifest");
+    // The foreign tag is reported and the referrer, the other layout, is
+    // still checked (it used to stop everything with exit 3).
+    let r = verify_image(d, &format!("{}/app:v1", reg.host()), &[]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout.lines().any(|l| l.starts_with("FAIL")
+            && l.contains("cosign .att tag")
+            && l.contains("not a cosign attestation manifest")),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout
+            .lines()
+            .any(|l| l.starts_with("OK") && l.contains("OCI referrer")),
+        "{}",
+        r.stdout
+    );
 
     // A "registry" that answers 500, or garbage.
     for (status, body) in [
@@ -834,4 +851,505 @@ fn a_builder_cannot_choose_whose_image_gets_the_attestation() {
         "--publish",
     ]);
     run(c).fails(2, "--publish needs --allow-image-repo");
+}
+
+/// A signed statement about `repo@digest` from builder `builder`, as a
+/// spool entry in `spool` (what `record --publish` leaves when the
+/// registry is down); returns the envelope's layer digest.
+fn spool_entry(d: &Path, spool: &Path, repo: &str, digest: &str, builder: &str) -> String {
+    use provenant::sign::{Envelope, LocalSigner, Signer};
+    if !d.join("k.key").exists() {
+        keygen(d, "k", "ecdsa-p256");
+    }
+    let signer = LocalSigner::load(&d.join("k.key")).unwrap();
+    let statement = serde_json::json!({
+        "_type": "https://in-toto.io/Statement/v1",
+        "subject": [{"name": repo, "digest": {"sha256": digest.trim_start_matches("sha256:")}}],
+        "predicateType": "https://slsa.dev/provenance/v1",
+        "predicate": {
+            "buildDefinition": {"buildType": "https://provenant.dev/test", "externalParameters": {}},
+            "runDetails": {"builder": {"id": builder}}
+        }
+    });
+    let env = Envelope::sign(
+        "application/vnd.in-toto+json",
+        &serde_json::to_vec(&statement).unwrap(),
+        &signer,
+    )
+    .unwrap();
+    let entry = serde_json::json!({
+        "version": 1,
+        "image": format!("{repo}@{digest}"),
+        "predicateType": "https://slsa.dev/provenance/v1",
+        "keyId": signer.key_id(),
+        "envelope": env,
+    });
+    std::fs::create_dir_all(spool.join("published")).unwrap();
+    let name = format!("{}.json", &sha256_hex(builder.as_bytes())[..16]);
+    std::fs::write(spool.join(name), serde_json::to_vec(&entry).unwrap()).unwrap();
+    format!("sha256:{}", sha256_hex(env.to_json().as_bytes()))
+}
+
+fn inspect_raw(reg: &RegistryProc, reference: &str) -> Option<String> {
+    let r = skopeo(&[
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{}/{reference}", reg.host()),
+    ]);
+    (r.code == 0).then_some(r.stdout)
+}
+
+/// Issue 16: twelve publishers of distinct attestations for one image,
+/// each a separate process, all at once; in every run all twelve end in the
+/// `.att` manifest and in the referrers index (distribution has no
+/// compare-and-swap on tags: this is the merge-and-verify loop at work).
+#[test]
+fn concurrent_publishers_lose_nothing() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let reg = RegistryProc::start(&d.join("reg"), &[]);
+    let repo = format!("{}/app", reg.host());
+    for run_no in 0..3 {
+        let digest = push_image(d, &reg, "app:v1", &format!("concurrent {run_no}"), None);
+        let mut layers = Vec::new();
+        for i in 0..12 {
+            layers.push(spool_entry(
+                d,
+                &d.join(format!("spool-{run_no}-{i}")),
+                &repo,
+                &digest,
+                &format!("https://ci.example.com/{run_no}/{i}"),
+            ));
+        }
+        let children: Vec<(usize, Child)> = (0..12)
+            .map(|i| {
+                let mut c = provenant(d);
+                c.args(["publish", "--timeout", "60"])
+                    .arg(format!("spool-{run_no}-{i}"))
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped());
+                (i, c.spawn().unwrap())
+            })
+            .collect();
+        let mut remerged = 0;
+        for (i, c) in children {
+            let out = c.wait_with_output().unwrap();
+            remerged += String::from_utf8_lossy(&out.stderr)
+                .matches("dropped our entry")
+                .count();
+            assert!(
+                out.status.success(),
+                "publisher {i}: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let published = d.join(format!("spool-{run_no}-{i}/published"));
+            assert_eq!(std::fs::read_dir(published).unwrap().count(), 1);
+        }
+        eprintln!(
+            "run {run_no}: {remerged} entries lost to a concurrent writer were merged in again"
+        );
+        let hex = digest.replace(':', "-");
+        let att: serde_json::Value =
+            serde_json::from_str(&inspect_raw(&reg, &format!("app:{hex}.att")).unwrap()).unwrap();
+        let mut got: Vec<String> = att["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["digest"].as_str().unwrap().to_string())
+            .collect();
+        got.sort();
+        layers.sort();
+        assert_eq!(got, layers, "run {run_no}: .att layers");
+        let index: serde_json::Value =
+            serde_json::from_str(&inspect_raw(&reg, &format!("app:{hex}")).unwrap()).unwrap();
+        let entries = index["manifests"].as_array().unwrap();
+        let mut referrers: Vec<&str> = entries
+            .iter()
+            .map(|m| m["digest"].as_str().unwrap())
+            .collect();
+        referrers.sort();
+        referrers.dedup();
+        assert_eq!(referrers.len(), 12, "run {run_no}: referrers index {index}");
+        // Each one checks out on its own, in both layouts.
+        if run_no == 0 {
+            let r = verify_image(d, &format!("{repo}@{digest}"), &[]);
+            assert_eq!(
+                r.stdout.lines().filter(|l| l.starts_with("OK")).count(),
+                24,
+                "{}\n{}",
+                r.stdout,
+                r.stderr
+            );
+        }
+    }
+}
+
+/// Issue 16: an index or an image on the `.att` tag or on the referrers
+/// tag is left byte-identical; the other layout still gets the
+/// attestation, and `verify --image` still checks it.
+#[test]
+fn foreign_content_on_either_tag_is_never_replaced() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let reg = RegistryProc::start(&d.join("reg"), &[]);
+    let repo = format!("{}/app", reg.host());
+    let foreign_image_layout = |content: &str| {
+        let digest = push_image(d, &reg, "scratch:v1", content, None);
+        (
+            digest,
+            d.join(format!("layout-{}", sha256_hex(content.as_bytes()))),
+        )
+    };
+    let (_, image_layout) = foreign_image_layout("a foreign image");
+    // An OCI index: skopeo copies a multi-manifest layout as is.
+    let index_layout = d.join("index-layout");
+    std::fs::create_dir_all(&index_layout).unwrap();
+    let r = Command::new("cp")
+        .arg("-a")
+        .arg(format!("{}/.", image_layout.display()))
+        .arg(&index_layout)
+        .status()
+        .unwrap();
+    assert!(r.success());
+    let inner: serde_json::Value = read_json(&image_layout.join("index.json"));
+    let man = inner["manifests"][0].clone();
+    let nested = serde_json::json!({"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{"mediaType":man["mediaType"],"digest":man["digest"],"size":man["size"],"platform":{"architecture":"amd64","os":"linux"}}]});
+    let nested_bytes = serde_json::to_vec(&nested).unwrap();
+    let nested_hex = sha256_hex(&nested_bytes);
+    std::fs::write(
+        index_layout.join("blobs/sha256").join(&nested_hex),
+        &nested_bytes,
+    )
+    .unwrap();
+    std::fs::write(
+        index_layout.join("index.json"),
+        serde_json::to_vec(&serde_json::json!({"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.index.v1+json","digest":format!("sha256:{nested_hex}"),"size":nested_bytes.len(),"annotations":{"org.opencontainers.image.ref.name":"v1"}}]})).unwrap(),
+    )
+    .unwrap();
+
+    let place = |layout: &Path, tag: &str| {
+        let r = skopeo(&[
+            "copy",
+            "--quiet",
+            "--all",
+            "--dest-tls-verify=false",
+            "--preserve-digests",
+            &format!("oci:{}:v1", layout.display()),
+            &format!("docker://{}/app:{tag}", reg.host()),
+        ]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+    };
+    let cases = [
+        ("index on .att", &index_layout, true),
+        ("image on .att", &image_layout, true),
+        ("index on referrers tag", &index_layout, false),
+        ("image on referrers tag", &image_layout, false),
+    ];
+    for (n, (what, layout, on_att)) in cases.iter().enumerate() {
+        let digest = push_image(d, &reg, "app:v1", &format!("subject {n}"), None);
+        let hex = digest.replace(':', "-");
+        let tag = if *on_att {
+            format!("{hex}.att")
+        } else {
+            hex.clone()
+        };
+        place(layout, &tag);
+        let before = inspect_raw(&reg, &format!("app:{tag}")).unwrap();
+        // An index on the referrers tag is what the tag schema holds, so
+        // only a non-index there is foreign; an index of unrelated
+        // entries gets ours appended (covered below).
+        let spool = d.join(format!("spool-foreign-{n}"));
+        spool_entry(
+            d,
+            &spool,
+            &repo,
+            &digest,
+            &format!("https://ci.example.com/foreign/{n}"),
+        );
+        let mut c = provenant(d);
+        c.arg("publish").arg(&spool);
+        let r = run(c);
+        let after = inspect_raw(&reg, &format!("app:{tag}")).unwrap();
+        if !*on_att && *layout == &index_layout {
+            assert_eq!(r.code, 0, "{what}: {}{}", r.stdout, r.stderr);
+            let idx: serde_json::Value = serde_json::from_str(&after).unwrap();
+            let before_idx: serde_json::Value = serde_json::from_str(&before).unwrap();
+            let entries = idx["manifests"].as_array().unwrap();
+            assert_eq!(entries.len(), 2, "{what}: appended, not replaced: {idx}");
+            assert_eq!(entries[0], before_idx["manifests"][0], "{what}");
+            continue;
+        }
+        assert_eq!(before, after, "{what}: the foreign tag changed");
+        assert_eq!(r.code, 0, "{what}: {}{}", r.stdout, r.stderr);
+        assert!(
+            r.stdout.contains("left untouched") && r.stdout.contains(&tag),
+            "{what}: reported: {}",
+            r.stdout
+        );
+        // The other layout got it, and verify finds it there.
+        let v = verify_image(d, &format!("{repo}@{digest}"), &[]);
+        assert_eq!(v.code, 0, "{what}: {}{}", v.stdout, v.stderr);
+        let want = if *on_att {
+            "OCI referrer"
+        } else {
+            "cosign .att layer"
+        };
+        assert!(
+            v.stdout
+                .lines()
+                .any(|l| l.starts_with("OK") && l.contains(want)),
+            "{what}: {}",
+            v.stdout
+        );
+        assert!(
+            v.stdout
+                .lines()
+                .any(|l| l.starts_with("FAIL") && l.contains("leaving it untouched")),
+            "{what}: {}",
+            v.stdout
+        );
+    }
+}
+
+/// Appending to a `.att` that cosign made keeps its manifest annotations
+/// and its config (dates, other fields), adding our layer the way
+/// go-containerregistry's mutate.Append does.
+#[test]
+fn appending_to_a_cosign_att_keeps_what_is_there() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let reg = RegistryProc::start(&d.join("reg"), &[]);
+    let repo = format!("{}/app", reg.host());
+    let digest = push_image(d, &reg, "app:v1", "cosign made", None);
+    let hex = digest.replace(':', "-");
+    // A cosign-style .att: one DSSE layer (an envelope from another
+    // signer), a config with real dates, manifest annotations.
+    let layout = d.join("cosign-att");
+    let blobs = layout.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).unwrap();
+    let put = |b: &[u8]| {
+        std::fs::write(blobs.join(sha256_hex(b)), b).unwrap();
+        (format!("sha256:{}", sha256_hex(b)), b.len())
+    };
+    let their = br#"{"payloadType":"application/vnd.in-toto+json","payload":"e30=","signatures":[{"keyid":"","sig":"MEUCIQ=="}]}"#;
+    let (their_digest, their_size) = put(their);
+    let config = serde_json::json!({"architecture":"","created":"2024-05-01T10:00:00Z","history":[{"created":"2024-05-01T10:00:00Z","created_by":"cosign attest"}],"os":"","rootfs":{"type":"layers","diff_ids":[their_digest]},"config":{}});
+    let (cfg_digest, cfg_size) = put(&serde_json::to_vec(&config).unwrap());
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cfg_digest, "size": cfg_size},
+        "layers": [{"mediaType": "application/vnd.dsse.envelope.v1+json", "digest": their_digest, "size": their_size,
+                    "annotations": {"dev.cosignproject.cosign/signature": "", "predicateType": "https://cosign.sigstore.dev/attestation/v1"}}],
+        "annotations": {"org.example.made-by": "cosign", "dev.sigstore.cosign/bundle": "x"}
+    });
+    let (m_digest, m_size) = put(&serde_json::to_vec(&manifest).unwrap());
+    std::fs::write(
+        layout.join("oci-layout"),
+        r#"{"imageLayoutVersion":"1.0.0"}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        layout.join("index.json"),
+        serde_json::to_vec(&serde_json::json!({"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":m_digest,"size":m_size,"annotations":{"org.opencontainers.image.ref.name":"att"}}]})).unwrap(),
+    )
+    .unwrap();
+    let r = skopeo(&[
+        "copy",
+        "--quiet",
+        "--dest-tls-verify=false",
+        "--preserve-digests",
+        &format!("oci:{}:att", layout.display()),
+        &format!("docker://{}/app:{hex}.att", reg.host()),
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+
+    let spool = d.join("spool");
+    let ours = spool_entry(
+        d,
+        &spool,
+        &repo,
+        &digest,
+        "https://ci.example.com/after-cosign",
+    );
+    let mut c = provenant(d);
+    c.arg("publish").arg(&spool);
+    run(c).ok();
+    let after: serde_json::Value =
+        serde_json::from_str(&inspect_raw(&reg, &format!("app:{hex}.att")).unwrap()).unwrap();
+    assert_eq!(after["annotations"], manifest["annotations"], "{after}");
+    let layers = after["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), 2);
+    assert_eq!(layers[0], manifest["layers"][0]);
+    assert_eq!(layers[1]["digest"], ours.as_str());
+    // The config: same dates and fields, our diff_id and a history entry added.
+    let cfg_ref = after["config"]["digest"].as_str().unwrap();
+    let out = d.join("after-layout");
+    let r = skopeo(&[
+        "copy",
+        "--quiet",
+        "--src-tls-verify=false",
+        "--preserve-digests",
+        &format!("docker://{}/app:{hex}.att", reg.host()),
+        &format!("oci:{}:att", out.display()),
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let cfg = read_json(
+        &out.join("blobs/sha256")
+            .join(cfg_ref.trim_start_matches("sha256:")),
+    );
+    assert_eq!(cfg["created"], "2024-05-01T10:00:00Z", "{cfg}");
+    assert_eq!(cfg["history"][0], config["history"][0], "{cfg}");
+    assert_eq!(cfg["history"].as_array().unwrap().len(), 2, "{cfg}");
+    assert_eq!(
+        cfg["rootfs"]["diff_ids"],
+        serde_json::json!([their_digest, ours]),
+        "{cfg}"
+    );
+}
+
+/// `publish --reconcile`: an entry already published but since dropped
+/// from the `.att` tag by another writer is found missing and pushed again.
+#[test]
+fn reconcile_puts_back_what_another_writer_dropped() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let reg = RegistryProc::start(&d.join("reg"), &[]);
+    let repo = format!("{}/app", reg.host());
+    let digest = push_image(d, &reg, "app:v1", "reconcile", None);
+    let hex = digest.replace(':', "-");
+    let spool = d.join("spool");
+    let ours = spool_entry(
+        d,
+        &spool,
+        &repo,
+        &digest,
+        "https://ci.example.com/reconcile",
+    );
+    let mut c = provenant(d);
+    c.arg("publish").arg(&spool);
+    run(c).ok();
+    // Another writer that read the tag before us overwrites it: here,
+    // the tag put back to an empty cosign manifest of someone else's.
+    let before = inspect_raw(&reg, &format!("app:{hex}.att")).unwrap();
+    let other = d.join("spool-other");
+    spool_entry(
+        d,
+        &other,
+        &format!("{}/other", reg.host()),
+        &push_image(d, &reg, "other:v1", "other", None),
+        "https://ci.example.com/other",
+    );
+    let mut c = provenant(d);
+    c.arg("publish").arg(&other);
+    run(c).ok();
+    let other_hex = std::fs::read_dir(d.join("spool-other/published"))
+        .unwrap()
+        .count();
+    assert_eq!(other_hex, 1);
+    let other_digest = {
+        let v: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(
+                std::fs::read_dir(other.join("published"))
+                    .unwrap()
+                    .next()
+                    .unwrap()
+                    .unwrap()
+                    .path(),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        v["image"]
+            .as_str()
+            .unwrap()
+            .rsplit_once('@')
+            .unwrap()
+            .1
+            .replace(':', "-")
+    };
+    let r = skopeo(&[
+        "copy",
+        "--quiet",
+        "--src-tls-verify=false",
+        "--dest-tls-verify=false",
+        &format!("docker://{}/other:{other_digest}.att", reg.host()),
+        &format!("docker://{}/app:{hex}.att", reg.host()),
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_ne!(
+        inspect_raw(&reg, &format!("app:{hex}.att")).unwrap(),
+        before
+    );
+    let mut c = provenant(d);
+    c.args(["publish", "--reconcile"]).arg(&spool);
+    let r = run(c).ok();
+    assert!(
+        r.stdout.contains("missing") && r.stdout.contains("published"),
+        "{}",
+        r.stdout
+    );
+    let att: serde_json::Value =
+        serde_json::from_str(&inspect_raw(&reg, &format!("app:{hex}.att")).unwrap()).unwrap();
+    assert!(
+        att["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["digest"] == ours.as_str()),
+        "{att}"
+    );
+    // Nothing missing any more: reconcile only reports.
+    let mut c = provenant(d);
+    c.args(["publish", "--reconcile"]).arg(&spool);
+    let r = run(c).ok();
+    assert!(
+        r.stdout.contains("present") && !r.stdout.contains("missing"),
+        "{}",
+        r.stdout
+    );
+}
+
+/// `verify --image` with attestations attached but none signed by a
+/// trusted key: one error line, exit 4.
+#[test]
+fn verify_image_with_nothing_trusted_says_so() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let reg = RegistryProc::start(&d.join("reg"), &[]);
+    let repo = format!("{}/app", reg.host());
+    let digest = push_image(d, &reg, "app:v1", "untrusted", None);
+    let spool = d.join("spool");
+    spool_entry(
+        d,
+        &spool,
+        &repo,
+        &digest,
+        "https://ci.example.com/untrusted",
+    );
+    let mut c = provenant(d);
+    c.arg("publish").arg(&spool);
+    run(c).ok();
+    keygen(d, "other", "ecdsa-p256");
+    let mut c = provenant(d);
+    c.args([
+        "verify",
+        "--key",
+        "other.pub",
+        "--image",
+        &format!("{repo}:v1"),
+    ]);
+    let r = run(c).fails(4, "none of the 2 attached attestation(s) verified");
+    assert_eq!(
+        r.stdout.lines().filter(|l| l.starts_with("FAIL")).count(),
+        2,
+        "{}",
+        r.stdout
+    );
+    // And a missing spool directory is "could not do it", not a bug.
+    let mut c = provenant(d);
+    c.args(["publish", "no-such-spool"]);
+    run(c).fails(3, "no-such-spool");
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 
-use crate::publish::{push_with_retry, Credentials, Registry, Spool};
+use crate::publish::{push_with_retry, Credentials, Deadline, Registry, Spool};
 use crate::verify::exit;
 
 #[derive(Args, Debug, Clone)]
@@ -16,14 +16,45 @@ pub struct RegistryOpts {
     /// $DOCKER_CONFIG/config.json or ~/.docker/config.json if present.
     #[arg(long, value_name = "FILE", env = "PROVENANT_REGISTRY_CONFIG")]
     pub registry_config: Option<PathBuf>,
-    /// Registry user name (overrides the config file).
-    #[arg(long, env = "PROVENANT_REGISTRY_USERNAME")]
-    pub registry_username: Option<String>,
-    /// Registry password; prefer the environment variable.
-    #[arg(long, env = "PROVENANT_REGISTRY_PASSWORD", hide_env_values = true)]
+    /// Log in to registry HOST[:PORT] as USER (repeatable, or
+    /// comma-separated in the environment), with the password from
+    /// PROVENANT_REGISTRY_PASSWORD or --registry-password-file. Sent to
+    /// that registry only, never to others the builder may name.
+    #[arg(
+        long = "registry-auth",
+        value_name = "HOST=USER",
+        env = "PROVENANT_REGISTRY_AUTH",
+        value_delimiter = ','
+    )]
+    pub registry_auth: Vec<String>,
+    /// File holding the password for --registry-auth (a mounted Secret).
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "PROVENANT_REGISTRY_PASSWORD_FILE",
+        conflicts_with = "registry_password"
+    )]
+    pub registry_password_file: Option<PathBuf>,
+    /// Password for --registry-auth; set it in the environment, not on the
+    /// command line.
+    #[arg(
+        long,
+        env = "PROVENANT_REGISTRY_PASSWORD",
+        hide_env_values = true,
+        hide = true
+    )]
     pub registry_password: Option<String>,
+    /// Removed: it sent the password to every registry, including ones the
+    /// builder names. Refused with a pointer to --registry-auth.
+    #[arg(
+        long,
+        env = "PROVENANT_REGISTRY_USERNAME",
+        hide = true,
+        value_parser = removed_username
+    )]
+    pub registry_username: Option<String>,
     /// Registry (HOST[:PORT]) to reach over plain HTTP; repeatable.
-    /// Loopback registries always are.
+    /// Loopback registries (127.0.0.0/8, [::1], localhost) always are.
     #[arg(long = "plain-http", value_name = "REGISTRY")]
     pub plain_http: Vec<String>,
     /// Extra CA certificate (PEM) to trust for registries; repeatable.
@@ -31,12 +62,28 @@ pub struct RegistryOpts {
     pub registry_ca: Vec<PathBuf>,
 }
 
+fn removed_username(_: &str) -> Result<String, String> {
+    Err(
+        "--registry-username (PROVENANT_REGISTRY_USERNAME) is no longer accepted: it sent the \
+         password to every registry, including ones the builder names; use \
+         --registry-auth HOST=USER (PROVENANT_REGISTRY_AUTH)"
+            .into(),
+    )
+}
+
 impl RegistryOpts {
     pub fn registry(&self) -> anyhow::Result<Registry> {
+        let password = match &self.registry_password_file {
+            Some(p) => Some(
+                crate::publish::auth::read_password(p)
+                    .with_context(|| format!("--registry-password-file {}", p.display()))?,
+            ),
+            None => self.registry_password.clone(),
+        };
         let creds = Credentials::load(
             self.registry_config.as_deref(),
-            self.registry_username.clone(),
-            self.registry_password.clone(),
+            &self.registry_auth,
+            password,
         )?;
         let mut cas = Vec::new();
         for p in &self.registry_ca {
@@ -45,7 +92,7 @@ impl RegistryOpts {
                     .with_context(|| format!("cannot read --registry-ca {}", p.display()))?,
             );
         }
-        Ok(Registry::new(creds, self.plain_http.clone(), cas))
+        Ok(Registry::new(creds, self.plain_http.clone(), cas)?)
     }
 }
 
@@ -56,24 +103,70 @@ pub struct PublishArgs {
     pub spool: PathBuf,
     #[command(flatten)]
     pub registry: RegistryOpts,
-    /// How long to keep retrying one attestation while the registry fails.
+    /// Deadline per attestation, in seconds: its retries stop and every
+    /// request for it is cut off by then.
     #[arg(long, value_name = "SECONDS", default_value_t = 30)]
     pub timeout: u64,
+    /// Also re-check the entries already published (spool/published/):
+    /// any attestation no longer in its tags (dropped by another writer) is
+    /// pushed again.
+    #[arg(long)]
+    pub reconcile: bool,
 }
 
 pub fn publish(a: PublishArgs) -> anyhow::Result<i32> {
-    if !a.spool.is_dir() {
-        anyhow::bail!("{}: no such spool directory", a.spool.display());
-    }
-    let spool = Spool::open(&a.spool)?;
+    let spool = Spool::open_existing(&a.spool)?;
     let registry = a.registry.registry()?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start async runtime")?;
+    let deadline = || Deadline::after(Duration::from_secs(a.timeout));
     let mut failed = 0;
     let mut done = 0;
-    for (path, entry) in spool.pending()? {
+    let mut todo = Vec::new();
+    if a.reconcile {
+        for (path, entry) in spool.published()? {
+            let entry = match entry {
+                Ok(e) => e,
+                Err(e) => {
+                    tracing::error!(error = %e, "skipping");
+                    failed += 1;
+                    continue;
+                }
+            };
+            match rt.block_on(registry.is_attached(
+                &entry.image,
+                &entry.envelope,
+                &entry.key_id,
+                &entry.predicate_type,
+                &deadline(),
+            )) {
+                Ok(missing) if missing.is_empty() => {
+                    println!("present {}", path.display());
+                }
+                Ok(missing) => {
+                    println!(
+                        "missing {} from {}; publishing it again",
+                        path.display(),
+                        missing.join(", ")
+                    );
+                    todo.push((spool.mark_pending(&path)?, Ok(entry)));
+                }
+                Err(e) => {
+                    failed += 1;
+                    tracing::error!(file = %path.display(), error = %e, "could not check");
+                }
+            }
+        }
+    }
+    let pending = spool.pending()?;
+    for (path, entry) in pending {
+        if !todo.iter().any(|(p, _)| p == &path) {
+            todo.push((path, entry));
+        }
+    }
+    for (path, entry) in todo {
         let entry = match entry {
             Ok(e) => e,
             Err(e) => {
@@ -82,20 +175,21 @@ pub fn publish(a: PublishArgs) -> anyhow::Result<i32> {
                 continue;
             }
         };
-        match rt.block_on(push_with_retry(
-            &registry,
-            &entry,
-            Duration::from_secs(a.timeout),
-        )) {
+        match rt.block_on(push_with_retry(&registry, &entry, deadline())) {
             Ok(att) => {
                 spool.mark_published(&path)?;
                 done += 1;
+                for f in &att.foreign {
+                    println!("left untouched: {f}");
+                }
                 println!(
-                    "published {} -> {} ({}), {} ({})",
+                    "published {} -> {} ({}), {} ({}{})",
                     path.display(),
                     att.att_tag,
                     if att.att_appended {
                         "appended"
+                    } else if att.foreign.iter().any(|f| f.contains(".att")) {
+                        "foreign, skipped"
                     } else {
                         "already there"
                     },
@@ -104,6 +198,11 @@ pub fn publish(a: PublishArgs) -> anyhow::Result<i32> {
                         "pushed"
                     } else {
                         "already there"
+                    },
+                    if att.referrers_api {
+                        ", indexed by the registry"
+                    } else {
+                        ""
                     }
                 );
             }

@@ -130,8 +130,11 @@ pub struct RecordArgs {
     /// that could not be pushed stay here for `provenant publish`.
     #[arg(long, value_name = "DIR")]
     pub spool: Option<PathBuf>,
-    /// How long to keep retrying a failing registry; keep it well inside
-    /// the pod's termination grace period.
+    /// Deadline in seconds for the registry work after the build ends
+    /// (confirming claimed images, then publishing, over all images,
+    /// retries and requests): the sidecar is done by then whatever the
+    /// registry does. The default leaves 10 s of a 30 s termination grace
+    /// period.
     #[arg(long, value_name = "SECONDS", default_value_t = 20)]
     pub publish_timeout: u64,
     #[command(flatten)]
@@ -244,6 +247,10 @@ pub fn record(a: RecordArgs) -> anyhow::Result<i32> {
         waiter.wait().await
     })?;
     let t0 = Instant::now();
+    // From here the pod's grace period runs: everything the registry is
+    // asked shares one deadline.
+    let registry_deadline =
+        crate::publish::Deadline::after(std::time::Duration::from_secs(a.publish_timeout));
     // What watching the build cost, for the log (and the bench).
     let cpu_build_ms = crate::memory::cpu_ms();
     // Everything the builder did is in the kernel's event queue by now;
@@ -287,7 +294,7 @@ pub fn record(a: RecordArgs) -> anyhow::Result<i32> {
     let claims = if a.subjects == SubjectSource::Files || sources.is_empty() {
         Vec::new()
     } else {
-        checked_claims(&sources, &allowed, registry.as_ref())?
+        checked_claims(&sources, &allowed, registry.as_ref(), &registry_deadline)?
     };
     let images_subject = !claims.is_empty();
     if !images_subject && a.subjects == SubjectSource::Reported {
@@ -547,13 +554,15 @@ pub fn record(a: RecordArgs) -> anyhow::Result<i32> {
             &att.signed.to_envelope(),
             signer.key_id(),
             provenance::SLSA_PROVENANCE_V1,
+            &registry_deadline,
         )?;
     }
     Ok(exit::OK)
 }
 
-/// How long the registry may take to confirm the claimed images, in all.
-const CLAIM_CHECK_BUDGET: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long the registry may take to confirm the claimed images, in all
+/// (and never past `--publish-timeout`, which it shares with publishing).
+const CLAIM_CHECK_BUDGET: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The builder's image claims that survive their checks. A claim that
 /// fails is logged with its reason and never signed. With an allow-list,
@@ -566,6 +575,7 @@ fn checked_claims(
     sources: &ReportSources,
     allowed: &AllowedRepos,
     registry: Option<&crate::publish::Registry>,
+    within: &crate::publish::Deadline,
 ) -> anyhow::Result<Vec<Claim>> {
     let reported = provenance::reported_claims(sources);
     for r in &reported.rejected {
@@ -584,7 +594,11 @@ fn checked_claims(
         .enable_all()
         .build()
         .context("cannot start async runtime")?;
-    let deadline = tokio::time::Instant::now() + CLAIM_CHECK_BUDGET;
+    let deadline = crate::publish::Deadline::at(
+        within
+            .instant()
+            .min(std::time::Instant::now() + CLAIM_CHECK_BUDGET),
+    );
     let mut out = Vec::new();
     for mut c in reported.claims {
         let shown_name = crate::untrusted::shown(std::path::Path::new(&c.name));
@@ -597,8 +611,13 @@ fn checked_claims(
             continue;
         }
         let pinned = c.pinned();
-        let resolved = rt
-            .block_on(async { tokio::time::timeout_at(deadline, registry.resolve(&pinned)).await });
+        let resolved = rt.block_on(async {
+            tokio::time::timeout_at(
+                deadline.instant().into(),
+                registry.resolve_until(&pinned, &deadline),
+            )
+            .await
+        });
         // A registry that says "no such manifest" refutes the claim; one
         // that cannot be asked leaves it unconfirmed but allowed, so that
         // an outage loses no attestation (publishing resolves it again).
@@ -684,6 +703,7 @@ fn publish_images(
     envelope: &crate::sign::Envelope,
     key_id: &str,
     predicate_type: &str,
+    deadline: &crate::publish::Deadline,
 ) -> anyhow::Result<()> {
     if images.is_empty() {
         tracing::warn!(
@@ -706,7 +726,7 @@ fn publish_images(
             envelope: envelope.clone(),
         };
         let path = spool.add(&entry)?;
-        match rt.block_on(push_with_retry(registry, &entry, std::time::Duration::from_secs(a.publish_timeout))) {
+        match rt.block_on(push_with_retry(registry, &entry, *deadline)) {
             Ok(att) => {
                 spool.mark_published(&path)?;
                 tracing::info!(image = %att.image, att = %att.att_tag, referrer = %att.referrer, "attestation attached");

@@ -95,6 +95,7 @@ fn verify_image(
     let (img, found) = rt.block_on(registry.fetch(image))?;
     let mut ok = 0;
     let mut policy_failed = 0;
+    let mut first_failure: Option<String> = None;
     for f in &found {
         let label = format!("{} {}", f.source, f.digest);
         let result =
@@ -138,7 +139,14 @@ fn verify_image(
                     );
                 }
             }
-            Err(e) => println!("FAIL  {label}  {e}"),
+            Err(e) => {
+                println!("FAIL  {label}  {e}");
+                // The error line names the image once.
+                let prefix = format!("{}@{}: ", img.repository(), img.digest);
+                first_failure.get_or_insert_with(|| {
+                    e.strip_prefix(&prefix).map(str::to_string).unwrap_or(e)
+                });
+            }
         }
     }
     if found.is_empty() {
@@ -152,13 +160,24 @@ fn verify_image(
         img.digest,
         found.len()
     );
-    Ok(if ok > 0 {
-        exit::OK
-    } else if policy_failed > 0 {
-        exit::POLICY
+    let name = format!("{}@{}", img.repository(), img.digest);
+    if ok > 0 {
+        Ok(exit::OK)
+    } else if let (Some(p), true) = (policy, policy_failed > 0) {
+        Err(crate::verify::VerifyError::Policy {
+            label: name,
+            policy: p.path.display().to_string(),
+            count: policy_failed,
+        }
+        .into())
     } else {
-        exit::INVALID
-    })
+        Err(crate::verify::VerifyError::NoneVerified {
+            image: name,
+            count: found.len(),
+            first: first_failure.unwrap_or_default(),
+        }
+        .into())
+    }
 }
 
 /// Prints every violation on its own line, then fails with the count.

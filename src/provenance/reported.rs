@@ -225,7 +225,7 @@ fn claimed_name(file: &Path, reference: &str) -> Result<String, ReportedError> {
         ));
     }
     let name = image_repository(r);
-    name.parse::<oci_client::Reference>()
+    name.parse::<oci_spec::distribution::Reference>()
         .map_err(|_| invalid(file, "a claimed image is not a valid image reference"))?;
     Ok(name.to_string())
 }
@@ -572,7 +572,7 @@ impl AllowedRepos {
         let Some(set) = &self.set else {
             return false;
         };
-        let Ok(r) = name.parse::<oci_client::Reference>() else {
+        let Ok(r) = name.parse::<oci_spec::distribution::Reference>() else {
             return false;
         };
         let full = format!("{}/{}", r.registry(), r.repository());

@@ -1,11 +1,13 @@
 //! Registry credentials: a docker `config.json` (also the content of a
 //! Kubernetes `kubernetes.io/dockerconfigjson` Secret, which is what
-//! `imagePullSecrets` mount) and explicit flags, the flags winning.
+//! `imagePullSecrets` mount) and explicit `HOST=USER` pairs, the pairs
+//! winning. Every credential belongs to one registry host: the builder
+//! names the images, so a credential that went to any host would go to a
+//! host of the builder's choosing.
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use base64::Engine;
-use oci_client::secrets::RegistryAuth;
 use serde::Deserialize;
 
 #[derive(Debug, thiserror::Error)]
@@ -22,10 +24,10 @@ pub enum AuthError {
     },
     #[error("{path}: auths.{registry}.auth is not base64 of USER:PASSWORD")]
     BadAuth { path: PathBuf, registry: String },
-    #[error(
-        "--registry-username given without --registry-password (or PROVENANT_REGISTRY_PASSWORD)"
-    )]
+    #[error("--registry-auth given without a password: set PROVENANT_REGISTRY_PASSWORD or pass --registry-password-file")]
     NoPassword,
+    #[error("--registry-auth {0}: expected HOST[:PORT]=USER (a registry host, not a URL or repository; a user name without ':')")]
+    BadPair(String),
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -46,8 +48,6 @@ struct DockerAuth {
 pub struct Credentials {
     /// registry host -> (user, password)
     by_registry: BTreeMap<String, (String, String)>,
-    /// From flags: used for every registry.
-    explicit: Option<(String, String)>,
 }
 
 /// `https://index.docker.io/v1/`, `registry:5000`, `https://registry:5000/v2/`
@@ -70,9 +70,11 @@ impl Credentials {
 
     /// `config`: an explicit docker config file; otherwise `$DOCKER_CONFIG/config.json`
     /// or `~/.docker/config.json` when present.
+    /// `scoped`: `HOST[:PORT]=USER` pairs, each given `password`; they
+    /// override the config file for those hosts and no other.
     pub fn load(
         config: Option<&Path>,
-        username: Option<String>,
+        scoped: &[String],
         password: Option<String>,
     ) -> Result<Credentials, AuthError> {
         let mut creds = Credentials::default();
@@ -119,23 +121,62 @@ impl Credentials {
                 creds.by_registry.insert(normalize(&registry), pair);
             }
         }
-        match (username, password) {
-            (Some(u), Some(p)) => creds.explicit = Some((u, p)),
-            (Some(_), None) => return Err(AuthError::NoPassword),
-            _ => {}
+        if !scoped.is_empty() {
+            let password = password.ok_or(AuthError::NoPassword)?;
+            for pair in scoped {
+                let (host, user) = parse_pair(pair)?;
+                creds.by_registry.insert(host, (user, password.clone()));
+            }
         }
         Ok(creds)
     }
 
-    pub fn for_registry(&self, registry: &str) -> RegistryAuth {
-        if let Some((u, p)) = &self.explicit {
-            return RegistryAuth::Basic(u.clone(), p.clone());
-        }
-        match self.by_registry.get(&normalize(registry)) {
-            Some((u, p)) => RegistryAuth::Basic(u.clone(), p.clone()),
-            None => RegistryAuth::Anonymous,
-        }
+    /// The user and password for exactly this registry host, if any.
+    pub fn for_registry(&self, registry: &str) -> Option<(&str, &str)> {
+        self.by_registry
+            .get(&normalize(registry))
+            .map(|(u, p)| (u.as_str(), p.as_str()))
     }
+}
+
+/// The password in `path` (a mounted Secret): the first line, without its
+/// line ending; at most 4 KiB are read.
+pub fn read_password(path: &Path) -> Result<String, AuthError> {
+    use std::io::Read;
+    let err = |source| AuthError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut buf = Vec::new();
+    std::fs::File::open(path)
+        .map_err(err)?
+        .take(4096)
+        .read_to_end(&mut buf)
+        .map_err(err)?;
+    let s = String::from_utf8(buf).map_err(|_| {
+        err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "not UTF-8 text",
+        ))
+    })?;
+    Ok(s.lines().next().unwrap_or("").to_string())
+}
+
+/// `HOST[:PORT]=USER`.
+pub fn parse_pair(pair: &str) -> Result<(String, String), AuthError> {
+    let bad = || AuthError::BadPair(pair.chars().take(200).collect());
+    let (host, user) = pair.split_once('=').ok_or_else(bad)?;
+    let host = host.trim();
+    if host.is_empty()
+        || user.is_empty()
+        || user.contains(':')
+        || host.contains("://")
+        || host.contains('/')
+        || host.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err(bad());
+    }
+    Ok((normalize(host), user.to_string()))
 }
 
 #[cfg(test)]
@@ -152,18 +193,62 @@ mod tests {
             format!(r#"{{"auths":{{"https://index.docker.io/v1/":{{"auth":"{auth}"}},"localhost:5000":{{"username":"bob","password":"pw"}}}}}}"#),
         )
         .unwrap();
-        let c = Credentials::load(Some(&p), None, None).unwrap();
-        assert!(
-            matches!(c.for_registry("index.docker.io"), RegistryAuth::Basic(u, p) if u == "alice" && p == "s3cr:et")
+        let c = Credentials::load(Some(&p), &[], None).unwrap();
+        assert_eq!(
+            c.for_registry("index.docker.io"),
+            Some(("alice", "s3cr:et"))
         );
-        assert!(
-            matches!(c.for_registry("localhost:5000"), RegistryAuth::Basic(u, _) if u == "bob")
-        );
-        assert!(matches!(c.for_registry("ghcr.io"), RegistryAuth::Anonymous));
+        assert_eq!(c.for_registry("docker.io"), Some(("alice", "s3cr:et")));
+        assert_eq!(c.for_registry("localhost:5000").unwrap().0, "bob");
+        assert_eq!(c.for_registry("ghcr.io"), None);
         std::fs::write(&p, r#"{"auths":{"r":{"auth":"!!!"}}}"#).unwrap();
-        let e = Credentials::load(Some(&p), None, None)
+        let e = Credentials::load(Some(&p), &[], None)
             .unwrap_err()
             .to_string();
         assert!(e.contains("auths.r.auth"), "{e}");
+    }
+
+    #[test]
+    fn scoped_credentials_go_to_their_host_only() {
+        let d = tempfile::tempdir().unwrap();
+        let empty = d.path().join("config.json");
+        std::fs::write(&empty, "{}").unwrap();
+        let c = Credentials::load(
+            Some(&empty),
+            &[
+                "registry.example.com=ci".into(),
+                "127.0.0.1:5000=local".into(),
+            ],
+            Some("pw".into()),
+        )
+        .unwrap();
+        assert_eq!(c.for_registry("registry.example.com"), Some(("ci", "pw")));
+        assert_eq!(c.for_registry("127.0.0.1:5000"), Some(("local", "pw")));
+        for other in [
+            "registry.example.com:443",
+            "evil.example",
+            "127.0.0.1:5001",
+            "localhost:5000",
+            "registry.example.com.evil.example",
+        ] {
+            assert_eq!(c.for_registry(other), None, "{other}");
+        }
+        assert!(matches!(
+            Credentials::load(Some(&empty), &["r.example=u".into()], None),
+            Err(AuthError::NoPassword)
+        ));
+        for bad in [
+            "r.example",
+            "=u",
+            "r.example=",
+            "https://r.example=u",
+            "r.example/app=u",
+            "r=u:p",
+        ] {
+            assert!(
+                matches!(parse_pair(bad), Err(AuthError::BadPair(_))),
+                "{bad}"
+            );
+        }
     }
 }

@@ -7,7 +7,7 @@ pub mod spool;
 
 pub use auth::{AuthError, Credentials};
 pub use bundle::{Bundle, BundleError, BUNDLE_MEDIA_TYPE};
-pub use registry::{Attached, Found, Registry, RegistryError};
+pub use registry::{Attached, Deadline, Found, Registry, RegistryError};
 pub use spool::{push_with_retry, Spool, SpoolEntry, SpoolError};
 
 use std::io::Write;

@@ -4,11 +4,11 @@
 //! `provenant publish SPOOL_DIR` pushes it later. Pushing is idempotent, so
 //! a crash between push and move costs nothing but a repeated no-op push.
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::registry::{sha256_digest, Attached, Registry, RegistryError};
+use super::registry::{sha256_digest, Attached, Deadline, Registry, RegistryError};
 use super::{write_file, Durability};
 use crate::sign::Envelope;
 
@@ -52,6 +52,22 @@ pub struct Spool {
 }
 
 impl Spool {
+    /// Opens an existing spool directory (`provenant publish`): a missing
+    /// one is an error, not an empty spool.
+    pub fn open_existing(dir: &Path) -> Result<Spool, SpoolError> {
+        match std::fs::metadata(dir) {
+            Ok(m) if m.is_dir() => Spool::open(dir),
+            Ok(_) => Err(SpoolError::Io {
+                path: dir.to_path_buf(),
+                source: std::io::Error::new(std::io::ErrorKind::NotADirectory, "not a directory"),
+            }),
+            Err(source) => Err(SpoolError::Io {
+                path: dir.to_path_buf(),
+                source,
+            }),
+        }
+    }
+
     pub fn open(dir: &Path) -> Result<Spool, SpoolError> {
         std::fs::create_dir_all(dir.join("published")).map_err(|source| SpoolError::Io {
             path: dir.to_path_buf(),
@@ -86,8 +102,17 @@ impl Spool {
 
     /// Entries still to push, oldest name first.
     pub fn pending(&self) -> Result<Vec<Pending>, SpoolError> {
-        let rd = std::fs::read_dir(&self.dir).map_err(|source| SpoolError::Io {
-            path: self.dir.clone(),
+        Self::entries_in(&self.dir)
+    }
+
+    /// Entries already published (for `publish --reconcile`).
+    pub fn published(&self) -> Result<Vec<Pending>, SpoolError> {
+        Self::entries_in(&self.dir.join("published"))
+    }
+
+    fn entries_in(dir: &Path) -> Result<Vec<Pending>, SpoolError> {
+        let rd = std::fs::read_dir(dir).map_err(|source| SpoolError::Io {
+            path: dir.to_path_buf(),
             source,
         })?;
         let mut paths: Vec<PathBuf> = rd
@@ -98,7 +123,7 @@ impl Spool {
         Ok(paths
             .into_iter()
             .map(|p| {
-                let entry = std::fs::read(&p)
+                let entry = read_capped(&p)
                     .map_err(|source| SpoolError::Io {
                         path: p.clone(),
                         source,
@@ -114,6 +139,17 @@ impl Spool {
             .collect())
     }
 
+    /// Moves a published entry back to pending (reconcile found it gone
+    /// and could not put it back).
+    pub fn mark_pending(&self, path: &Path) -> Result<PathBuf, SpoolError> {
+        let to = self.dir.join(path.file_name().unwrap_or_default());
+        std::fs::rename(path, &to).map_err(|source| SpoolError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Ok(to)
+    }
+
     pub fn mark_published(&self, path: &Path) -> Result<PathBuf, SpoolError> {
         let to = self
             .dir
@@ -127,23 +163,41 @@ impl Spool {
     }
 }
 
-/// Pushes with exponential backoff (0.5 s doubling, at most 8 s apart) until
-/// `budget` is spent. Mistakes that retrying cannot fix (bad credentials,
-/// unknown image, a foreign `.att` tag) end it at once.
+/// A spool file is one envelope; an attestation can be 25 MB, nothing
+/// legitimate is near this.
+const MAX_ENTRY: u64 = 256 << 20;
+
+fn read_capped(p: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let f = std::fs::File::open(p)?;
+    let mut out = Vec::new();
+    f.take(MAX_ENTRY + 1).read_to_end(&mut out)?;
+    if out.len() as u64 > MAX_ENTRY {
+        return Err(std::io::Error::other(format!(
+            "larger than {MAX_ENTRY} bytes"
+        )));
+    }
+    Ok(out)
+}
+
+/// Pushes with exponential backoff (0.5 s doubling, at most 8 s apart)
+/// until `deadline`, which bounds every request too: it returns by then
+/// whatever the registry does. Mistakes that retrying cannot fix (bad
+/// credentials, unknown image, foreign content on both tags) end it at once.
 pub async fn push_with_retry(
     registry: &Registry,
     e: &SpoolEntry,
-    budget: Duration,
+    deadline: Deadline,
 ) -> Result<Attached, RegistryError> {
-    let start = Instant::now();
+    let d = deadline;
     let mut delay = Duration::from_millis(500);
     loop {
         match registry
-            .attach(&e.image, &e.envelope, &e.key_id, &e.predicate_type)
+            .attach_until(&e.image, &e.envelope, &e.key_id, &e.predicate_type, &d)
             .await
         {
             Ok(a) => return Ok(a),
-            Err(err) if err.is_transient() && start.elapsed() + delay < budget => {
+            Err(err) if err.is_transient() && d.remaining() > delay => {
                 tracing::warn!(image = %e.image, error = %err, retry_in_ms = delay.as_millis() as u64, "registry push failed; retrying");
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(8));

@@ -52,6 +52,12 @@ pub enum VerifyError {
     },
     #[error("{image}: no attestation attached (no cosign .att tag, no referrers)")]
     NotAttached { image: String },
+    #[error("{image}: none of the {count} attached attestation(s) verified (first: {first})")]
+    NoneVerified {
+        image: String,
+        count: usize,
+        first: String,
+    },
     #[error("{path}: {source}")]
     Bundle {
         path: String,
@@ -74,7 +80,8 @@ impl VerifyError {
             VerifyError::Envelope { .. }
             | VerifyError::Statement { .. }
             | VerifyError::Bundle { .. }
-            | VerifyError::NotAttached { .. } => exit::INVALID,
+            | VerifyError::NotAttached { .. }
+            | VerifyError::NoneVerified { .. } => exit::INVALID,
         }
     }
 }

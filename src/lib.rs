@@ -3,10 +3,13 @@
 //! Data flows one way: `digest` (observe) -> `provenance` (describe) ->
 //! `sign` (DSSE) -> `publish` (files, logs); `verify` reads envelopes back
 //! and `cli` is the edge where errors become messages and exit codes.
+pub mod choice;
 pub mod cli;
 pub mod completion;
 pub mod digest;
+pub mod error;
 pub mod memory;
+pub mod pipeline;
 pub mod pod;
 pub mod provenance;
 pub mod publish;

@@ -418,6 +418,8 @@ pub fn with_suffix(prefix: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(s)
 }
 
+crate::exit_class!(WriteError => crate::error::exit::CANNOT_CHECK);
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -406,6 +406,8 @@ impl UntrustedDir {
     }
 }
 
+crate::exit_class!(UntrustedError => crate::error::exit::CANNOT_CHECK);
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -619,10 +619,8 @@ fn missing_command_is_a_clear_error() {
         "--",
         "definitely-not-a-command-xyz",
     ]);
-    run(c).fails(
-        CANNOT_CHECK,
-        "cannot start command 'definitely-not-a-command-xyz'",
-    );
+    // As `env` and `timeout` do: 127 for a command that is not there.
+    run(c).fails(127, "cannot start command 'definitely-not-a-command-xyz'");
 }
 
 #[test]

@@ -1,6 +1,7 @@
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
+use super::CliResult;
 use clap::Args;
 
 use crate::provenance::{
@@ -20,7 +21,7 @@ pub struct InspectArgs {
 
 const PREVIEW: usize = 10;
 
-pub fn inspect(a: InspectArgs) -> anyhow::Result<i32> {
+pub fn inspect(a: InspectArgs) -> CliResult {
     let label = a.file.display().to_string();
     let bytes = std::fs::read(&a.file).map_err(|source| VerifyError::Read {
         path: label.clone(),
@@ -40,7 +41,7 @@ pub fn inspect(a: InspectArgs) -> anyhow::Result<i32> {
     Ok(exit::OK)
 }
 
-fn summary(label: &str, env: &Envelope, st: &Statement, all: bool) -> anyhow::Result<String> {
+fn summary(label: &str, env: &Envelope, st: &Statement, all: bool) -> CliResult<String> {
     let mut o = String::new();
     writeln!(
         o,

@@ -1,8 +1,10 @@
 //! The command line: argument parsing, logging set-up, and mapping every
 //! failure to one line on stderr and an exit code (see `verify::exit`).
 mod attest;
+mod failure;
 mod inspect;
 mod keygen;
+mod opts;
 mod publish;
 mod record;
 mod run;
@@ -14,11 +16,9 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::digest::{DigestError, ErrorPolicy, WalkOptions};
-use crate::provenance::{MaterialsAs, ProductsAs, RootsError, DEFAULT_BUILDER_ID};
-use crate::publish::WriteError;
-use crate::sign::{EnvelopeError, KeyError};
-use crate::verify::{exit, VerifyError};
+pub use failure::{CliResult, Context, Failure, UsageError};
+
+use crate::verify::exit;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -74,167 +74,6 @@ pub enum Command {
     Digest(DigestArgs),
 }
 
-/// A mistake in how the command was called that clap cannot see (a
-/// combination of flags, a bad pattern): exit code 2, like clap's own.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct UsageError(pub String);
-
-/// Options shared by every command that hashes trees.
-#[derive(Args, Debug, Clone)]
-pub struct HashOpts {
-    /// Glob (relative to each root, `/`-separated) to leave out; repeatable.
-    #[arg(long = "exclude", value_name = "GLOB")]
-    pub excludes: Vec<String>,
-    /// What to do with a file that cannot be read or vanishes mid-walk.
-    #[arg(long, value_enum, default_value = "fail")]
-    pub on_error: OnError,
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum OnError {
-    /// Stop with an error naming the file.
-    Fail,
-    /// Record the file with the error in the attestation and continue.
-    Record,
-}
-
-impl OnError {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OnError::Fail => "fail",
-            OnError::Record => "record",
-        }
-    }
-}
-
-impl HashOpts {
-    pub fn walk_options(&self) -> WalkOptions {
-        WalkOptions {
-            excludes: self.excludes.clone(),
-            on_error: match self.on_error {
-                OnError::Fail => ErrorPolicy::Fail,
-                OnError::Record => ErrorPolicy::Record,
-            },
-            progress: true,
-            ..Default::default()
-        }
-    }
-}
-
-/// Options that shape the predicate.
-#[derive(Args, Debug, Clone)]
-pub struct DescribeOpts {
-    /// `builder.id` to record: the identity of the platform running the build.
-    #[arg(long, default_value = DEFAULT_BUILDER_ID)]
-    pub builder_id: String,
-    /// Describe each material directory per file, or as one aggregate:
-    /// its git tree id, or its in-toto dirHash.
-    #[arg(long, value_enum, default_value = "files")]
-    pub materials_as: MaterialsAs,
-}
-
-/// How products become subjects (`attest`, `run`).
-#[derive(Args, Debug, Clone)]
-pub struct ProductOpts {
-    /// Subjects per product file, or one in-toto dirHash per product
-    /// directory (a 100k-file output in one line).
-    #[arg(long, value_enum, default_value = "files")]
-    pub products_as: ProductsAs,
-}
-
-impl DescribeOpts {
-    pub fn wants_git_blobs(&self) -> bool {
-        self.materials_as == MaterialsAs::Tree
-    }
-}
-
-/// A remote signer instead of a local key (`provenant signer` elsewhere).
-#[derive(Args, Debug, Clone)]
-pub struct RemoteSignerOpts {
-    /// URL of a `provenant signer` service holding the key.
-    #[arg(
-        long = "signer",
-        value_name = "URL",
-        env = "PROVENANT_SIGNER",
-        conflicts_with = "key"
-    )]
-    pub url: Option<String>,
-    /// File with the bearer token for the signer.
-    #[arg(
-        long = "signer-token-file",
-        value_name = "FILE",
-        env = "PROVENANT_SIGNER_TOKEN_FILE"
-    )]
-    pub token_file: Option<std::path::PathBuf>,
-    /// Extra CA certificate (PEM) for an HTTPS signer.
-    #[arg(long = "signer-ca", value_name = "PEM")]
-    pub ca: Option<std::path::PathBuf>,
-}
-
-impl RemoteSignerOpts {
-    /// The remote signer if one is configured, else the local key.
-    pub fn signer(
-        &self,
-        key: Option<&std::path::Path>,
-    ) -> anyhow::Result<Box<dyn crate::sign::Signer>> {
-        if let Some(url) = &self.url {
-            return Ok(Box::new(crate::sign::remote::RemoteSigner::connect(
-                url,
-                self.token_file.as_deref(),
-                self.ca.as_deref(),
-            )?));
-        }
-        match key {
-            Some(k) => Ok(Box::new(crate::sign::LocalSigner::load(k)?)),
-            None => anyhow::bail!("no signing key: pass --key FILE or --signer URL"),
-        }
-    }
-}
-
-/// in-toto link output, for chains verified with `in-toto-verify`.
-#[derive(Args, Debug, Clone)]
-pub struct LinkOpts {
-    /// Also write signed in-toto link metadata for this step into DIR
-    /// (`STEP.KEYID8.link`).
-    #[arg(long = "in-toto-link", value_name = "DIR", requires = "step_name")]
-    pub link_dir: Option<std::path::PathBuf>,
-    /// The step's name in the in-toto layout.
-    #[arg(long, value_name = "NAME")]
-    pub step_name: Option<String>,
-}
-
-impl LinkOpts {
-    pub fn write(
-        &self,
-        signed: &crate::sign::Signed,
-        command: &[String],
-        exit_code: Option<i32>,
-        signer: &dyn crate::sign::Signer,
-    ) -> anyhow::Result<()> {
-        use anyhow::Context;
-        let (Some(dir), Some(step)) = (&self.link_dir, &self.step_name) else {
-            return Ok(());
-        };
-        // Read back from what was signed: links are rare, and the
-        // statement is never held as values on the way to signing.
-        let statement = crate::provenance::Statement::parse(&signed.to_envelope().payload_bytes()?)
-            .context("reading back the signed statement")?;
-        let link =
-            crate::provenance::link::Link::from_statement(step, &statement, command, exit_code);
-        let env = crate::sign::Envelope::sign(
-            crate::provenance::IN_TOTO_PAYLOAD_TYPE,
-            &link.to_bytes(),
-            signer,
-        )?;
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        let path = dir.join(link.file_name(signer.key_id()));
-        crate::publish::write_atomic(&path, env.to_json().as_bytes())?;
-        tracing::info!(link = %path.display(), "in-toto link written");
-        Ok(())
-    }
-}
-
 #[derive(Args, Debug)]
 pub struct DigestArgs {
     /// Files or directories.
@@ -248,7 +87,7 @@ pub struct DigestArgs {
     #[arg(long)]
     pub dirhash: bool,
     #[command(flatten)]
-    pub hash: HashOpts,
+    pub hash: opts::HashOpts,
 }
 
 fn init_logging(format: LogFormat, level: &str) {
@@ -264,44 +103,6 @@ fn init_logging(format: LogFormat, level: &str) {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
-}
-
-/// Maps a failure to the documented exit code by its type.
-pub fn exit_code_for(err: &anyhow::Error) -> i32 {
-    for cause in err.chain() {
-        if cause.is::<UsageError>() {
-            return exit::USAGE;
-        }
-        if let Some(v) = cause.downcast_ref::<VerifyError>() {
-            return v.exit_code();
-        }
-        if let Some(g) = cause.downcast_ref::<crate::verify::gate::GateError>() {
-            return g.exit_code();
-        }
-        if let Some(e) = cause.downcast_ref::<EnvelopeError>() {
-            return match e {
-                EnvelopeError::Key(_) => exit::CANNOT_CHECK,
-                _ => exit::INVALID,
-            };
-        }
-        if cause.is::<KeyError>()
-            || cause.is::<DigestError>()
-            || cause.is::<RootsError>()
-            || cause.is::<WriteError>()
-            || cause.is::<crate::pod::StateError>()
-            || cause.is::<crate::watch::WatchError>()
-            || cause.is::<crate::provenance::ReportedError>()
-            || cause.is::<crate::completion::CompletionError>()
-            || cause.is::<crate::publish::RegistryError>()
-            || cause.is::<crate::verify::PolicyError>()
-            || cause.is::<crate::publish::AuthError>()
-            || cause.is::<crate::publish::SpoolError>()
-            || cause.is::<std::io::Error>()
-        {
-            return exit::CANNOT_CHECK;
-        }
-    }
-    exit::INTERNAL
 }
 
 /// One line, whatever the cause chain: scripts grep it, people read it.
@@ -349,14 +150,14 @@ pub fn main() -> i32 {
     };
     match result {
         Ok(code) => code,
-        Err(e) => {
-            eprintln!("provenant: error: {}", one_line(&e));
-            exit_code_for(&e)
+        Err(f) => {
+            eprintln!("provenant: error: {}", one_line(&f.error));
+            f.code
         }
     }
 }
 
-fn digest(a: DigestArgs) -> anyhow::Result<i32> {
+fn digest(a: DigestArgs) -> CliResult {
     use std::io::Write;
     let mut opts = a.hash.walk_options();
     opts.git_blobs = a.tree;
@@ -365,7 +166,11 @@ fn digest(a: DigestArgs) -> anyhow::Result<i32> {
     for p in &a.paths {
         let root = crate::provenance::hash_root(p, &opts)?;
         if a.tree {
-            let id = root.tree.git_tree().unwrap_or_default();
+            // Walked with git blob ids, so there is one: never print an empty id.
+            let id = root
+                .tree
+                .git_tree()
+                .ok_or_else(|| Failure::internal("the git tree id was not computed"))?;
             writeln!(out, "{id}  {}", p.display())?;
             continue;
         }

@@ -3,7 +3,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::Context;
+use super::CliResult;
+use super::Context;
 use clap::Args;
 
 use crate::publish::{push_with_retry, Credentials, Deadline, Registry, Spool};
@@ -72,7 +73,18 @@ fn removed_username(_: &str) -> Result<String, String> {
 }
 
 impl RegistryOpts {
-    pub fn registry(&self) -> anyhow::Result<Registry> {
+    /// Files holding registry credentials.
+    pub fn secrets(&self) -> Vec<&std::path::Path> {
+        [
+            self.registry_config.as_deref(),
+            self.registry_password_file.as_deref(),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
+    }
+
+    pub fn registry(&self) -> CliResult<Registry> {
         let password = match &self.registry_password_file {
             Some(p) => Some(
                 crate::publish::auth::read_password(p)
@@ -114,7 +126,7 @@ pub struct PublishArgs {
     pub reconcile: bool,
 }
 
-pub fn publish(a: PublishArgs) -> anyhow::Result<i32> {
+pub fn publish(a: PublishArgs) -> CliResult {
     let spool = Spool::open_existing(&a.spool)?;
     let registry = a.registry.registry()?;
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -214,10 +226,11 @@ pub fn publish(a: PublishArgs) -> anyhow::Result<i32> {
     }
     tracing::info!(published = done, failed, "spool {}", a.spool.display());
     if failed > 0 {
-        anyhow::bail!(crate::publish::SpoolError::NotPublished {
+        return Err(crate::publish::SpoolError::NotPublished {
             failed,
-            dir: a.spool.clone()
-        });
+            dir: a.spool.clone(),
+        }
+        .into());
     }
     Ok(exit::OK)
 }

@@ -2,7 +2,8 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use anyhow::Context;
+use super::CliResult;
+use super::{Context, Failure};
 use clap::Args;
 
 use crate::sign::LocalSigner;
@@ -21,7 +22,7 @@ pub struct SignerArgs {
     pub token_file: Option<PathBuf>,
 }
 
-pub fn serve(a: SignerArgs) -> anyhow::Result<i32> {
+pub fn serve(a: SignerArgs) -> CliResult {
     let signer = LocalSigner::load(&a.key)?;
     let token = match &a.token_file {
         Some(p) => {
@@ -29,10 +30,13 @@ pub fn serve(a: SignerArgs) -> anyhow::Result<i32> {
                 .with_context(|| format!("cannot read --token-file {}", p.display()))?;
             let t = t.trim().to_string();
             if t.len() < 16 {
-                anyhow::bail!(
-                    "--token-file {}: token shorter than 16 characters",
-                    p.display()
-                );
+                return Err(Failure::new(
+                    crate::verify::exit::USAGE,
+                    format!(
+                        "--token-file {}: token shorter than 16 characters",
+                        p.display()
+                    ),
+                ));
             }
             Some(t)
         }
@@ -54,7 +58,7 @@ pub fn serve(a: SignerArgs) -> anyhow::Result<i32> {
             .with_context(|| format!("--listen {}: cannot listen", a.listen))?;
         tracing::info!(addr = %listener.local_addr()?, key_id = %crate::sign::Signer::key_id(&signer), "signer ready");
         crate::sign::service::serve(listener, signer, token).await?;
-        anyhow::Ok(())
+        Ok::<(), Failure>(())
     })?;
     Ok(crate::verify::exit::OK)
 }

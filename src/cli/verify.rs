@@ -1,9 +1,10 @@
 use std::path::PathBuf;
 
+use super::CliResult;
 use clap::Args;
 
+use super::Context;
 use crate::sign::VerifyingKey;
-use anyhow::Context;
 
 use crate::verify::{exit, verify_file, AttachedError, Policy};
 
@@ -34,7 +35,7 @@ pub struct VerifyArgs {
     pub registry: super::publish::RegistryOpts,
 }
 
-pub fn verify(a: VerifyArgs) -> anyhow::Result<i32> {
+pub fn verify(a: VerifyArgs) -> CliResult {
     let mut keys = a
         .keys
         .iter()
@@ -86,7 +87,7 @@ fn verify_image(
     a: &VerifyArgs,
     keys: &[VerifyingKey],
     policy: Option<&Policy>,
-) -> anyhow::Result<i32> {
+) -> CliResult {
     let registry = a.registry.registry()?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -150,9 +151,10 @@ fn verify_image(
         }
     }
     if found.is_empty() {
-        anyhow::bail!(crate::verify::VerifyError::NotAttached {
-            image: format!("{}@{}", img.repository(), img.digest)
-        });
+        return Err(crate::verify::VerifyError::NotAttached {
+            image: format!("{}@{}", img.repository(), img.digest),
+        }
+        .into());
     }
     eprintln!(
         "{}@{}: {ok} of {} attestations verified",
@@ -181,7 +183,7 @@ fn verify_image(
 }
 
 /// Prints every violation on its own line, then fails with the count.
-pub fn enforce(p: &Policy, v: &crate::verify::Verified, label: &str) -> anyhow::Result<()> {
+pub fn enforce(p: &Policy, v: &crate::verify::Verified, label: &str) -> CliResult<()> {
     let violations = p.check(v, time::OffsetDateTime::now_utc());
     for x in &violations {
         eprintln!("policy violation: {label}: {x}");

@@ -25,12 +25,14 @@ use crate::provenance::ExitStatus;
 use time::OffsetDateTime;
 use tokio::sync::mpsc;
 
+mod child;
 mod http;
 mod kube;
 mod marker;
 mod process;
 mod signal;
 
+pub use child::{exit_code_of, run_child, ChildError};
 pub use kube::KubeConfig;
 pub use process::ProcessPattern;
 
@@ -241,6 +243,15 @@ pub async fn arm(
         http_addr,
         tasks,
     })
+}
+
+impl crate::error::ExitClass for CompletionError {
+    fn exit_code(&self) -> i32 {
+        match self {
+            CompletionError::BadTrigger { .. } => crate::error::exit::USAGE,
+            _ => crate::error::exit::CANNOT_CHECK,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -46,6 +46,10 @@ pub enum ErrorPolicy {
     /// Record an [`EntryKind::Error`] entry and continue.
     Record,
 }
+crate::choice!(ErrorPolicy {
+    Fail = "fail",
+    Record = "record",
+});
 
 #[derive(Debug, Clone, Default)]
 pub struct WalkOptions {
@@ -572,6 +576,15 @@ pub fn hash_tree(root: &Path, opts: &WalkOptions) -> Result<Tree, DigestError> {
         root: root.to_path_buf(),
         entries,
     })
+}
+
+impl crate::error::ExitClass for DigestError {
+    fn exit_code(&self) -> i32 {
+        match self {
+            DigestError::BadExclude { .. } => crate::error::exit::USAGE,
+            _ => crate::error::exit::CANNOT_CHECK,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -323,3 +323,5 @@ pub fn material_changes(before: &HashedRoot, now: &HashedRoot) -> Vec<ResourceDe
     }
     out
 }
+
+crate::exit_class!(StateError => crate::error::exit::CANNOT_CHECK);

@@ -192,7 +192,7 @@ impl PodIdentity {
 /// Everything observed about one build, ready to become a predicate.
 /// Materials borrow the hashed trees they describe.
 #[derive(Debug, Clone)]
-pub struct Observation<'a> {
+pub struct BuildFacts<'a> {
     pub builder_id: String,
     pub external: ExternalParameters,
     pub internal: InternalParameters,
@@ -257,7 +257,7 @@ pub fn exit_code_of(p: &Provenance) -> Option<i32> {
     std::str::from_utf8(&bytes).ok()?.trim().parse().ok()
 }
 
-impl<'a> Observation<'a> {
+impl<'a> BuildFacts<'a> {
     pub fn into_provenance(self) -> Provenance<DescriptorList<'a>> {
         let mut version = BTreeMap::new();
         version.insert(

@@ -602,6 +602,8 @@ pub fn reported_claims(src: &ReportSources) -> Reported {
     out
 }
 
+crate::exit_class!(ReportedError => crate::error::exit::CANNOT_CHECK);
+
 #[cfg(test)]
 mod tests {
     use super::*;

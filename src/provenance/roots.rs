@@ -7,42 +7,24 @@ use crate::digest::{self, DigestError, EntryKind, RelPath, Tree, WalkOptions};
 use super::{DescriptorList, ResourceDescriptor};
 
 /// How material roots are described.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+/// How material roots become resolved dependencies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MaterialsAs {
     /// One descriptor per file (sha256).
     Files,
-    /// One descriptor per directory root (its git tree id, equal to `git
-    /// rev-parse HEAD^{tree}` of a checkout; costs a second hash, SHA-1,
-    /// of every file); files named directly are still described one by one.
+    /// One per directory root: its git tree id.
     Tree,
-    /// One descriptor per directory root (its in-toto `dirHash`, made from
-    /// the sha256 digests; no second hash); files named directly are still
-    /// described one by one.
+    /// One per directory root: its in-toto dirHash.
     Dirhash,
 }
-
-impl MaterialsAs {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            MaterialsAs::Files => "files",
-            MaterialsAs::Tree => "tree",
-            MaterialsAs::Dirhash => "dirhash",
-        }
-    }
-
-    /// The form a snapshot recorded (older snapshots: files or tree).
-    pub fn parse(s: &str) -> Option<MaterialsAs> {
-        match s {
-            "files" => Some(MaterialsAs::Files),
-            "tree" => Some(MaterialsAs::Tree),
-            "dirhash" => Some(MaterialsAs::Dirhash),
-            _ => None,
-        }
-    }
-}
+crate::choice!(MaterialsAs {
+    Files = "files",
+    Tree = "tree",
+    Dirhash = "dirhash",
+});
 
 /// How product roots become subjects.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ProductsAs {
     /// One subject per regular file (sha256).
     #[default]
@@ -52,17 +34,11 @@ pub enum ProductsAs {
     /// of a few hundred bytes instead of ~16 MB.
     Dirhash,
 }
+crate::choice!(ProductsAs {
+    Files = "files",
+    Dirhash = "dirhash",
+});
 
-impl ProductsAs {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ProductsAs::Files => "files",
-            ProductsAs::Dirhash => "dirhash",
-        }
-    }
-}
-
-/// A hashed root together with the name prefix its entries get.
 #[derive(Debug, Clone)]
 pub struct HashedRoot {
     /// The path as the user gave it.
@@ -226,4 +202,13 @@ pub fn observed_outputs(roots: &[HashedRoot]) -> Vec<ResourceDescriptor> {
             d.annotate(ANN_ROLE, "observed-outputs")
         })
         .collect()
+}
+
+impl crate::error::ExitClass for RootsError {
+    fn exit_code(&self) -> i32 {
+        match self {
+            RootsError::Digest(e) => crate::error::ExitClass::exit_code(e),
+            RootsError::NoProducts(_) => crate::error::exit::CANNOT_CHECK,
+        }
+    }
 }

@@ -182,11 +182,13 @@ pub struct BuildMetadata {
     pub finished_on: Option<String>,
 }
 
+crate::exit_class!(StatementError => crate::error::exit::INVALID);
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::digest::{Entry, EntryKind, RelPath};
-    use crate::provenance::{DescriptorList, ExternalParameters, InternalParameters, Observation};
+    use crate::provenance::{BuildFacts, DescriptorList, ExternalParameters, InternalParameters};
 
     /// What is signed (a statement serialized straight from trees) is
     /// byte for byte what the typed statement serializes to once parsed:
@@ -210,7 +212,7 @@ mod tests {
         let mut materials = DescriptorList::new();
         materials.push_entries(&prefix, &entries[..7], false);
         materials.push(ResourceDescriptor::uri("base", "oci://example/base"));
-        let obs = Observation {
+        let obs = BuildFacts {
             builder_id: "https://ci.example.com".into(),
             external: ExternalParameters {
                 command: Some(vec!["make".into()]),

@@ -179,6 +179,8 @@ pub fn parse_pair(pair: &str) -> Result<(String, String), AuthError> {
     Ok((normalize(host), user.to_string()))
 }
 
+crate::exit_class!(AuthError => crate::error::exit::CANNOT_CHECK);
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -20,11 +20,47 @@ pub struct Bundle<'a> {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct VerificationMaterial {
-    pub public_key: PublicKeyHint,
+    /// A key the verifier holds (exactly one of this and `certificate`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_key: Option<PublicKeyHint>,
+    /// The signing certificate (v0.3: the leaf only; the chain is in the
+    /// verifier's trusted root).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<RawBytes>,
     #[serde(default)]
     pub tlog_entries: Vec<serde_json::Value>,
     #[serde(default)]
     pub timestamp_verification_data: TimestampVerificationData,
+}
+
+/// protobuf `bytes` in JSON: standard base64.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RawBytes {
+    pub raw_bytes: String,
+}
+
+impl From<&crate::sign::VerificationMaterial> for VerificationMaterial {
+    fn from(m: &crate::sign::VerificationMaterial) -> Self {
+        use crate::sign::KeyMaterial;
+        let (public_key, certificate) = match &m.key {
+            KeyMaterial::PublicKey { hint } => (Some(PublicKeyHint { hint: hint.clone() }), None),
+            KeyMaterial::Certificate { chain } => (
+                None,
+                chain.first().map(|leaf| RawBytes {
+                    raw_bytes: crate::sign::encode_b64(leaf),
+                }),
+            ),
+        };
+        VerificationMaterial {
+            public_key,
+            certificate,
+            tlog_entries: m.tlog_entries.clone(),
+            timestamp_verification_data: TimestampVerificationData {
+                rfc3161_timestamps: m.rfc3161_timestamps.clone(),
+            },
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -79,6 +115,13 @@ impl<'a> Bundle<'a> {
         )
     }
 
+    /// The bundle for a signed attestation, with its verification material.
+    pub fn for_attestation(att: &'a crate::sign::Attestation) -> Bundle<'a> {
+        let mut b = Self::for_signed(&att.signed, "");
+        b.verification_material = VerificationMaterial::from(&att.material);
+        b
+    }
+
     /// The bundle for a freshly signed envelope, its payload copied
     /// verbatim.
     pub fn for_signed(signed: &'a Signed, key_id: &str) -> Bundle<'a> {
@@ -98,13 +141,9 @@ impl<'a> Bundle<'a> {
     ) -> Bundle<'a> {
         Bundle {
             media_type: BUNDLE_MEDIA_TYPE.into(),
-            verification_material: VerificationMaterial {
-                public_key: PublicKeyHint {
-                    hint: key_id.into(),
-                },
-                tlog_entries: Vec::new(),
-                timestamp_verification_data: TimestampVerificationData::default(),
-            },
+            verification_material: VerificationMaterial::from(
+                &crate::sign::VerificationMaterial::public_key(key_id),
+            ),
             dsse_envelope: BundleEnvelope {
                 payload,
                 payload_type: payload_type.to_string(),
@@ -170,3 +209,5 @@ pub fn sniff(bytes: &[u8]) -> Option<Result<Bundle<'static>, BundleError>> {
     (text.contains("\"dsseEnvelope\"") || text.contains("application/vnd.dev.sigstore.bundle"))
         .then(|| Bundle::parse(bytes))
 }
+
+crate::exit_class!(BundleError => crate::error::exit::INVALID);

@@ -1,9 +1,23 @@
-//! Where signed attestations go: files (written atomically) and, in pod
-//! mode, one marked JSON line on stdout.
+//! Publish: where signed attestations go. Each destination is an
+//! [`Output`] in a file of its own (envelope file, Sigstore bundle, in-toto
+//! link, log line, registry); `output.rs` runs them.
 pub mod auth;
 pub mod bundle;
+mod bundle_file;
+mod envelope_file;
+mod link_file;
+mod log_output;
+pub mod output;
 pub mod registry;
+mod registry_output;
 pub mod spool;
+
+pub use bundle_file::BundleFile;
+pub use envelope_file::EnvelopeFile;
+pub use link_file::LinkFile;
+pub use log_output::LogLineOutput;
+pub use output::{emit_all, Emitted, Output, OutputError, Stage};
+pub use registry_output::RegistryOutput;
 
 pub use auth::{AuthError, Credentials};
 pub use bundle::{Bundle, BundleError, BUNDLE_MEDIA_TYPE};

@@ -206,3 +206,5 @@ pub async fn push_with_retry(
         }
     }
 }
+
+crate::exit_class!(SpoolError => crate::error::exit::CANNOT_CHECK);

@@ -392,6 +392,15 @@ impl Envelope {
     }
 }
 
+impl crate::error::ExitClass for EnvelopeError {
+    fn exit_code(&self) -> i32 {
+        match self {
+            EnvelopeError::Key(_) => crate::error::exit::CANNOT_CHECK,
+            _ => crate::error::exit::INVALID,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

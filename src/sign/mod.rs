@@ -1,21 +1,44 @@
-//! Signing: keys (PKCS#8 / SPKI PEM and cosign's encrypted format, through
-//! the `sigstore` crate) and DSSE envelopes.
+//! Sign: keys (PKCS#8 / SPKI PEM and cosign's encrypted format, through the
+//! `sigstore` crate), DSSE envelopes, and the signers a command can use,
+//! each a provider in its own file chosen by [`providers::open`]:
+//!
+//! * `local.rs`: a key file mounted only into provenant's container;
+//! * `remote.rs`: a `provenant signer` service holding the key elsewhere;
+//! * `dev.rs`: `provenant run`'s development key, for trying it out.
+mod attestation;
+mod dev;
 mod dsse;
 mod keys;
+mod local;
+mod material;
+pub mod providers;
 pub mod remote;
 pub mod service;
 
+pub use attestation::Attestation;
 pub use dsse::*;
 pub use keys::*;
+pub use local::LocalSigner;
+pub use material::{KeyMaterial, VerificationMaterial};
+pub use providers::{open_signer, RemoteConfig, SignerConfig};
 
 use crate::provenance::IN_TOTO_PAYLOAD_TYPE;
 
-/// Anything that can sign bytes: a local key today, a remote signer service
-/// tomorrow (the key never has to be on the machine that runs the build).
+/// Anything that can sign bytes: a key in this process, a remote signer
+/// service (the key never has to be on the machine that runs the build),
+/// an ephemeral key certified for one attestation.
 pub trait Signer: Send + Sync {
     /// Hex SHA-256 of the public key's SPKI DER; written as the DSSE keyid.
     fn key_id(&self) -> &str;
     fn sign(&self, message: &[u8]) -> Result<Vec<u8>, KeyError>;
+    /// What a verifier needs beside the signature of the last `sign`.
+    fn verification_material(&self) -> VerificationMaterial {
+        VerificationMaterial::public_key(self.key_id())
+    }
+    /// Proves, before a build runs, that signing will work after it.
+    fn check(&self) -> Result<(), KeyError> {
+        Ok(())
+    }
 }
 
 /// An in-toto statement serialized into `buf`, ready to sign.

@@ -17,7 +17,32 @@ use std::path::Path;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 
+use super::providers::{SignerConfig, SignerProvider};
 use super::{key_id_of_spki, KeyError, Signer, VerifyingKey};
+
+/// `--signer URL`.
+pub struct Remote;
+
+impl SignerProvider for Remote {
+    fn name(&self) -> &'static str {
+        "remote signer"
+    }
+
+    fn wanted(&self, c: &SignerConfig) -> bool {
+        c.remote.is_some()
+    }
+
+    /// Connects and fetches the public key now: a wrong URL or token fails
+    /// before the build, not after it.
+    fn open(&self, c: &SignerConfig) -> Result<Box<dyn Signer>, KeyError> {
+        let r = c.remote.as_ref().ok_or(KeyError::NoSigner)?;
+        Ok(Box::new(RemoteSigner::connect(
+            &r.url,
+            r.token_file.as_deref(),
+            r.ca.as_deref(),
+        )?))
+    }
+}
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -463,3 +463,9 @@ pub async fn check_image(
         },
     })
 }
+
+impl crate::error::ExitClass for GateError {
+    fn exit_code(&self) -> i32 {
+        GateError::exit_code(self)
+    }
+}

@@ -9,22 +9,7 @@ pub use policy::{Policy, PolicyError, Violation};
 use crate::provenance::{Statement, StatementError, IN_TOTO_PAYLOAD_TYPE};
 use crate::sign::{Envelope, EnvelopeError, KeyError, VerifyingKey};
 
-/// Exit codes scripts can rely on (also listed in the README).
-pub mod exit {
-    /// Everything checked out.
-    pub const OK: i32 = 0;
-    /// Unexpected internal error.
-    pub const INTERNAL: i32 = 1;
-    /// Command-line usage error (clap's own code).
-    pub const USAGE: i32 = 2;
-    /// Could not check: missing/unreadable file, bad key file, I/O, network.
-    pub const CANNOT_CHECK: i32 = 3;
-    /// The attestation is invalid: malformed, tampered, or not signed by a
-    /// trusted key.
-    pub const INVALID: i32 = 4;
-    /// Valid signature, but the policy rejects it.
-    pub const POLICY: i32 = 5;
-}
+pub use crate::error::exit;
 
 #[derive(Debug, thiserror::Error)]
 pub enum VerifyError {
@@ -219,4 +204,10 @@ fn trim_jsonl(b: &[u8]) -> &[u8] {
         .rposition(|c| !c.is_ascii_whitespace())
         .map_or(start, |i| i + 1);
     &b[start..end]
+}
+
+impl crate::error::ExitClass for VerifyError {
+    fn exit_code(&self) -> i32 {
+        VerifyError::exit_code(self)
+    }
 }

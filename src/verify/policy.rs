@@ -390,6 +390,8 @@ fn human(d: time::Duration) -> String {
     }
 }
 
+crate::exit_class!(PolicyError => crate::error::exit::CANNOT_CHECK);
+
 #[cfg(test)]
 mod tests {
     use super::*;

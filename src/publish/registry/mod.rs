@@ -1001,6 +1001,8 @@ pub(crate) fn annotations(pairs: &[(&str, &str)]) -> std::collections::HashMap<S
         .collect()
 }
 
+crate::exit_class!(RegistryError => crate::error::exit::CANNOT_CHECK);
+
 #[cfg(test)]
 mod tests {
     use super::*;

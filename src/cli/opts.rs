@@ -1,0 +1,283 @@
+//! Flag groups several commands share, each turned into the library's own
+//! option type (no clap type crosses into the library).
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::CliResult;
+use clap::builder::{PossibleValuesParser, TypedValueParser};
+use clap::Args;
+
+use super::publish::RegistryOpts;
+use super::UsageError;
+use crate::choice::Choice;
+use crate::digest::{ErrorPolicy, WalkOptions};
+use crate::pipeline::claims::{SubjectOptions, SubjectSource};
+use crate::pipeline::DescribeOptions;
+use crate::provenance::{AllowedRepos, MaterialsAs, ProductsAs, ReportSources, DEFAULT_BUILDER_ID};
+use crate::publish::{BundleFile, Deadline, EnvelopeFile, LinkFile, Output, RegistryOutput};
+use crate::sign::{RemoteConfig, Signer, SignerConfig};
+
+/// A flag whose value is one of a library enum's names.
+pub fn choice<T: Choice + Clone>() -> impl TypedValueParser<Value = T> {
+    PossibleValuesParser::new(T::names()).map(|s| T::from_name(&s).expect("a listed name"))
+}
+
+/// Options shared by every command that hashes trees.
+#[derive(Args, Debug, Clone)]
+pub struct HashOpts {
+    /// Glob (relative to each root, `/`-separated) to leave out; repeatable.
+    #[arg(long = "exclude", value_name = "GLOB")]
+    pub excludes: Vec<String>,
+    /// What to do with a file that cannot be read or vanishes mid-walk:
+    /// `fail` stops with an error naming it; `record` records it as
+    /// unreadable in the attestation and goes on.
+    #[arg(long, value_name = "fail|record", default_value = "fail", value_parser = choice::<ErrorPolicy>())]
+    pub on_error: ErrorPolicy,
+}
+
+impl HashOpts {
+    pub fn walk_options(&self) -> WalkOptions {
+        WalkOptions {
+            excludes: self.excludes.clone(),
+            on_error: self.on_error,
+            progress: true,
+            ..Default::default()
+        }
+    }
+}
+
+/// Options that shape the predicate.
+#[derive(Args, Debug, Clone)]
+pub struct DescribeOpts {
+    /// `builder.id` to record: the identity of the platform running the build.
+    #[arg(long, default_value = DEFAULT_BUILDER_ID, env = "PROVENANT_BUILDER_ID")]
+    pub builder_id: String,
+    /// Describe each material directory per file (`files`), or as one
+    /// aggregate: its git tree id (`tree`) or its in-toto dirHash (`dirhash`).
+    #[arg(long, value_name = "files|tree|dirhash", default_value = "files", value_parser = choice::<MaterialsAs>())]
+    pub materials_as: MaterialsAs,
+}
+
+/// How products become subjects.
+#[derive(Args, Debug, Clone)]
+pub struct SubjectOpts {
+    /// Subjects per product file (`files`), or one in-toto dirHash per
+    /// product directory (`dirhash`): a 100k-file output in one line.
+    #[arg(
+        long,
+        value_name = "files|dirhash",
+        default_value = "files",
+        env = "PROVENANT_PRODUCTS_AS",
+        value_parser = choice::<ProductsAs>()
+    )]
+    pub products_as: ProductsAs,
+    /// Where subjects come from: `auto` (images a report names, if any
+    /// survive their checks, else the product files), `files`, `reported`
+    /// (only reported images; nothing is attested without one).
+    #[arg(long, value_name = "auto|files|reported", default_value = "auto", value_parser = choice::<SubjectSource>())]
+    pub subjects: SubjectSource,
+    /// kpack / buildpacks lifecycle `report.toml`.
+    #[arg(long, value_name = "FILE")]
+    pub kpack_report: Option<PathBuf>,
+    /// Tekton results directory (IMAGE_URL/IMAGE_DIGEST, IMAGES, *ARTIFACT_OUTPUTS).
+    #[arg(long, value_name = "DIR")]
+    pub tekton_results: Option<PathBuf>,
+    /// OCI image layout directory the build wrote; repeatable.
+    #[arg(long = "oci-layout", value_name = "DIR")]
+    pub oci_layouts: Vec<PathBuf>,
+    /// Repository the build may name as the image it built
+    /// (`REGISTRY/REPOSITORY`, glob: `*` does not cross `/`, `**` does);
+    /// repeatable or comma-separated. With it, every image claim from a
+    /// report must lie in one of these repositories and resolve there by
+    /// its digest, or it is not signed. Required by --publish.
+    #[arg(
+        long = "allow-image-repo",
+        value_name = "PATTERN",
+        env = "PROVENANT_ALLOW_IMAGE_REPO",
+        value_delimiter = ','
+    )]
+    pub allow_image_repos: Vec<String>,
+}
+
+impl SubjectOpts {
+    pub fn subject_options(&self) -> Result<SubjectOptions, UsageError> {
+        Ok(SubjectOptions {
+            source: self.subjects,
+            reports: ReportSources {
+                kpack_report: self.kpack_report.clone(),
+                tekton_results: self.tekton_results.clone(),
+                oci_layouts: self.oci_layouts.clone(),
+            },
+            allowed: AllowedRepos::new(&self.allow_image_repos).map_err(UsageError)?,
+        })
+    }
+
+    pub fn describe_options(&self, d: &DescribeOpts, attest_failed: bool) -> DescribeOptions {
+        DescribeOptions {
+            builder_id: d.builder_id.clone(),
+            materials_as: d.materials_as,
+            products_as: self.products_as,
+            attest_failed,
+        }
+    }
+}
+
+/// How to sign: a key file, or a remote signer.
+#[derive(Args, Debug, Clone)]
+pub struct SignerOpts {
+    /// Private key: PKCS#8 PEM or cosign's encrypted format (password from
+    /// COSIGN_PASSWORD); mounted only into provenant's container.
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "PROVENANT_KEY",
+        conflicts_with = "url"
+    )]
+    pub key: Option<PathBuf>,
+    /// URL of a `provenant signer` service holding the key.
+    #[arg(long = "signer", value_name = "URL", env = "PROVENANT_SIGNER")]
+    pub url: Option<String>,
+    /// File with the bearer token for the signer.
+    #[arg(
+        long = "signer-token-file",
+        value_name = "FILE",
+        env = "PROVENANT_SIGNER_TOKEN_FILE"
+    )]
+    pub token_file: Option<PathBuf>,
+    /// Extra CA certificate (PEM) for an HTTPS signer.
+    #[arg(long = "signer-ca", value_name = "PEM")]
+    pub ca: Option<PathBuf>,
+}
+
+impl SignerOpts {
+    /// `dev_key_dir`: where `run` keeps a development key when no other
+    /// signer is given.
+    pub fn config(&self, dev_key_dir: Option<&Path>) -> SignerConfig {
+        SignerConfig {
+            key: self.key.clone(),
+            remote: self.url.as_ref().map(|url| RemoteConfig {
+                url: url.clone(),
+                token_file: self.token_file.clone(),
+                ca: self.ca.clone(),
+            }),
+            dev_key_dir: dev_key_dir.map(Path::to_path_buf),
+        }
+    }
+
+    /// The secrets this command was given: never read through the door
+    /// for builder-written files (`crate::untrusted::protect`).
+    pub fn secrets(&self) -> Vec<&Path> {
+        [self.key.as_deref(), self.token_file.as_deref()]
+            .into_iter()
+            .flatten()
+            .collect()
+    }
+}
+
+/// in-toto link output, for chains verified with `in-toto-verify`.
+#[derive(Args, Debug, Clone)]
+pub struct LinkOpts {
+    /// Also write signed in-toto link metadata for this step into DIR
+    /// (`STEP.KEYID8.link`).
+    #[arg(long = "in-toto-link", value_name = "DIR", requires = "step_name")]
+    pub link_dir: Option<PathBuf>,
+    /// The step's name in the in-toto layout.
+    #[arg(long, value_name = "NAME")]
+    pub step_name: Option<String>,
+}
+
+impl LinkOpts {
+    pub fn output(&self, signer: &Arc<dyn Signer>) -> Option<Box<dyn Output>> {
+        let (Some(dir), Some(step)) = (&self.link_dir, &self.step_name) else {
+            return None;
+        };
+        Some(Box::new(LinkFile {
+            dir: dir.clone(),
+            step: step.clone(),
+            signer: signer.clone(),
+        }))
+    }
+}
+
+/// Attaching the attestation to the images it is about.
+#[derive(Args, Debug, Clone)]
+pub struct PublishOpts {
+    /// Attach the attestation to the images it is about (images a report
+    /// named, found in an --allow-image-repo repository) in their
+    /// registries: cosign `.att` and OCI referrer.
+    #[arg(long)]
+    pub publish: bool,
+    /// Where attestations wait until pushed; entries that could not be
+    /// pushed stay here for `provenant publish`.
+    #[arg(long, value_name = "DIR")]
+    pub spool: Option<PathBuf>,
+    /// Deadline in seconds for the registry work after the build ends
+    /// (confirming claimed images, then publishing, over all images,
+    /// retries and requests): the command is done by then whatever the
+    /// registry does. The default leaves 10 s of a 30 s termination grace
+    /// period.
+    #[arg(long, value_name = "SECONDS", default_value_t = 20)]
+    pub publish_timeout: u64,
+    #[command(flatten)]
+    pub registry: RegistryOpts,
+}
+
+impl PublishOpts {
+    /// `--publish` needs an allow-list: the repositories it may attach to.
+    pub fn check(&self, subjects: &SubjectOptions) -> Result<(), UsageError> {
+        if self.publish && subjects.allowed.is_empty() {
+            return Err(UsageError(
+                "--publish needs --allow-image-repo: the repositories the build may name as its image (the attestation is attached there)".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The registry client, when anything will talk to a registry: checked
+    /// now, although the registry itself may be unreachable until the
+    /// build is over.
+    pub fn registry(
+        &self,
+        subjects: &SubjectOptions,
+    ) -> CliResult<Option<Arc<crate::publish::Registry>>> {
+        if self.publish || !subjects.allowed.is_empty() {
+            Ok(Some(Arc::new(self.registry.registry()?)))
+        } else {
+            Ok(None)
+        }
+    }
+
+    pub fn budget(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.publish_timeout)
+    }
+
+    pub fn output(
+        &self,
+        registry: Option<&Arc<crate::publish::Registry>>,
+        default_spool: &Path,
+        deadline: Deadline,
+    ) -> Option<Box<dyn Output>> {
+        let registry = registry.filter(|_| self.publish)?.clone();
+        Some(Box::new(RegistryOutput {
+            registry,
+            spool_dir: self
+                .spool
+                .clone()
+                .unwrap_or_else(|| default_spool.to_path_buf()),
+            deadline,
+        }))
+    }
+}
+
+/// The envelope file and, when asked, the bundle beside it.
+pub fn file_outputs(output: &Path, bundle: Option<&Path>) -> Vec<Box<dyn Output>> {
+    let mut v: Vec<Box<dyn Output>> = vec![Box::new(EnvelopeFile {
+        path: output.to_path_buf(),
+    })];
+    if let Some(b) = bundle {
+        v.push(Box::new(BundleFile {
+            path: b.to_path_buf(),
+        }));
+    }
+    v
+}

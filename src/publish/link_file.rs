@@ -1,0 +1,62 @@
+//! The attestation as in-toto link metadata for one step
+//! (`STEP.KEYID8.link`), for chains verified with `in-toto-verify`. The
+//! link is made from the signed statement itself (its materials, products,
+//! command and exit code) and signed again by the same signer.
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use super::output::{Output, OutputError, Stage};
+use crate::provenance::link::Link;
+use crate::provenance::{exit_code_of, Statement, IN_TOTO_PAYLOAD_TYPE};
+use crate::sign::{Attestation, Envelope, Signer};
+
+pub struct LinkFile {
+    pub dir: PathBuf,
+    pub step: String,
+    pub signer: Arc<dyn Signer>,
+}
+
+impl Output for LinkFile {
+    fn describe(&self) -> String {
+        format!(
+            "in-toto link for step {} in {}",
+            self.step,
+            self.dir.display()
+        )
+    }
+
+    fn stage(&self) -> Stage {
+        Stage::Then
+    }
+
+    fn emit(&self, att: &Attestation) -> Result<(), OutputError> {
+        let link_err = |e: String| OutputError::Link(e);
+        let payload = att
+            .signed
+            .to_envelope()
+            .payload_bytes()
+            .map_err(|e| link_err(e.to_string()))?;
+        let statement = Statement::parse(&payload).map_err(|e| link_err(e.to_string()))?;
+        let (command, exit_code) = match statement.provenance() {
+            Ok(p) => (
+                p.build_definition
+                    .external_parameters
+                    .get("command")
+                    .and_then(|c| serde_json::from_value::<Vec<String>>(c.clone()).ok())
+                    .unwrap_or_default(),
+                exit_code_of(&p),
+            ),
+            Err(_) => (Vec::new(), None),
+        };
+        let link = Link::from_statement(&self.step, &statement, &command, exit_code);
+        let env = Envelope::sign(IN_TOTO_PAYLOAD_TYPE, &link.to_bytes(), self.signer.as_ref())?;
+        std::fs::create_dir_all(&self.dir).map_err(|source| crate::sink::WriteError {
+            path: self.dir.clone(),
+            source,
+        })?;
+        let path = self.dir.join(link.file_name(self.signer.key_id()));
+        crate::sink::write_atomic(&path, env.to_json().as_bytes())?;
+        tracing::info!(link = %path.display(), "in-toto link written");
+        Ok(())
+    }
+}

@@ -1,8 +1,19 @@
 //! provenant: signed SLSA provenance recorded from outside the builder.
 //!
-//! Data flows one way: `digest` (observe) -> `provenance` (describe) ->
-//! `sign` (DSSE) -> `publish` (files, logs); `verify` reads envelopes back
-//! and `cli` is the edge where errors become messages and exit codes.
+//! Data flows one way, and the modules follow it (docs/architecture.md):
+//!
+//! * observe: `digest` (hash trees), `watch` (inotify index while a build
+//!   runs), `completion` (learn that it ended, and how), `pod` (the init
+//!   container's snapshot), `untrusted` (the one door for files the builder
+//!   wrote);
+//! * describe: `provenance` (in-toto Statement, SLSA predicate, claims);
+//! * sign: `sign` (DSSE, keys, signer providers);
+//! * publish: `publish` (output providers: files, log line, bundle, link,
+//!   registry), `sink` (the one writer for every file);
+//! * `pipeline` ties them together for each way of observing; `verify`
+//!   reads attestations back (and gates the next stage); `cli` is the edge
+//!   where flags become options and failures one line and an exit code
+//!   (`error`).
 pub mod choice;
 pub mod cli;
 pub mod completion;

@@ -138,18 +138,8 @@ fn pod(d: &Path, encrypted: bool) -> String {
 }
 
 fn record(d: &Path, extra: &[&str]) -> Measured {
-    let mut c = provenant(d);
-    c.args([
-        "record",
-        "--state",
-        "state",
-        "--key",
-        "k.key",
-        "--completion",
-        "marker:ws/.done",
-    ])
-    .args(extra)
-    .env("COSIGN_PASSWORD", "hunter2");
+    let mut c = record_cmd(d, "k.key", "marker:ws/.done");
+    c.args(extra).env("COSIGN_PASSWORD", "hunter2");
     run_measured(c)
 }
 

@@ -295,17 +295,7 @@ fn the_gate_checks_a_directory_as_a_whole() {
         write(&d.join("src/sub/b.c"), b"b");
     };
     fresh(d);
-    let mut c = provenant(d);
-    c.args([
-        "attest",
-        "--product",
-        "src",
-        "--key",
-        "source.key",
-        "-o",
-        "src.intoto.jsonl",
-    ]);
-    run(c).ok();
+    run(attest_cmd(d, "source.key", &["src"], "src.intoto.jsonl")).ok();
     write(
         &d.join("policy.yaml"),
         b"version: 1\nkeys:\n  - path: source.pub\nallowFailed: true\n",

@@ -4,10 +4,8 @@ mod common;
 
 use std::path::Path;
 
+use common::exit::*;
 use common::*;
-
-const INVALID: i32 = 4;
-const CANNOT_CHECK: i32 = 3;
 
 fn attest(dir: &Path, key: &str, out: &str) -> Run {
     let mut c = provenant(dir);

@@ -14,9 +14,8 @@ use std::path::Path;
 use std::process::Command;
 
 use base64::Engine;
+use common::exit::*;
 use common::*;
-
-const INVALID: i32 = 4;
 
 /// `python tests/interop/SCRIPT ARGS` in `dir`.
 fn py(dir: &Path, script: &str, args: &[&str]) -> Run {

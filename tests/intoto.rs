@@ -129,3 +129,51 @@ fn in_toto_verify_rejects_a_source_tampered_between_steps() {
         "{out}"
     );
 }
+
+/// The build step recorded by the sidecar instead of `run`: `record
+/// --in-toto-link` writes the step's link like the other commands, and the
+/// chain verifies with in-toto-verify.
+#[test]
+fn in_toto_verify_accepts_a_build_step_the_sidecar_recorded() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    sources(d);
+    source_step(d);
+    let mut c = provenant(d);
+    c.args([
+        "snapshot",
+        "--state",
+        "state",
+        "--material",
+        "src",
+        "--workspace",
+        "out",
+    ]);
+    std::fs::create_dir_all(d.join("out")).unwrap();
+    run(c).ok();
+    // The build ran; the sidecar learns it from the marker.
+    std::fs::write(
+        d.join("out/app"),
+        b"int main(void) { return 0; }\n#define UTIL 1\n",
+    )
+    .unwrap();
+    std::fs::write(d.join("done"), b"0\n").unwrap();
+    let mut c = provenant(d);
+    c.args([
+        "record",
+        "--state",
+        "state",
+        "--key",
+        "build.key",
+        "--completion",
+        "marker:done",
+        "--in-toto-link",
+        "links",
+        "--step-name",
+        "build",
+    ]);
+    run(c).ok();
+    layout(d);
+    let r = in_toto_verify(d);
+    assert_eq!(r.code, 0, "in-toto-verify: {}{}", r.stdout, r.stderr);
+}

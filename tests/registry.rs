@@ -1353,3 +1353,75 @@ fn verify_image_with_nothing_trusted_says_so() {
     c.args(["publish", "no-such-spool"]);
     run(c).fails(3, "no-such-spool");
 }
+
+/// Every output from every command: `attest` and `run` publish too, to the
+/// images a report names in an allowed repository (here, Tekton-style
+/// results a release script wrote beside its build).
+#[test]
+fn attest_and_run_publish_like_the_sidecar() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let reg = RegistryProc::start(&d.join("reg"), &[]);
+    let digest = push_image(d, &reg, "team/tool:v1", "one machine", None);
+    let image = format!("{}/team/tool", reg.host());
+    keygen(d, "k", "ecdsa-p256");
+    write(
+        &d.join("results/IMAGE_URL"),
+        format!("{image}:v1\n").as_bytes(),
+    );
+    write(
+        &d.join("results/IMAGE_DIGEST"),
+        format!("{digest}\n").as_bytes(),
+    );
+    write(&d.join("out/tool.tar"), b"the image's layers");
+    let publish = [
+        "--tekton-results",
+        "results",
+        "--allow-image-repo",
+        image.as_str(),
+        "--publish",
+        "--spool",
+        "spool",
+    ];
+    let mut c = provenant(d);
+    c.args([
+        "attest",
+        "--product",
+        "out",
+        "--key",
+        "k.key",
+        "-o",
+        "attest.jsonl",
+    ])
+    .args(publish);
+    let r = run(c).ok();
+    assert!(r.stderr.contains("attestation attached"), "{}", r.stderr);
+    let mut c = provenant(d);
+    c.args([
+        "run",
+        "--product",
+        "out",
+        "--key",
+        "k.key",
+        "-o",
+        "run.jsonl",
+    ])
+    .args(publish)
+    .args(["--", "true"]);
+    let r = run(c).ok();
+    assert!(r.stderr.contains("attestation attached"), "{}", r.stderr);
+    // Both are there: the subject is the image, checked in the registry.
+    let st = statement_of(&d.join("run.jsonl"));
+    assert_eq!(st["subject"][0]["name"], image.as_str());
+    assert_eq!(
+        st["subject"][0]["annotations"]["provenant.claimCheck"],
+        "registry"
+    );
+    let r = verify_image(d, &format!("{image}@{digest}"), &[]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr.contains("4 of 4 attestations verified"),
+        "{}",
+        r.stderr
+    );
+}

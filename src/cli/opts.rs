@@ -281,3 +281,85 @@ pub fn file_outputs(output: &Path, bundle: Option<&Path>) -> Vec<Box<dyn Output>
     }
     v
 }
+
+/// The flags `attest` and `run` share: what to hash, how to describe and
+/// sign it, where it goes.
+#[derive(Args, Debug)]
+pub struct OneShotArgs {
+    /// Input file or directory (recorded as resolvedDependencies; for `run`
+    /// hashed before the command runs); repeatable.
+    #[arg(long = "material", value_name = "PATH")]
+    pub materials: Vec<PathBuf>,
+    /// Output file or directory (recorded as subjects; for `run` hashed
+    /// after the command exits); repeatable.
+    #[arg(long = "product", value_name = "PATH", required = true)]
+    pub products: Vec<PathBuf>,
+    #[command(flatten)]
+    pub signer: SignerOpts,
+    /// Where to write the DSSE envelope (one JSON line); `-` for stdout.
+    #[arg(short = 'o', long, default_value = "provenance.intoto.jsonl")]
+    pub output: PathBuf,
+    /// Also write the envelope as a Sigstore bundle (v0.3).
+    #[arg(long, value_name = "FILE")]
+    pub bundle: Option<PathBuf>,
+    #[command(flatten)]
+    pub hash: HashOpts,
+    #[command(flatten)]
+    pub describe: DescribeOpts,
+    #[command(flatten)]
+    pub subjects: SubjectOpts,
+    #[command(flatten)]
+    pub link: LinkOpts,
+    #[command(flatten)]
+    pub publish: PublishOpts,
+}
+
+/// Where `attest` and `run` spool attestations for a registry by default.
+pub const LOCAL_SPOOL: &str = ".provenant/spool";
+
+/// What `attest` and `run` need before they observe anything.
+pub struct OneShot {
+    pub opts: crate::pipeline::oneshot::OneShotOptions,
+    pub registry: Option<Arc<crate::publish::Registry>>,
+    pub signer: Arc<dyn Signer>,
+}
+
+impl OneShotArgs {
+    /// Options checked, registry set up, signer opened (and checked): all
+    /// before anything is hashed or run. `dev_key_dir`: `run`'s fallback.
+    pub fn prepare(&self, dev_key_dir: Option<&Path>) -> super::CliResult<OneShot> {
+        let subjects = self.subjects.subject_options()?;
+        self.publish.check(&subjects)?;
+        let registry = self.publish.registry(&subjects)?;
+        let signer: Arc<dyn Signer> =
+            Arc::from(crate::sign::open_signer(&self.signer.config(dev_key_dir))?);
+        signer.check()?;
+        Ok(OneShot {
+            opts: crate::pipeline::oneshot::OneShotOptions {
+                materials: self.materials.clone(),
+                products: self.products.clone(),
+                walk: self.hash.walk_options(),
+                material_git_blobs: self.describe.materials_as == MaterialsAs::Tree,
+                subjects,
+            },
+            registry,
+            signer,
+        })
+    }
+
+    pub fn describe_options(&self, attest_failed: bool) -> DescribeOptions {
+        self.subjects
+            .describe_options(&self.describe, attest_failed)
+    }
+
+    /// Every output the flags ask for.
+    pub fn outputs(&self, s: &OneShot, deadline: Deadline) -> Vec<Box<dyn Output>> {
+        let mut outputs = file_outputs(&self.output, self.bundle.as_deref());
+        outputs.extend(self.link.output(&s.signer));
+        outputs.extend(
+            self.publish
+                .output(s.registry.as_ref(), Path::new(LOCAL_SPOOL), deadline),
+        );
+        outputs
+    }
+}

@@ -5,6 +5,17 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+/// The exit codes the README documents, as numbers: the tests check the
+/// contract, not whatever the code happens to define.
+pub mod exit {
+    pub const OK: i32 = 0;
+    pub const INTERNAL: i32 = 1;
+    pub const USAGE: i32 = 2;
+    pub const CANNOT_CHECK: i32 = 3;
+    pub const INVALID: i32 = 4;
+    pub const POLICY: i32 = 5;
+}
+
 pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_provenant"))
 }
@@ -17,6 +28,34 @@ pub fn provenant(dir: &Path) -> Command {
         .env_remove("COSIGN_PASSWORD")
         .env_remove("PROVENANT_LOG_FORMAT")
         .env("PROVENANT_LOG", "info");
+    c
+}
+
+/// `provenant attest --product P... --key KEY -o OUT` in `dir`; add more
+/// with `.args(...)`.
+pub fn attest_cmd(dir: &Path, key: &str, products: &[&str], out: &str) -> Command {
+    let mut c = provenant(dir);
+    c.arg("attest");
+    for p in products {
+        c.args(["--product", p]);
+    }
+    c.args(["--key", key, "-o", out]);
+    c
+}
+
+/// `provenant record --state state --key KEY --completion COMPLETION` in
+/// `dir` (the sidecar after `snapshot`); add more with `.args(...)`.
+pub fn record_cmd(dir: &Path, key: &str, completion: &str) -> Command {
+    let mut c = provenant(dir);
+    c.args([
+        "record",
+        "--state",
+        "state",
+        "--key",
+        key,
+        "--completion",
+        completion,
+    ]);
     c
 }
 

@@ -329,9 +329,12 @@ finalize_runs() {
             note="snapshot failed (see $log)"
             break
         fi
+        local how=(--products-as "$mode")
+        # One file of the 100k chosen as the subject, the rest one dirHash.
+        [[ "$mode" == subject ]] && how=(--products-as files --subject "a/$subject_rel")
         (
             timeout 300 /usr/bin/time -v -o "$scratch/record.time" "${rec_wrap[@]}" "$prov" record --state "$fin_state" \
-                --key "$key" --completion "marker:$fin_marker" --products-as "$mode" \
+                --key "$key" --completion "marker:$fin_marker" "${how[@]}" \
                 >"$ws_root/record.out" 2>"$scratch/record.log" || echo "$?" >"$scratch/record.failed"
             now_ns >"$scratch/record.exit_ns"
         ) &
@@ -395,6 +398,9 @@ say "finalize: snapshot + record while copying workload a into the workspace (su
 finalize_runs files
 say "finalize: the same with one dirHash subject for the workspace"
 finalize_runs dirhash
+say "finalize: the same with one file chosen by --subject, the rest as one dirHash"
+subject_rel="$(cd "$A" && find . -type f | LC_ALL=C sort | head -n 1 | cut -c3-)"
+finalize_runs subject
 fin_ws="${FIN[last_ws]:-}"
 # Post-hoc: hashing the same finished workspace from scratch (warm cache),
 # with provenant and with the peers.
@@ -543,10 +549,11 @@ done
 posthoc_ms="$(calc "${posthoc} * 1000")"
 posthoc_sha_ms="$(calc "${posthoc_sha} * 1000")"
 posthoc_it_ms="$(calc "${T[a.intoto]} * 1000")"
-for mode in files dirhash; do
+for mode in files dirhash subject; do
     case "$mode" in
         files) what="a subject per file, ${FIN[files.statement_bytes]:-?} B statement" ;;
         dirhash) what="one dirHash subject, ${FIN[dirhash.statement_bytes]:-?} B statement" ;;
+        subject) what="one --subject file + dirHash of the rest, ${FIN[subject.statement_bytes]:-?} B statement" ;;
     esac
     ms="${FIN[$mode.ms]:-NA}"
     if [[ "$ms" == NA ]]; then

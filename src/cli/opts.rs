@@ -13,7 +13,9 @@ use crate::choice::Choice;
 use crate::digest::{ErrorPolicy, WalkOptions};
 use crate::pipeline::claims::{SubjectOptions, SubjectSource};
 use crate::pipeline::DescribeOptions;
-use crate::provenance::{AllowedRepos, MaterialsAs, ProductsAs, ReportSources, DEFAULT_BUILDER_ID};
+use crate::provenance::{
+    AllowedRepos, MaterialsAs, OtherOutputs, ProductsAs, ReportSources, DEFAULT_BUILDER_ID,
+};
 use crate::publish::{BundleFile, Deadline, EnvelopeFile, LinkFile, Output, RegistryOutput};
 use crate::sign::{RemoteConfig, Signer, SignerConfig};
 
@@ -97,6 +99,24 @@ pub struct SubjectOpts {
         value_delimiter = ','
     )]
     pub allow_image_repos: Vec<String>,
+    /// Only product files matching this glob are subjects (relative to
+    /// each product root, as --exclude: `*` does not cross `/`, `**` does,
+    /// the whole path must match); repeatable or comma-separated. Nothing
+    /// matching: nothing is attested. The other outputs are recorded as
+    /// --other-outputs says.
+    #[arg(
+        long = "subject",
+        value_name = "GLOB",
+        env = "PROVENANT_SUBJECT",
+        value_delimiter = ','
+    )]
+    pub subject_globs: Vec<String>,
+    /// How outputs that are not subjects are recorded when --subject chose
+    /// the subjects or they are images a report named: `dirhash` (one per
+    /// product root, of the whole tree), `files` (one byproduct per file),
+    /// `none`.
+    #[arg(long, value_name = "dirhash|files|none", default_value = "dirhash", value_parser = choice::<OtherOutputs>())]
+    pub other_outputs: OtherOutputs,
 }
 
 impl SubjectOpts {
@@ -109,6 +129,7 @@ impl SubjectOpts {
                 oci_layouts: self.oci_layouts.clone(),
             },
             allowed: AllowedRepos::new(&self.allow_image_repos).map_err(UsageError)?,
+            globs: self.subject_globs.clone(),
         })
     }
 
@@ -118,6 +139,7 @@ impl SubjectOpts {
             materials_as: d.materials_as,
             products_as: self.products_as,
             attest_failed,
+            other_outputs: self.other_outputs,
         }
     }
 }

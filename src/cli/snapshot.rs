@@ -50,6 +50,16 @@ pub struct SnapshotArgs {
     /// Policy the required inputs' attestations must pass.
     #[arg(long, value_name = "FILE")]
     pub policy: Option<PathBuf>,
+    /// Only product files matching this glob become subjects in the
+    /// sidecar (relative to the workspace; as `record --subject`);
+    /// repeatable or comma-separated. Fixed here for the whole pod.
+    #[arg(
+        long = "subject",
+        value_name = "GLOB",
+        env = "PROVENANT_SUBJECT",
+        value_delimiter = ','
+    )]
+    pub subjects: Vec<String>,
     #[command(flatten)]
     pub registry: super::publish::RegistryOpts,
     #[command(flatten)]
@@ -99,6 +109,7 @@ pub fn snapshot(a: SnapshotArgs) -> CliResult {
         policy: a.policy.clone(),
         walk: a.hash.walk_options(),
         materials_as: a.describe.materials_as,
+        subjects: a.subjects.clone(),
     };
     crate::pipeline::snapshot::snapshot(&opts, registry.as_ref())?;
     Ok(exit::OK)

@@ -33,6 +33,19 @@ pub struct SubjectOptions {
     /// `--allow-image-repo`: with it, claims must lie in these
     /// repositories and resolve there.
     pub allowed: AllowedRepos,
+    /// `--subject`: only product files matching these globs (relative to
+    /// each product root) are subjects.
+    pub globs: Vec<String>,
+}
+
+impl SubjectOptions {
+    /// The compiled `--subject` globs, if any were given.
+    pub fn selector(&self) -> Result<Option<crate::digest::Excludes>, crate::digest::DigestError> {
+        if self.globs.is_empty() {
+            return Ok(None);
+        }
+        crate::digest::Excludes::new(&self.globs).map(Some)
+    }
 }
 
 /// How long the registry may take to confirm the claimed images, in all

@@ -39,8 +39,8 @@ use crate::choice::Choice as _;
 use crate::digest::{DigestError, ErrorPolicy};
 use crate::provenance::{
     self, BuildFacts, Claim, ClaimCheck, DescriptorList, ExitStatus, ExternalParameters,
-    HashedRoot, InternalParameters, MaterialsAs, PodIdentity, ProductsAs, ResourceDescriptor,
-    RootsError, StatementRef,
+    HashedRoot, InternalParameters, MaterialsAs, OtherOutputs, PodIdentity, ProductsAs,
+    ResourceDescriptor, RootsError, StatementRef,
 };
 use crate::publish::LOGGED_SUBJECTS;
 use crate::sign::{frame_statement, KeyError, Signer, Unsigned};
@@ -90,6 +90,9 @@ pub struct DescribeOptions {
     pub products_as: ProductsAs,
     /// Whether a build that exited non-zero is attested at all.
     pub attest_failed: bool,
+    /// How the outputs that are not subjects are recorded (beside claimed
+    /// images, or when `--subject` chose the subjects).
+    pub other_outputs: OtherOutputs,
 }
 
 /// Everything observed about one build.
@@ -103,6 +106,10 @@ pub struct Observation {
     /// Images the builder claims, checked; when there are any, they are
     /// the subjects and the products are recorded as observed outputs.
     pub claims: Vec<Claim>,
+    /// The product files `--subject` chose: then they (beside any claimed
+    /// images) are the subjects, and `products` are recorded as other
+    /// outputs. Empty roots when nothing matched.
+    pub selected: Option<Vec<HashedRoot>>,
     /// Inputs known by reference: images, verified upstream attestations,
     /// the command's executable.
     pub references: Vec<ResourceDescriptor>,
@@ -122,6 +129,8 @@ pub struct Observation {
     pub material_names: Vec<String>,
     pub product_names: Vec<String>,
     pub excludes: Vec<String>,
+    /// The `--subject` globs behind `selected`.
+    pub subject_globs: Vec<String>,
     pub on_error: ErrorPolicy,
 }
 
@@ -170,15 +179,37 @@ pub fn describe(
     // record; beside claimed images, so does the whole output tree.
     let mut byproducts = obs.byproducts.clone();
     byproducts.extend(provenance::product_byproducts(&obs.products));
-    let subjects: DescriptorList = if obs.claims.is_empty() {
-        provenance::subjects(&obs.products, opts.products_as)?
-    } else {
-        byproducts.extend(provenance::observed_outputs(&obs.products));
-        obs.claims
-            .iter()
-            .map(Claim::to_subject)
-            .collect::<Vec<_>>()
-            .into()
+    let claimed: Vec<ResourceDescriptor> = obs.claims.iter().map(Claim::to_subject).collect();
+    let subjects: DescriptorList = match &obs.selected {
+        // Chosen files (and any claimed images); the rest is accounted for
+        // as other outputs.
+        Some(selected) => {
+            let files: usize = selected.iter().map(|r| r.tree.files().count()).sum();
+            if files == 0 && claimed.is_empty() {
+                return Err(PipelineError::Unavailable(
+                    "no product matched --subject: the artefact the build should have made is not there; nothing is attested".into(),
+                ));
+            }
+            byproducts.extend(provenance::other_outputs(
+                &obs.products,
+                selected,
+                opts.other_outputs,
+            ));
+            let mut list: DescriptorList = claimed.into();
+            for r in selected {
+                list.push_entries(&r.prefix, &r.tree.entries, true);
+            }
+            list
+        }
+        None if claimed.is_empty() => provenance::subjects(&obs.products, opts.products_as)?,
+        None => {
+            byproducts.extend(provenance::other_outputs(
+                &obs.products,
+                &[],
+                opts.other_outputs,
+            ));
+            claimed.into()
+        }
     };
     let mut materials = provenance::materials(&obs.materials, opts.materials_as)?;
     materials.extend(obs.references.iter().cloned());
@@ -189,6 +220,7 @@ pub fn describe(
             materials: obs.material_names.clone(),
             products: obs.product_names.clone(),
             excludes: obs.excludes.clone(),
+            subjects: obs.subject_globs.clone(),
         },
         internal: InternalParameters {
             materials_as: opts.materials_as.as_str().into(),
@@ -197,6 +229,8 @@ pub fn describe(
             attest_failed: opts.attest_failed,
             pod: obs.pod.clone().filter(|p| !p.is_empty()),
             completion: obs.completion.clone(),
+            other_outputs: (obs.selected.is_some() || !obs.claims.is_empty())
+                .then(|| opts.other_outputs.as_str().to_string()),
         },
         materials,
         exit: obs.exit,

@@ -81,8 +81,14 @@ impl OneShotOptions {
         registry: Option<&Registry>,
         deadline: &Deadline,
     ) -> Result<Observation, PipelineError> {
+        let selected = self
+            .subjects
+            .selector()?
+            .map(|globs| provenance::select(&products, &globs));
         Ok(Observation {
             claims: observe_claims(&self.subjects, registry, deadline)?,
+            selected,
+            subject_globs: self.subjects.globs.clone(),
             materials,
             products,
             references: Vec::new(),

@@ -69,9 +69,15 @@ pub struct Sidecar {
 impl Sidecar {
     /// Loads the snapshot and starts watching; fails now for anything that
     /// can be checked now, so a misconfigured sidecar exits at pod start.
-    pub fn start(opts: SidecarOptions) -> Result<Sidecar, PipelineError> {
+    pub fn start(mut opts: SidecarOptions) -> Result<Sidecar, PipelineError> {
         let snap_path = Snapshot::path_in(&opts.state);
         let snap = Snapshot::load(&opts.state)?;
+        // The init container may fix the subjects for the whole pod.
+        if opts.subjects.globs.is_empty() {
+            opts.subjects.globs = snap.subjects.clone();
+        }
+        // A bad glob fails now, not after the build.
+        opts.subjects.selector()?;
         let materials_before = Snapshot::roots(&snap.materials, &snap_path)?;
         let baseline = Snapshot::roots(&snap.workspace, &snap_path)?;
         let workspaces: Vec<PathBuf> = if opts.workspaces.is_empty() {
@@ -205,12 +211,13 @@ impl Sidecar {
         let claims = observe_claims(&self.opts.subjects, registry, &deadline)?;
         let images_subject = !claims.is_empty();
         let products_as = self.opts.describe.products_as;
+        let chosen = !self.opts.subjects.globs.is_empty();
         let walk = WalkOptions {
             excludes: self.snap.excludes.clone(),
             // An image build is never left unattested for a file the
             // sidecar may not read (a 0600 file of a root builder): such
             // files are recorded as unreadable beside the image.
-            on_error: if images_subject {
+            on_error: if images_subject || chosen {
                 ErrorPolicy::Record
             } else {
                 self.opts.on_error
@@ -222,16 +229,17 @@ impl Sidecar {
         // A statement with a subject per file can be 17 MB: its buffer is
         // made ready on the other core while this one turns the index into
         // trees.
-        let payload_buf = (products_as == ProductsAs::Files && !images_subject).then(|| {
-            let size = observed.as_ref().map_or(0, Observed::json_size_hint);
-            crate::memory::prefault_in_background(size)
-        });
+        let payload_buf =
+            (products_as == ProductsAs::Files && !images_subject && !chosen).then(|| {
+                let size = observed.as_ref().map_or(0, Observed::json_size_hint);
+                crate::memory::prefault_in_background(size)
+            });
         let resolved = phases.run("resolve", || match observed.as_mut() {
             Some(o) => o.resolve(walk.on_error),
             None => Ok(0),
         })?;
         let degraded = observed.as_ref().map_or(0, |o| o.degraded().len());
-        let (byproducts, products) =
+        let (byproducts, products, selected) =
             phases.run("trees", || self.trees(&mut observed, &walk, images_subject))?;
         let unwatch = observed.as_mut().map(|o| o.unwatch());
         drop(observed);
@@ -252,6 +260,8 @@ impl Sidecar {
             materials: std::mem::take(&mut self.materials_before),
             products,
             claims,
+            selected,
+            subject_globs: self.opts.subjects.globs.clone(),
             references: self.snap.references.clone(),
             byproducts,
             exit: Some(completed.exit),
@@ -348,7 +358,7 @@ impl Sidecar {
         observed: &mut Option<Observed>,
         walk: &WalkOptions,
         images_subject: bool,
-    ) -> Result<(Vec<provenance::ResourceDescriptor>, Vec<HashedRoot>), PipelineError> {
+    ) -> Result<Trees, PipelineError> {
         let recheck = self.opts.recheck;
         // A root the watcher did not see (created during the build, or not
         // a directory) is hashed now; with --recheck full every root is,
@@ -383,7 +393,9 @@ impl Sidecar {
             .iter()
             .filter_map(|m| std::fs::canonicalize(m).ok())
             .collect();
+        let selector = self.opts.subjects.selector()?;
         let mut products = Vec::new();
+        let mut selected = selector.as_ref().map(|_| Vec::new());
         for w in &self.workspaces {
             let mut now = root_now(w, true)?;
             // A completion marker inside the workspace is ours, not a
@@ -400,6 +412,14 @@ impl Sidecar {
                     .entries
                     .retain(|e| !marker_rels.iter().any(|m| m == e.path.as_bytes()));
             }
+            // Chosen subjects are among what the build changed; the rest is
+            // recorded from the whole workspace.
+            if let (Some(globs), Some(sel)) = (&selector, selected.as_mut()) {
+                let chosen = provenance::select(std::slice::from_ref(&now), globs);
+                sel.extend(chosen.into_iter().map(|r| pod::changed(&self.baseline, r)));
+                products.push(now);
+                continue;
+            }
             // Per file, the products are what the build changed; as a
             // dirHash (and beside claimed images), the whole workspace as
             // it is now, which is what a consumer can recompute from the
@@ -409,9 +429,17 @@ impl Sidecar {
                 _ => now,
             });
         }
-        Ok((byproducts, products))
+        Ok((byproducts, products, selected))
     }
 }
+
+/// Material changes (as byproducts), product trees, and the products
+/// `--subject` chose.
+type Trees = (
+    Vec<provenance::ResourceDescriptor>,
+    Vec<HashedRoot>,
+    Option<Vec<HashedRoot>>,
+);
 
 /// Logs every file where the watcher's index and a fresh hash disagree:
 /// with `--recheck full` the fresh hash is what gets attested; a mismatch

@@ -29,6 +29,8 @@ pub struct SnapshotOptions {
     /// How roots are walked (excludes, unreadable files).
     pub walk: WalkOptions,
     pub materials_as: MaterialsAs,
+    /// `--subject` globs for the sidecar.
+    pub subjects: Vec<String>,
 }
 
 /// `NAME=IMAGE@sha256:HEX` -> a descriptor with the digest; `NAME=URI`
@@ -73,6 +75,7 @@ pub fn snapshot(
         taken_on: rfc3339(taken),
         pod: opts.pod.clone(),
         excludes: opts.walk.excludes.clone(),
+        subjects: opts.subjects.clone(),
         materials_as: opts.materials_as.as_str().into(),
         materials: materials.iter().map(SnapRoot::from_hashed).collect(),
         workspace: workspace.iter().map(SnapRoot::from_hashed).collect(),

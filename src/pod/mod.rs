@@ -75,6 +75,9 @@ pub struct Snapshot {
     pub pod: PodIdentity,
     #[serde(default)]
     pub excludes: Vec<String>,
+    /// `--subject` globs fixed at snapshot time for the sidecar.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub subjects: Vec<String>,
     pub materials_as: String,
     pub materials: Vec<SnapRoot>,
     /// The workspace before the build: products are what differs from it.

@@ -139,6 +139,9 @@ pub struct ExternalParameters {
     /// Exclude globs applied to every root.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub excludes: Vec<String>,
+    /// `--subject` globs that chose the subjects among the products.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub subjects: Vec<String>,
 }
 
 /// `buildDefinition.internalParameters` of [`BUILD_TYPE`].
@@ -162,6 +165,10 @@ pub struct InternalParameters {
     /// `process`, `kube-api`, `marker`, `http`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completion: Option<String>,
+    /// How outputs that are not subjects were recorded (`dirhash`,
+    /// `files`, `none`), when subjects were claimed images or chosen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub other_outputs: Option<String>,
 }
 
 /// Who ran the build, from the downward API.

@@ -184,6 +184,91 @@ pub fn product_byproducts(roots: &[HashedRoot]) -> Vec<ResourceDescriptor> {
     out
 }
 
+/// How the outputs that are not subjects are recorded, when subjects are
+/// claimed images or files chosen with `--subject`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OtherOutputs {
+    /// One dirHash byproduct per product root, of the whole tree.
+    #[default]
+    Dirhash,
+    /// One byproduct per regular file that is not a subject.
+    Files,
+    /// Nothing beyond the subjects (said so in `internalParameters`).
+    None,
+}
+crate::choice!(OtherOutputs {
+    Dirhash = "dirhash",
+    Files = "files",
+    None = "none",
+});
+
+/// The product files `globs` select (relative to each root, the rules of
+/// `--exclude`: `*` does not cross `/`, `**` does, a pattern matches the
+/// whole path), as roots holding only those files.
+pub fn select(roots: &[HashedRoot], globs: &digest::Excludes) -> Vec<HashedRoot> {
+    roots
+        .iter()
+        .map(|r| {
+            let entries = r
+                .tree
+                .entries
+                .iter()
+                .filter(|e| matches!(e.kind, EntryKind::File { .. }))
+                .filter(|e| {
+                    // A product named directly (not a directory) is matched by
+                    // its name.
+                    globs.excluded_bytes(e.path.as_bytes(), false)
+                })
+                .cloned()
+                .collect();
+            HashedRoot {
+                given: r.given.clone(),
+                prefix: r.prefix.clone(),
+                is_dir: r.is_dir,
+                tree: Tree {
+                    root: r.tree.root.clone(),
+                    entries,
+                },
+            }
+        })
+        .collect()
+}
+
+/// The outputs that are not subjects, as byproducts: each root's whole
+/// tree as one dirHash (what a consumer can recompute from the directory),
+/// or each regular file that is not in `subjects`.
+pub fn other_outputs(
+    roots: &[HashedRoot],
+    subjects: &[HashedRoot],
+    how: OtherOutputs,
+) -> Vec<ResourceDescriptor> {
+    match how {
+        OtherOutputs::Dirhash => observed_outputs(roots),
+        OtherOutputs::None => Vec::new(),
+        OtherOutputs::Files => {
+            let chosen: std::collections::HashSet<(&RelPath, &RelPath)> = subjects
+                .iter()
+                .flat_map(|r| r.tree.entries.iter().map(move |e| (&r.prefix, &e.path)))
+                .collect();
+            roots
+                .iter()
+                .flat_map(|r| {
+                    let chosen = &chosen;
+                    r.tree
+                        .entries
+                        .iter()
+                        .filter(|e| matches!(e.kind, EntryKind::File { .. }))
+                        .filter(move |e| !chosen.contains(&(&r.prefix, &e.path)))
+                        .map(|e| {
+                            ResourceDescriptor::from_entry(&r.prefix, e)
+                                .annotate(ANN_ROLE, "output")
+                        })
+                })
+                .collect()
+        }
+    }
+}
+
 /// The whole tree of each workspace as one dirHash byproduct, for builds
 /// whose subjects are images the builder claimed: what the build actually
 /// wrote stays on the record beside what it says it pushed.

@@ -219,6 +219,7 @@ mod tests {
                 materials: vec!["out".into()],
                 products: vec!["out".into()],
                 excludes: Vec::new(),
+                subjects: Vec::new(),
             },
             internal: InternalParameters {
                 materials_as: "files".into(),

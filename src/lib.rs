@@ -13,3 +13,4 @@ pub mod publish;
 pub mod sign;
 pub mod verify;
 pub mod watch;
+pub mod webhook;

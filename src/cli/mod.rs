@@ -9,6 +9,7 @@ mod run;
 mod signer;
 mod snapshot;
 mod verify;
+mod webhook;
 
 use std::path::PathBuf;
 
@@ -72,6 +73,9 @@ pub enum Command {
     Publish(publish::PublishArgs),
     /// Print sha256 digests of files (sha256sum format), or a tree's git id.
     Digest(DigestArgs),
+    /// Mutating admission webhook: puts snapshot and record into kpack,
+    /// Tekton and opted-in build pods.
+    Webhook(webhook::WebhookArgs),
 }
 
 /// Options shared by every command that hashes trees.
@@ -287,6 +291,7 @@ pub fn exit_code_for(err: &anyhow::Error) -> i32 {
             || cause.is::<crate::verify::PolicyError>()
             || cause.is::<crate::publish::AuthError>()
             || cause.is::<crate::publish::SpoolError>()
+            || cause.is::<crate::webhook::WebhookError>()
             || cause.is::<std::io::Error>()
         {
             return exit::CANNOT_CHECK;
@@ -337,6 +342,7 @@ pub fn main() -> i32 {
         Command::Digest(a) => digest(a),
         Command::Snapshot(a) => snapshot::snapshot(a),
         Command::Record(a) => record::record(a),
+        Command::Webhook(a) => webhook::webhook(a),
     };
     match result {
         Ok(code) => code,

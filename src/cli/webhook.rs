@@ -27,6 +27,10 @@ pub struct WebhookArgs {
     /// Configuration (YAML; unknown fields are errors).
     #[arg(long, value_name = "FILE", env = "PROVENANT_WEBHOOK_CONFIG")]
     pub config: PathBuf,
+    /// provenant's image to inject, by digest (overrides the configuration's
+    /// `image`).
+    #[arg(long, value_name = "REPO@sha256:HEX", env = "PROVENANT_WEBHOOK_IMAGE")]
+    pub image: Option<String>,
     /// How often the certificate files are checked for a change.
     #[arg(long, value_name = "MILLISECONDS", default_value_t = 1000, hide = true)]
     pub reload_interval_ms: u64,
@@ -36,7 +40,7 @@ pub struct WebhookArgs {
 }
 
 pub fn webhook(a: WebhookArgs) -> anyhow::Result<i32> {
-    let config = Config::load(&a.config)?;
+    let config = Config::load(&a.config, a.image.as_deref())?;
     let store = CertStore::load(&a.tls_cert, &a.tls_key)?;
     if a.check {
         println!("configuration {} and certificate ok", a.config.display());

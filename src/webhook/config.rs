@@ -15,7 +15,11 @@ const MAX_CONFIG_BYTES: u64 = 1 << 20;
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Config {
     /// provenant's own image, by digest (`REPO@sha256:HEX`): the containers
-    /// that hold the key run exactly the binary the operator chose.
+    /// that hold the key run exactly the binary the operator chose. May be
+    /// left out when `provenant webhook --image` gives it (the install kit
+    /// passes the webhook's own image, so one `kustomize edit set image`
+    /// sets both).
+    #[serde(default)]
     pub image: String,
     #[serde(default = "default_pull_policy")]
     pub image_pull_policy: String,
@@ -277,7 +281,7 @@ fn is_item_name(s: &str) -> bool {
 }
 
 impl Config {
-    pub fn load(path: &Path) -> Result<Config, WebhookError> {
+    pub fn load(path: &Path, image: Option<&str>) -> Result<Config, WebhookError> {
         use std::io::Read;
         let name = path.display().to_string();
         let mut text = String::new();
@@ -292,15 +296,19 @@ impl Config {
                 "{name}: larger than {MAX_CONFIG_BYTES} bytes"
             )));
         }
-        Self::parse(&text).map_err(|e| match e {
+        Self::parse(&text, image).map_err(|e| match e {
             WebhookError::Config(m) => WebhookError::Config(format!("{name}: {m}")),
             e => e,
         })
     }
 
-    pub fn parse(text: &str) -> Result<Config, WebhookError> {
-        let c: Config = serde_yaml_ng::from_str(text)
+    /// `image` (from the command line) replaces the file's `image`.
+    pub fn parse(text: &str, image: Option<&str>) -> Result<Config, WebhookError> {
+        let mut c: Config = serde_yaml_ng::from_str(text)
             .map_err(|e| WebhookError::Config(e.to_string().replace('\n', " ")))?;
+        if let Some(i) = image {
+            c.image = i.to_string();
+        }
         c.validate()?;
         Ok(c)
     }
@@ -436,7 +444,7 @@ mod tests {
 
     #[test]
     fn minimal_config_gets_defaults() {
-        let c = Config::parse(MIN).unwrap();
+        let c = Config::parse(MIN, None).unwrap();
         assert_eq!(c.run_as_user, 65532);
         assert!(c.profiles.kpack.enabled && c.profiles.tekton.native_sidecar);
         assert_eq!(c.resources.memory(), "91Mi");
@@ -445,11 +453,11 @@ mod tests {
 
     #[test]
     fn unknown_fields_and_tags_are_refused() {
-        let e = Config::parse(&format!("{MIN}publsh: {{enabled: true}}\n")).unwrap_err();
+        let e = Config::parse(&format!("{MIN}publsh: {{enabled: true}}\n"), None).unwrap_err();
         assert!(e.to_string().contains("unknown field `publsh`"), "{e}");
-        let e = Config::parse(&MIN.replace("@sha256:0000000000000000000000000000000000000000000000000000000000000000", ":latest")).unwrap_err();
+        let e = Config::parse(&MIN.replace("@sha256:0000000000000000000000000000000000000000000000000000000000000000", ":latest"), None).unwrap_err();
         assert!(e.to_string().contains("image"), "{e}");
-        let e = Config::parse(&format!("{MIN}  signer: {{url: https://s, tokenSecretName: t}}\n"))
+        let e = Config::parse(&format!("{MIN}  signer: {{url: https://s, tokenSecretName: t}}\n"), None)
             .unwrap_err();
         assert!(e.to_string().contains("exactly one"), "{e}");
     }

@@ -748,3 +748,48 @@ fn bad_configuration_stops_at_start_with_one_line() {
     ]);
     run(c).ok();
 }
+
+#[test]
+fn stage_gate_from_annotations() {
+    let h = start(&config_yaml(
+        "publish:\n  enabled: true\n  credentialsSecretName: registry-credentials\n",
+    ));
+    let mut pod = kpack_pod();
+    let src = "registry.example.com/team/app-source@sha256:".to_string() + &"f".repeat(64);
+    pod["metadata"]["annotations"]["provenant.dev/require"] = json!(format!("image:{src}"));
+    pod["metadata"]["annotations"]["provenant.dev/policy"] = json!("provenant-policy");
+    let (status, v) = h.post(review_of(pod.clone()));
+    assert_eq!(status, 200);
+    assert_eq!(v["response"]["allowed"], true, "{v}");
+    // Apply with the same independent implementation as the other tests.
+    let t = tempfile::tempdir().unwrap();
+    let f = t.path().join("review.json");
+    std::fs::write(&f, review_of(pod.clone())).unwrap();
+    let (r, res) = h.admit(&f);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let init = &res["patched"]["spec"]["initContainers"];
+    let snap = container(init, "provenant-snapshot");
+    let a = args(snap);
+    assert!(a.contains(&format!("--require=image:{src}")), "{a:?}");
+    assert!(a.contains(&"--policy=/var/run/provenant/policy/policy.yaml".to_string()));
+    assert!(a.contains(&"--registry-config=/var/run/provenant/registry/config.json".to_string()));
+    assert!(mounts(snap).contains(&(
+        "provenant-policy".into(),
+        "/var/run/provenant/policy".into(),
+        true
+    )));
+    let rec = container(init, "provenant-record");
+    assert!(!mounts(rec).iter().any(|m| m.0 == "provenant-policy"));
+    // A policy without inputs, or inputs without a policy: refused.
+    let mut bad = pod.clone();
+    bad["metadata"]["annotations"]
+        .as_object_mut()
+        .unwrap()
+        .remove("provenant.dev/require");
+    let (_, v) = h.post(review_of(bad));
+    assert_eq!(v["response"]["allowed"], false);
+    let mut bad = pod;
+    bad["metadata"]["annotations"]["provenant.dev/require"] = json!("--key=/x");
+    let (_, v) = h.post(review_of(bad));
+    assert_eq!(v["response"]["allowed"], false);
+}

@@ -258,7 +258,7 @@ fn invalid(field: &str, reason: impl std::fmt::Display) -> WebhookError {
 }
 
 /// A DNS-1123 subdomain (Secret names).
-fn is_object_name(s: &str) -> bool {
+pub(crate) fn is_object_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 253
         && s.split('.').all(|l| {

@@ -30,10 +30,12 @@ pub const STATE_VOLUME: &str = "provenant-state";
 pub const KEY_VOLUME: &str = "provenant-signing-key";
 pub const TOKEN_VOLUME: &str = "provenant-signer-token";
 pub const REGISTRY_VOLUME: &str = "provenant-registry";
+pub const POLICY_VOLUME: &str = "provenant-policy";
 pub const STATE_DIR: &str = "/provenant/state";
 const KEY_DIR: &str = "/var/run/provenant/key";
 const TOKEN_DIR: &str = "/var/run/provenant/signer";
 const REGISTRY_DIR: &str = "/var/run/provenant/registry";
+const POLICY_DIR: &str = "/var/run/provenant/policy";
 
 /// How the recording sidecar runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,6 +74,10 @@ pub struct Plan {
     pub run_as_group: Option<i64>,
     /// The pod has an fsGroup: Secret files can be group-readable only.
     pub fs_group: bool,
+    /// The stage gate: `--require` inputs, and the ConfigMap holding the
+    /// policy they must pass.
+    pub require: Vec<String>,
+    pub policy_configmap: Option<String>,
 }
 
 impl Plan {
@@ -371,6 +377,25 @@ pub fn containers(plan: &Plan, config: &Config) -> (Container, Container) {
     args.extend(plan.workspaces.iter().map(|w| format!("--workspace={w}")));
     args.extend(plan.references.iter().map(|r| format!("--reference={r}")));
     args.extend(plan.image_ids.iter().map(|i| format!("--image-id={i}")));
+    let mut snap_mounts = mounts.clone();
+    if plan.policy_configmap.is_some() {
+        args.extend(plan.require.iter().map(|r| format!("--require={r}")));
+        args.push(format!("--policy={POLICY_DIR}/policy.yaml"));
+        snap_mounts.push(mount(POLICY_VOLUME, POLICY_DIR, true));
+        // Checking `image:` inputs reads their attestations from the
+        // registry, with the same credentials the sidecar publishes with.
+        if config.publish.credentials_secret_name.is_some() {
+            snap_mounts.push(mount(REGISTRY_VOLUME, REGISTRY_DIR, true));
+            args.push(format!("--registry-config={REGISTRY_DIR}/config.json"));
+        }
+        args.extend(
+            config
+                .publish
+                .plain_http
+                .iter()
+                .map(|r| format!("--plain-http={r}")),
+        );
+    }
     let snapshot = Container {
         name: SNAPSHOT.into(),
         image: Some(config.image.clone()),
@@ -384,7 +409,7 @@ pub fn containers(plan: &Plan, config: &Config) -> (Container, Container) {
             field_env("NODE_NAME", "spec.nodeName"),
             field_env("SERVICE_ACCOUNT", "spec.serviceAccountName"),
         ]),
-        volume_mounts: Some(mounts.clone()),
+        volume_mounts: Some(snap_mounts),
         security_context: Some(security_context(plan, config)),
         resources: Some(resources(config)),
         ..Default::default()
@@ -505,7 +530,24 @@ pub fn volumes(plan: &Plan, config: &Config) -> Vec<Volume> {
             mode,
         ));
     }
-    if config.publish.enabled {
+    if let Some(cm) = &plan.policy_configmap {
+        v.push(Volume {
+            name: POLICY_VOLUME.into(),
+            config_map: Some(k8s_openapi::api::core::v1::ConfigMapVolumeSource {
+                name: cm.clone(),
+                items: Some(vec![KeyToPath {
+                    key: "policy.yaml".into(),
+                    path: "policy.yaml".into(),
+                    mode: None,
+                }]),
+                default_mode: Some(0o444),
+                optional: Some(false),
+            }),
+            ..Default::default()
+        });
+    }
+    let gate_reads_registry = plan.policy_configmap.is_some();
+    if config.publish.enabled || gate_reads_registry {
         if let Some(n) = &config.publish.credentials_secret_name {
             v.push(secret_volume(
                 REGISTRY_VOLUME,

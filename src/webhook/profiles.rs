@@ -23,6 +23,13 @@ pub const MATERIALS_ANNOTATION: &str = "provenant.dev/materials";
 /// The container whose volume mounts give those paths (default: the
 /// first container).
 pub const BUILDER_ANNOTATION: &str = "provenant.dev/builder-container";
+/// The stage gate, for every profile: inputs that must carry a valid
+/// attestation from the previous stage (`provenant snapshot --require`,
+/// comma-separated: `image:REF` or a path), checked against the policy in
+/// the named ConfigMap (item `policy.yaml`) of the pod's namespace. A gate
+/// only makes admission of the build's inputs stricter.
+pub const REQUIRE_ANNOTATION: &str = "provenant.dev/require";
+pub const POLICY_ANNOTATION: &str = "provenant.dev/policy";
 
 /// At most this many paths in one opt-in annotation, each at most
 /// `MAX_PATH` bytes: they become arguments.
@@ -76,11 +83,45 @@ pub fn select(pod: &Pod, config: &Config) -> Option<Profile> {
 }
 
 pub fn plan(profile: Profile, pod: &Pod, config: &Config) -> Result<Plan, Unsupported> {
-    match profile {
+    let mut p = match profile {
         Profile::Kpack => kpack(pod),
         Profile::Tekton => tekton(pod, config),
         Profile::OptIn => opt_in(pod),
+    }?;
+    gate(pod, &mut p)?;
+    Ok(p)
+}
+
+fn gate(pod: &Pod, p: &mut Plan) -> Result<(), Unsupported> {
+    let u = |r: String| Unsupported::new(p.profile.name(), r);
+    let require: Vec<String> = annotation(pod, REQUIRE_ANNOTATION)
+        .unwrap_or("")
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect();
+    let policy = annotation(pod, POLICY_ANNOTATION).map(str::trim);
+    if require.is_empty() {
+        return match policy {
+            Some(_) => Err(u(format!("{POLICY_ANNOTATION} without {REQUIRE_ANNOTATION}"))),
+            None => Ok(()),
+        };
     }
+    let policy = policy.ok_or_else(|| u(format!("{REQUIRE_ANNOTATION} needs {POLICY_ANNOTATION} (a ConfigMap with policy.yaml)")))?;
+    if !super::config::is_object_name(policy) {
+        return Err(u(format!("{POLICY_ANNOTATION}: '{}' is not a ConfigMap name", clip(policy))));
+    }
+    if require.len() > MAX_PATHS {
+        return Err(u(format!("{REQUIRE_ANNOTATION}: more than {MAX_PATHS} inputs")));
+    }
+    for r in &require {
+        if !safe_value(r) || r.starts_with('-') {
+            return Err(u(format!("{REQUIRE_ANNOTATION}: '{}' is not an input", clip(r))));
+        }
+    }
+    p.require = require;
+    p.policy_configmap = Some(policy.to_string());
+    Ok(())
 }
 
 fn base(profile: Profile, pod: &Pod) -> Plan {
@@ -98,6 +139,8 @@ fn base(profile: Profile, pod: &Pod) -> Plan {
         sidecar: Sidecar::Native,
         run_as_group: sc.and_then(|s| s.run_as_group.or(s.fs_group)),
         fs_group: sc.and_then(|s| s.fs_group).is_some(),
+        require: Vec::new(),
+        policy_configmap: None,
     }
 }
 

@@ -793,3 +793,386 @@ fn stage_gate_from_annotations() {
     let (_, v) = h.post(review_of(bad));
     assert_eq!(v["response"]["allowed"], false);
 }
+
+// ---------------------------------------------------------------------------
+// The kpack-shaped build pod, instrumented by the webhook, played for real.
+//
+// The fixture pod (kpack v0.17.2 layout) gets local stand-in images by digest
+// (scripts/build-kpack-standins.sh: busybox FROM scratch scripts that fetch
+// the source into /workspace, write layers, push a real image to a
+// `docker-registry` on loopback and write report.toml with its digest) and
+// tags in that registry; the webhook patches it; Python's jsonpatch applies
+// the patch; the result runs under `podman kube play`. The sidecar's
+// attestation must name the pushed image's digest (read back from the
+// registry by skopeo) and the source files.
+//
+// What podman 4.3 cannot run as Kubernetes would, and is therefore
+// converted in the pod that is played (podmanize_kpack below), exactly:
+// * the native sidecar (`provenant-record`, an init container with
+//   `restartPolicy: Always`) becomes the first regular container, without
+//   `restartPolicy`: podman runs init containers one after the other to
+//   completion and has no sidecar init containers;
+// * the init containers after it (analyze, detect, restore, build, export)
+//   become regular containers, in the same order, each started through
+//   `/bin/sh -c` that waits for its predecessor's success file in an extra
+//   `stepwait` volume and writes its own (a failure stops the chain), which
+//   keeps their order and their "all or nothing" while the sidecar runs
+//   beside them; `completion` waits for export the same way;
+// * the kubelet's SIGTERM to the sidecar after the last main container
+//   exited is sent by the test (`podman kill --signal TERM`) once
+//   `completion` has exited;
+// * emptyDir volumes become hostPath directories of the test (mode 0777),
+//   the key Secret a hostPath directory holding cosign.key (podman 4.3
+//   mishandles Secret volumes, see scripts/podman-setup.sh);
+// * downward-API fields podman lacks (metadata.namespace, spec.nodeName,
+//   spec.serviceAccountName) are dropped, and resource limits (no cgroup
+//   delegation here);
+// * `hostNetwork: true`, so the exporter reaches the registry on loopback.
+// provenant's two containers are otherwise run exactly as patched.
+
+fn podman(args: &[&str]) -> Run {
+    let mut c = Command::new("podman");
+    c.args(args);
+    run(c)
+}
+
+fn podman_ready() -> bool {
+    if std::env::var_os("PROVENANT_SKIP_PODMAN").is_some() {
+        eprintln!("PROVENANT_SKIP_PODMAN set: skipping the kpack pod end-to-end test");
+        return false;
+    }
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for script in ["scripts/build-images.sh", "scripts/build-kpack-standins.sh"] {
+        let mut c = Command::new(repo.join(script));
+        c.current_dir(repo);
+        let r = run(c);
+        assert_eq!(
+            r.code, 0,
+            "{script} failed (run scripts/podman-setup.sh first, or set PROVENANT_SKIP_PODMAN=1):\n{}",
+            r.stderr
+        );
+    }
+    true
+}
+
+fn local_digest(image: &str) -> String {
+    let r = podman(&["image", "inspect", "--format", "{{.Digest}}", image]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    r.stdout.trim().to_string()
+}
+
+struct Registry {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn registry(dir: &Path) -> Registry {
+    let port = free_port();
+    std::fs::create_dir_all(dir.join("data")).unwrap();
+    let config = dir.join("config.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            dir.join("data").display()
+        ),
+    )
+    .unwrap();
+    let child = Command::new("docker-registry")
+        .arg("serve")
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("registry.log")).unwrap())
+        .spawn()
+        .expect("docker-registry not installed (scripts/install-deps.sh installs it)");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "registry did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Registry { child, port }
+}
+
+/// The fixture with the stand-in images and the local registry.
+fn kpack_review_for(standin: &str, registry: &str, pod_name: &str) -> Value {
+    let mut r = read_json(&fixture("kpack-build-pod.json"));
+    let text = serde_json::to_string(&r)
+        .unwrap()
+        .replace(
+            &format!("registry.example.com/kpack/builder@sha256:{}", "b".repeat(64)),
+            standin,
+        )
+        .replace(
+            &format!("registry.example.com/kpack/build-init@sha256:{}", "d".repeat(64)),
+            standin,
+        )
+        .replace(
+            &format!("registry.example.com/kpack/completion@sha256:{}", "e".repeat(64)),
+            standin,
+        )
+        .replace("registry.example.com/team/app", &format!("{registry}/team/app"))
+        .replace("app-build-1-build-pod", pod_name);
+    r = serde_json::from_str(&text).unwrap();
+    r
+}
+
+fn podmanize_kpack(pod: &Value, dirs: &Path, keys: &Path) -> Value {
+    let mut p = pod.clone();
+    let spec = p["spec"].as_object_mut().unwrap();
+    spec.insert("hostNetwork".into(), json!(true));
+    // Volumes: directories of the test.
+    let mut vols = Vec::new();
+    for v in spec["volumes"].as_array().unwrap() {
+        let name = v["name"].as_str().unwrap();
+        let path = if name == "provenant-signing-key" {
+            keys.to_path_buf()
+        } else {
+            assert!(v.get("emptyDir").is_some(), "unexpected volume {v}");
+            let d = dirs.join(name);
+            std::fs::create_dir_all(&d).unwrap();
+            std::fs::set_permissions(&d, std::os::unix::fs::PermissionsExt::from_mode(0o777))
+                .unwrap();
+            d
+        };
+        vols.push(json!({"name": name, "hostPath": {"path": path, "type": "Directory"}}));
+    }
+    let stepwait = dirs.join("stepwait");
+    std::fs::create_dir_all(&stepwait).unwrap();
+    std::fs::set_permissions(&stepwait, std::os::unix::fs::PermissionsExt::from_mode(0o777))
+        .unwrap();
+    vols.push(json!({"name": "stepwait", "hostPath": {"path": stepwait, "type": "Directory"}}));
+    spec.insert("volumes".into(), json!(vols));
+    let init = spec["initContainers"].as_array().unwrap().clone();
+    let sidecar_at = init
+        .iter()
+        .position(|c| c["restartPolicy"] == "Always")
+        .expect("a native sidecar");
+    let mut new_init: Vec<Value> = init[..sidecar_at].to_vec();
+    let mut sidecar = init[sidecar_at].clone();
+    sidecar.as_object_mut().unwrap().remove("restartPolicy");
+    let mut steps: Vec<Value> = init[sidecar_at + 1..].to_vec();
+    steps.extend(spec["containers"].as_array().unwrap().iter().cloned());
+    let mut prev: Option<String> = None;
+    for s in steps.iter_mut() {
+        let name = s["name"].as_str().unwrap().to_string();
+        let wait = match &prev {
+            Some(p) => format!(
+                "until [ -e /stepwait/{p}.ok ]; do [ -e /stepwait/failed ] && exit 1; sleep 0.1; done; "
+            ),
+            None => String::new(),
+        };
+        let script = format!(
+            "{wait}\"$0\" \"$@\"; rc=$?; if [ $rc = 0 ]; then touch /stepwait/{name}.ok; else touch /stepwait/failed; fi; exit $rc"
+        );
+        let mut argv = vec![json!("/bin/sh"), json!("-c"), json!(script)];
+        argv.extend(s["command"].as_array().unwrap().iter().cloned());
+        argv.extend(s["args"].as_array().cloned().unwrap_or_default());
+        s["command"] = json!(argv);
+        s.as_object_mut().unwrap().remove("args");
+        s["volumeMounts"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"name": "stepwait", "mountPath": "/stepwait"}));
+        prev = Some(name);
+    }
+    let mut containers = vec![sidecar];
+    containers.extend(steps);
+    for c in new_init.iter_mut().chain(containers.iter_mut()) {
+        let o = c.as_object_mut().unwrap();
+        o.remove("resources");
+        if let Some(env) = o.get_mut("env").and_then(|e| e.as_array_mut()) {
+            env.retain(|e| {
+                let f = e["valueFrom"]["fieldRef"]["fieldPath"].as_str().unwrap_or("");
+                !["metadata.namespace", "spec.nodeName", "spec.serviceAccountName"].contains(&f)
+            });
+        }
+    }
+    spec.insert("initContainers".into(), json!(new_init));
+    spec.insert("containers".into(), json!(containers));
+    p
+}
+
+fn container_state(name: &str) -> String {
+    let r = podman(&["inspect", name, "--format", "{{.State.Status}} {{.State.ExitCode}}"]);
+    r.stdout.trim().to_string()
+}
+
+struct PlayedPod(String);
+
+impl Drop for PlayedPod {
+    fn drop(&mut self) {
+        let _ = podman(&["pod", "rm", "-f", &self.0]);
+    }
+}
+
+#[test]
+fn kpack_shaped_pod_runs_instrumented_under_podman() {
+    if !podman_ready() {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let reg = registry(&d.join("registry"));
+    let reg_host = format!("127.0.0.1:{}", reg.port);
+    let provenant_image = format!("localhost/provenant@{}", local_digest("localhost/provenant:dev"));
+    let standin = format!("localhost/kpack-standin@{}", local_digest("localhost/kpack-standin:dev"));
+    let pod_name = format!("kpack-e2e-{}", std::process::id());
+
+    // The webhook, configured with the key Secret and provenant's local image.
+    let cfg = format!(
+        "image: {provenant_image}\nbuilderId: https://ci.example.com/clusters/e2e\nsigning:\n  key:\n    secretName: provenant-signing-key\nresources:\n  expectedFiles: 1000\n"
+    );
+    let h = start(&cfg);
+    let review = kpack_review_for(&standin, &reg_host, &pod_name);
+    let rf = d.join("review.json");
+    std::fs::write(&rf, serde_json::to_vec(&review).unwrap()).unwrap();
+    let (r, res) = h.admit(&rf);
+    assert_eq!(r.code, 0, "{}\n{}\n{}", r.stdout, r.stderr, h.log());
+    let patched = res["patched"].clone();
+    assert!(patched.is_object(), "{res}");
+
+    // The key, readable by provenant's uid only.
+    let keys = d.join("keys");
+    std::fs::create_dir_all(&keys).unwrap();
+    let mut c = provenant(d);
+    c.args(["keygen", "--unencrypted", "--output-prefix", "keys/cosign"]);
+    run(c).ok();
+    std::os::unix::fs::chown(keys.join("cosign.key"), Some(65532), Some(65532)).unwrap();
+    std::fs::set_permissions(
+        keys.join("cosign.key"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o400),
+    )
+    .unwrap();
+    std::fs::rename(keys.join("cosign.pub"), d.join("cosign.pub")).unwrap();
+
+    let played = podmanize_kpack(&patched, &d.join("vols"), &keys);
+    let file = d.join("pod.json");
+    std::fs::write(&file, serde_json::to_vec_pretty(&played).unwrap()).unwrap();
+    let _ = podman(&["pod", "rm", "-f", &pod_name]);
+    let guard = PlayedPod(pod_name.clone());
+    let r = podman(&["kube", "play", file.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "podman kube play:\n{}\n{}", r.stdout, r.stderr);
+
+    let sidecar = format!("{pod_name}-provenant-record");
+    let completion = format!("{pod_name}-completion");
+    let logs = |c: &str| {
+        let r = podman(&["logs", c]);
+        format!("{}{}", r.stdout, r.stderr)
+    };
+    let all_logs = || {
+        ["provenant-record", "analyze", "detect", "restore", "build", "export", "completion"]
+            .iter()
+            .map(|c| format!("--- {c}:\n{}", logs(&format!("{pod_name}-{c}"))))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let s = container_state(&completion);
+        if s.starts_with("exited") {
+            assert_eq!(s, "exited 0", "{}", all_logs());
+            break;
+        }
+        assert!(Instant::now() < deadline, "completion did not finish: {s}\n{}", all_logs());
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    // What the kubelet does once the last main container exited.
+    let r = podman(&["kill", "--signal", "TERM", &sidecar]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !container_state(&sidecar).starts_with("exited") {
+        assert!(Instant::now() < deadline, "sidecar did not finish\n{}", all_logs());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let ctx = all_logs();
+    assert_eq!(container_state(&sidecar), "exited 0", "{ctx}");
+    // The build steps never had the key or the state.
+    let build_log = logs(&format!("{pod_name}-build"));
+    assert!(build_log.contains("build: NOT-READABLE /var/run/provenant/key/cosign.key"), "{ctx}");
+    assert!(build_log.contains("build: NOT-READABLE /provenant/state/snapshot.json"), "{ctx}");
+
+    // The attestation: one line on the sidecar's stdout.
+    let out = podman(&["logs", &sidecar]).stdout;
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 1, "{ctx}");
+    std::fs::write(d.join("sidecar.log"), &out).unwrap();
+    let mut c = provenant(d);
+    c.args(["verify", "--key", "cosign.pub", "sidecar.log"]);
+    run(c).ok();
+    let line: Value = serde_json::from_str(lines[0]).unwrap();
+    std::fs::write(d.join("envelope.json"), serde_json::to_vec(&line["envelope"]).unwrap())
+        .unwrap();
+    let mut c = Command::new(interop_python());
+    c.arg(interop_script("sslib_verify.py"))
+        .arg(d.join("envelope.json"))
+        .arg(d.join("cosign.pub"));
+    let r = run(c);
+    assert_eq!(r.code, 0, "securesystemslib: {}\n{}", r.stdout, r.stderr);
+    let st = statement_of(&d.join("envelope.json"));
+
+    // The subject is the pushed image, by the digest the registry serves.
+    let mut c = Command::new("skopeo");
+    c.args([
+        "inspect",
+        "--tls-verify=false",
+        "--raw",
+        &format!("docker://{reg_host}/team/app:b1.20250101.000000"),
+    ]);
+    let manifest = run(c);
+    assert_eq!(manifest.code, 0, "{}", manifest.stderr);
+    let pushed = sha256_hex(manifest.stdout.as_bytes());
+    let subjects = st["subject"].as_array().unwrap();
+    assert_eq!(subjects.len(), 1, "{st}");
+    assert_eq!(subjects[0]["name"], format!("{reg_host}/team/app"));
+    assert_eq!(subjects[0]["digest"]["sha256"], pushed.as_str());
+
+    // The materials are the source files prepare fetched, by content.
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("images/builder/source");
+    let mut want = std::collections::BTreeMap::new();
+    let mut stack = vec![src.clone()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let rel = p.strip_prefix(&src).unwrap().to_string_lossy().into_owned();
+                want.insert(format!("/workspace/{rel}"), sha256_hex(&std::fs::read(&p).unwrap()));
+            }
+        }
+    }
+    let deps = st["predicate"]["buildDefinition"]["resolvedDependencies"]
+        .as_array()
+        .unwrap();
+    let got: std::collections::BTreeMap<String, String> = deps
+        .iter()
+        .filter_map(|m| {
+            let n = m["name"].as_str()?;
+            n.starts_with("/workspace/")
+                .then(|| (n.to_string(), m["digest"]["sha256"].as_str().unwrap_or("").to_string()))
+        })
+        .collect();
+    assert_eq!(got, want, "{ctx}");
+    // The builder image, by digest, from the pod spec.
+    let builder = deps.iter().find(|m| m["name"] == "builder").expect("builder reference");
+    assert_eq!(
+        builder["digest"]["sha256"].as_str().unwrap(),
+        standin.rsplit(':').next().unwrap()
+    );
+    assert!(deps.iter().any(|m| m["name"] == "run-image"));
+    let internal = &st["predicate"]["buildDefinition"]["internalParameters"];
+    assert_eq!(internal["completion"], "sigterm");
+    assert_eq!(internal["pod"]["name"], pod_name.as_str());
+    assert_eq!(
+        st["predicate"]["runDetails"]["builder"]["id"],
+        "https://ci.example.com/clusters/e2e"
+    );
+    drop(guard);
+}

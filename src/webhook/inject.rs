@@ -535,11 +535,9 @@ pub fn volumes(plan: &Plan, config: &Config) -> Vec<Volume> {
             name: POLICY_VOLUME.into(),
             config_map: Some(k8s_openapi::api::core::v1::ConfigMapVolumeSource {
                 name: cm.clone(),
-                items: Some(vec![KeyToPath {
-                    key: "policy.yaml".into(),
-                    path: "policy.yaml".into(),
-                    mode: None,
-                }]),
+                // All items: the policy names its trusted public keys by
+                // paths relative to itself (e.g. `path: cosign.pub`).
+                items: None,
                 default_mode: Some(0o444),
                 optional: Some(false),
             }),

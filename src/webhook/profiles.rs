@@ -26,7 +26,8 @@ pub const BUILDER_ANNOTATION: &str = "provenant.dev/builder-container";
 /// The stage gate, for every profile: inputs that must carry a valid
 /// attestation from the previous stage (`provenant snapshot --require`,
 /// comma-separated: `image:REF` or a path), checked against the policy in
-/// the named ConfigMap (item `policy.yaml`) of the pod's namespace. A gate
+/// the named ConfigMap of the pod's namespace (item `policy.yaml`, beside
+/// the public keys it names by relative path). A gate
 /// only makes admission of the build's inputs stricter.
 pub const REQUIRE_ANNOTATION: &str = "provenant.dev/require";
 pub const POLICY_ANNOTATION: &str = "provenant.dev/policy";

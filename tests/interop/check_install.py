@@ -81,6 +81,8 @@ def validate(doc, versions, where):
             problems.append(f"{where}: unexpected metadata fields {sorted(set(meta))}")
         schema = copy.deepcopy(schema)
         schema.get("properties", {}).pop("metadata", None)
+        if "metadata" in schema.get("required", []):
+            schema["required"] = [r for r in schema["required"] if r != "metadata"]
         for e in jsonschema.Draft7Validator(schema).iter_errors(d):
             problems.append(f"{where}: {e.message} at {list(e.path)}")
         for t in template_objects(doc):

@@ -586,7 +586,8 @@ pub fn patch(pod: &Pod, plan: &Plan, config: &Config) -> Patch {
             serde_json::json!({ INJECTED_ANNOTATION: profile }),
         ));
     }
-    let spec = pod.spec.clone().unwrap_or_default();
+    let no_spec = k8s_openapi::api::core::v1::PodSpec::default();
+    let spec = pod.spec.as_ref().unwrap_or(&no_spec);
     let vols = volumes(plan, config);
     if spec.volumes.is_some() {
         for v in &vols {

@@ -17,6 +17,7 @@ pub mod profiles;
 pub mod server;
 
 use kube_core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
+use k8s_openapi::api::core::v1::Pod;
 use kube_core::DynamicObject;
 
 pub use config::{Config, FailurePolicy};
@@ -92,6 +93,20 @@ impl Webhook {
     /// server, which this webhook does not check (any pod in the cluster
     /// can reach the Service).
     pub fn review(&self, body: &[u8]) -> Answer {
+        // Fast path: a review of a pod, read straight into the Pod type.
+        // Anything else (another kind, a malformed pod, another version,
+        // not JSON) takes the generic path, which says why.
+        if let Ok(review) = serde_json::from_slice::<AdmissionReview<Pod>>(body) {
+            if is_v1(&review.types) {
+                if let Ok(req) = TryInto::<AdmissionRequest<Pod>>::try_into(review) {
+                    if let Some(pod) = req.object.as_ref().filter(|_| is_pod_create(&req)) {
+                        let allow = AdmissionResponse::from(&req);
+                        let name = pod_name(pod, req.namespace.as_deref());
+                        return answer(self.decide_pod(allow, pod, &name));
+                    }
+                }
+            }
+        }
         let review: AdmissionReview<DynamicObject> = match serde_json::from_slice(body) {
             Ok(r) => r,
             Err(e) => {
@@ -101,9 +116,7 @@ impl Webhook {
                 ))
             }
         };
-        if review.types.api_version != kube_core::admission::META_API_VERSION_V1
-            || review.types.kind != kube_core::admission::META_KIND
-        {
+        if !is_v1(&review.types) {
             return invalid(format!(
                 "unsupported {} '{}': this webhook speaks {} only",
                 if review.types.kind == kube_core::admission::META_KIND {
@@ -123,26 +136,12 @@ impl Webhook {
             Ok(r) => r,
             Err(_) => return invalid("AdmissionReview without a request".into()),
         };
-        let (response, decision) = self.decide(&req);
-        match review_json(response) {
-            Ok(body) => Answer {
-                status: 200,
-                body,
-                decision,
-            },
-            Err(e) => invalid(format!("cannot serialize the response: {e}")),
-        }
+        answer(self.decide(&req))
     }
 
     fn decide(&self, req: &AdmissionRequest<DynamicObject>) -> (AdmissionResponse, String) {
         let allow = AdmissionResponse::from(req);
-        let is_pod = req.kind.group.is_empty()
-            && req.kind.version == "v1"
-            && req.kind.kind == "Pod"
-            && req.resource.group.is_empty()
-            && req.resource.resource == "pods"
-            && req.sub_resource.is_none();
-        if !is_pod {
+        if !is_pod_request(req) {
             // The shipped configuration sends pods only; anything else is
             // let through untouched: this webhook mutates nothing but pods.
             return (allow, "unchanged:not-a-pod".into());
@@ -153,11 +152,12 @@ impl Webhook {
         let Some(object) = &req.object else {
             return (allow, "unchanged:no-object".into());
         };
+        // The fast path could not read it as a Pod: say why.
         let raw = match serde_json::to_value(object) {
             Ok(v) => v,
             Err(e) => return self.refuse(allow, "any", &format!("pod not readable: {e}")),
         };
-        let pod: k8s_openapi::api::core::v1::Pod = match serde_json::from_value(raw) {
+        let pod: Pod = match serde_json::from_value(raw) {
             Ok(p) => p,
             Err(e) => {
                 return self.refuse(
@@ -167,10 +167,14 @@ impl Webhook {
                 )
             }
         };
+        let name = pod_name(&pod, req.namespace.as_deref());
+        self.decide_pod(allow, &pod, &name)
+    }
+
+    fn decide_pod(&self, allow: AdmissionResponse, pod: &Pod, name: &str) -> (AdmissionResponse, String) {
         let Some(profile) = profiles::select(&pod, &self.config) else {
             return (allow, "unchanged:no-profile".into());
         };
-        let name = pod_name(&pod, req);
         match inject::existing(&pod, &self.config) {
             inject::Existing::None => {}
             inject::Existing::Ours => {
@@ -237,9 +241,11 @@ impl Webhook {
 /// The response as JSON, with `patch` base64-encoded as the API requires
 /// for a Go `[]byte`: kube-core 5 serializes the `Vec<u8>` as an array of
 /// numbers (kube-rs issue #1781), which is not the documented wire format.
-fn review_json(response: AdmissionResponse) -> Result<Vec<u8>, serde_json::Error> {
+fn review_json(mut response: AdmissionResponse) -> Result<Vec<u8>, serde_json::Error> {
     use base64::Engine;
-    let patch = response.patch.clone();
+    // Taken out before serializing: as an array of numbers it would cost a
+    // JSON value per byte.
+    let patch = response.patch.take();
     let mut v = serde_json::to_value(response.into_review())?;
     if let (Some(p), Some(r)) = (patch, v.get_mut("response")) {
         r["patch"] = serde_json::Value::String(base64::engine::general_purpose::STANDARD.encode(p));
@@ -247,8 +253,37 @@ fn review_json(response: AdmissionResponse) -> Result<Vec<u8>, serde_json::Error
     serde_json::to_vec(&v)
 }
 
-fn pod_name(pod: &k8s_openapi::api::core::v1::Pod, req: &AdmissionRequest<DynamicObject>) -> String {
-    let ns = req.namespace.as_deref().unwrap_or("");
+fn is_v1(t: &kube_core::TypeMeta) -> bool {
+    t.api_version == kube_core::admission::META_API_VERSION_V1
+        && t.kind == kube_core::admission::META_KIND
+}
+
+fn is_pod_request<T: kube_core::Resource>(req: &AdmissionRequest<T>) -> bool {
+    req.kind.group.is_empty()
+        && req.kind.version == "v1"
+        && req.kind.kind == "Pod"
+        && req.resource.group.is_empty()
+        && req.resource.resource == "pods"
+        && req.sub_resource.is_none()
+}
+
+fn is_pod_create<T: kube_core::Resource>(req: &AdmissionRequest<T>) -> bool {
+    is_pod_request(req) && matches!(req.operation, Operation::Create)
+}
+
+fn answer((response, decision): (AdmissionResponse, String)) -> Answer {
+    match review_json(response) {
+        Ok(body) => Answer {
+            status: 200,
+            body,
+            decision,
+        },
+        Err(e) => invalid(format!("cannot serialize the response: {e}")),
+    }
+}
+
+fn pod_name(pod: &Pod, ns: Option<&str>) -> String {
+    let ns = ns.unwrap_or("");
     let n = pod
         .metadata
         .name

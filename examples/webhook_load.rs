@@ -24,7 +24,9 @@ fn percentile(sorted: &[u64], p: f64) -> u64 {
 fn main() {
     let a: Vec<String> = std::env::args().collect();
     if a.len() != 6 && a.len() != 7 {
-        eprintln!("usage: webhook_load URL CA_PEM REVIEW_JSON CONCURRENCY REQUESTS_PER_CLIENT [RATE]");
+        eprintln!(
+            "usage: webhook_load URL CA_PEM REVIEW_JSON CONCURRENCY REQUESTS_PER_CLIENT [RATE]"
+        );
         std::process::exit(2);
     }
     let url = a[1].clone();

@@ -69,20 +69,32 @@ fn restricted(name: &str, pod: &Value) {
     assert_eq!(sc["runAsNonRoot"], true, "{name}");
     assert_eq!(sc["seccompProfile"]["type"], "RuntimeDefault", "{name}");
     assert_eq!(pod["automountServiceAccountToken"], false, "{name}");
-    assert!(pod["hostNetwork"].is_null() && pod["hostPID"].is_null(), "{name}");
+    assert!(
+        pod["hostNetwork"].is_null() && pod["hostPID"].is_null(),
+        "{name}"
+    );
     for v in pod["volumes"].as_array().unwrap() {
         assert!(
-            v.get("secret").is_some() || v.get("configMap").is_some() || v.get("emptyDir").is_some(),
+            v.get("secret").is_some()
+                || v.get("configMap").is_some()
+                || v.get("emptyDir").is_some(),
             "{name}: volume {v} is not allowed under restricted"
         );
     }
     for c in pod["containers"].as_array().unwrap() {
         let s = &c["securityContext"];
         assert_eq!(s["allowPrivilegeEscalation"], false, "{name}");
-        assert_eq!(s["capabilities"]["drop"], serde_json::json!(["ALL"]), "{name}");
+        assert_eq!(
+            s["capabilities"]["drop"],
+            serde_json::json!(["ALL"]),
+            "{name}"
+        );
         assert!(s["capabilities"]["add"].is_null(), "{name}");
         assert_ne!(s["runAsUser"], 0, "{name}");
-        assert!(c["image"].as_str().unwrap().contains("@sha256:"), "{name}: image by digest");
+        assert!(
+            c["image"].as_str().unwrap().contains("@sha256:"),
+            "{name}: image by digest"
+        );
     }
 }
 
@@ -94,10 +106,16 @@ fn check_kit(dir: &str, with_signer: bool) {
     let r = check(&[f]);
     assert_eq!(r.code, 0, "{dir}:\n{}\n{}", r.stdout, r.stderr);
     let objs = docs(&yaml);
-    assert_eq!(r.stdout.lines().filter(|l| l.starts_with("ok ")).count(), objs.len());
+    assert_eq!(
+        r.stdout.lines().filter(|l| l.starts_with("ok ")).count(),
+        objs.len()
+    );
 
     let ns = find(&objs, "Namespace", "provenant-system").expect("namespace");
-    assert_eq!(ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"], "restricted");
+    assert_eq!(
+        ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"],
+        "restricted"
+    );
     for o in &objs {
         let kind = o["kind"].as_str().unwrap();
         assert!(
@@ -114,10 +132,16 @@ fn check_kit(dir: &str, with_signer: bool) {
             }
         }
         if kind == "Deployment" {
-            restricted(o["metadata"]["name"].as_str().unwrap(), &o["spec"]["template"]["spec"]);
+            restricted(
+                o["metadata"]["name"].as_str().unwrap(),
+                &o["spec"]["template"]["spec"],
+            );
         }
     }
-    assert_eq!(find(&objs, "Deployment", "provenant-signer").is_some(), with_signer);
+    assert_eq!(
+        find(&objs, "Deployment", "provenant-signer").is_some(),
+        with_signer
+    );
 
     let mwc = find(&objs, "MutatingWebhookConfiguration", "provenant").unwrap();
     assert_eq!(
@@ -175,11 +199,15 @@ fn check_kit(dir: &str, with_signer: bool) {
         .find(|v| v["name"] == "config")
         .unwrap()["configMap"]["name"]
         .clone();
-    assert_eq!(volume_cm, cm["metadata"]["name"], "the Deployment mounts the generated ConfigMap");
+    assert_eq!(
+        volume_cm, cm["metadata"]["name"],
+        "the Deployment mounts the generated ConfigMap"
+    );
     let config = cm["data"]["config.yaml"].as_str().unwrap();
     std::fs::write(t.path().join("config.yaml"), config).unwrap();
-    let ck = rcgen::generate_simple_self_signed(vec!["provenant-webhook.provenant-system.svc".into()])
-        .unwrap();
+    let ck =
+        rcgen::generate_simple_self_signed(vec!["provenant-webhook.provenant-system.svc".into()])
+            .unwrap();
     std::fs::write(t.path().join("tls.crt"), ck.cert.pem()).unwrap();
     std::fs::write(t.path().join("tls.key"), ck.signing_key.serialize_pem()).unwrap();
     let mut c = provenant(t.path());
@@ -251,8 +279,10 @@ fn tekton_and_cartographer_manifests_validate() {
     }
     // The explicit-sidecar Task keeps the key from the steps.
     let task = docs(
-        &std::fs::read_to_string(repo().join("manifests/tekton/explicit/task-build-with-sidecar.yaml"))
-            .unwrap(),
+        &std::fs::read_to_string(
+            repo().join("manifests/tekton/explicit/task-build-with-sidecar.yaml"),
+        )
+        .unwrap(),
     );
     let spec = &task[0]["spec"];
     for s in spec["steps"].as_array().unwrap() {
@@ -266,9 +296,11 @@ fn tekton_and_cartographer_manifests_validate() {
         assert!(!ws.contains(&"state"), "{s}");
     }
     // Cartographer's stages gate on the previous one.
-    let carto = std::fs::read_to_string(repo().join("manifests/cartographer/templates.yaml")).unwrap();
+    let carto =
+        std::fs::read_to_string(repo().join("manifests/cartographer/templates.yaml")).unwrap();
     assert!(carto.contains("provenant.dev/require: image:$(sources.source.url)$"));
-    let runs = std::fs::read_to_string(repo().join("manifests/cartographer/run-templates.yaml")).unwrap();
+    let runs =
+        std::fs::read_to_string(repo().join("manifests/cartographer/run-templates.yaml")).unwrap();
     assert!(runs.contains("provenant.dev/require: image:$(runnable.spec.inputs.image)$"));
 }
 
@@ -328,7 +360,11 @@ fn tekton_manifests_pass_tekton_lint() {
     c.args(&files);
     let r = run(c);
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
-    assert!(!r.stdout.contains("problem"), "warnings too are fixed:\n{}", r.stdout);
+    assert!(
+        !r.stdout.contains("problem"),
+        "warnings too are fixed:\n{}",
+        r.stdout
+    );
     // It does catch mistakes: a parameter that does not exist.
     let t = tempfile::tempdir().unwrap();
     let src = std::fs::read_to_string(repo().join("manifests/tekton/task-build.yaml")).unwrap();

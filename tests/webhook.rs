@@ -43,8 +43,8 @@ impl Drop for Hook {
 }
 
 fn self_signed(dir: &Path, prefix: &str) {
-    let ck = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()])
-        .unwrap();
+    let ck =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()]).unwrap();
     std::fs::write(dir.join(format!("{prefix}.crt")), ck.cert.pem()).unwrap();
     std::fs::write(
         dir.join(format!("{prefix}.key")),
@@ -105,7 +105,11 @@ pub fn start(config: &str) -> Hook {
         .unwrap_or_default()
         .contains("webhook ready")
     {
-        assert!(Instant::now() < deadline, "webhook did not start: {}", hook.log());
+        assert!(
+            Instant::now() < deadline,
+            "webhook did not start: {}",
+            hook.log()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     hook
@@ -265,14 +269,12 @@ fn check_isolation(pod: &Value) {
         }
     }
     let vols = spec["volumes"].as_array().unwrap();
-    let state = vols.iter().find(|v| v["name"] == "provenant-state").unwrap();
+    let state = vols
+        .iter()
+        .find(|v| v["name"] == "provenant-state")
+        .unwrap();
     assert_eq!(state["emptyDir"], json!({}));
-    assert_eq!(
-        pod["metadata"]["annotations"]["provenant.dev/injected"]
-            .as_str()
-            .is_some(),
-        true
-    );
+    assert!(pod["metadata"]["annotations"]["provenant.dev/injected"].is_string());
 }
 
 #[test]
@@ -377,7 +379,10 @@ fn kpack_build_pod_gains_snapshot_and_native_sidecar() {
 #[test]
 fn tekton_pod_native_and_legacy_sidecar() {
     for (native, extra) in [
-        (true, "profiles:\n  tekton:\n    allowImageRepos: [\"registry.example.com/team/*\"]\n"),
+        (
+            true,
+            "profiles:\n  tekton:\n    allowImageRepos: [\"registry.example.com/team/*\"]\n",
+        ),
         (false, "profiles:\n  tekton:\n    nativeSidecar: false\n"),
     ] {
         let h = start(&config_yaml(extra));
@@ -387,7 +392,12 @@ fn tekton_pod_native_and_legacy_sidecar() {
         let record_name = if native {
             assert_eq!(
                 names(&spec["initContainers"]),
-                ["prepare", "place-scripts", "provenant-snapshot", "provenant-record"]
+                [
+                    "prepare",
+                    "place-scripts",
+                    "provenant-snapshot",
+                    "provenant-record"
+                ]
             );
             assert_eq!(
                 names(&spec["containers"]),
@@ -401,7 +411,11 @@ fn tekton_pod_native_and_legacy_sidecar() {
             );
             assert_eq!(
                 names(&spec["containers"]),
-                ["step-build", "step-write-results", "sidecar-provenant-record"]
+                [
+                    "step-build",
+                    "step-write-results",
+                    "sidecar-provenant-record"
+                ]
             );
             "sidecar-provenant-record"
         };
@@ -439,7 +453,9 @@ fn tekton_pod_native_and_legacy_sidecar() {
         }
         assert!(!s.contains(&"--workspace=/workspace/dockerconfig".to_string()));
         let env = record["env"].as_array().unwrap();
-        let allow = env.iter().find(|e| e["name"] == "PROVENANT_ALLOW_IMAGE_REPO");
+        let allow = env
+            .iter()
+            .find(|e| e["name"] == "PROVENANT_ALLOW_IMAGE_REPO");
         assert_eq!(
             allow.map(|e| e["value"].clone()),
             native.then(|| json!("registry.example.com/team/*"))
@@ -527,8 +543,14 @@ fn garbage_gets_a_clear_answer_never_a_crash() {
     no_request.as_object_mut().unwrap().remove("request");
     for (body, needle) in [
         (b"{not json".to_vec(), "not an AdmissionReview"),
-        (serde_json::to_vec(&v1beta1).unwrap(), "admission.k8s.io/v1beta1"),
-        (serde_json::to_vec(&no_request).unwrap(), "without a request"),
+        (
+            serde_json::to_vec(&v1beta1).unwrap(),
+            "admission.k8s.io/v1beta1",
+        ),
+        (
+            serde_json::to_vec(&no_request).unwrap(),
+            "without a request",
+        ),
         (b"[1,2,3]".to_vec(), "not an AdmissionReview"),
         (
             serde_json::to_vec(&json!({"kind": "Pod", "apiVersion": "v1"})).unwrap(),
@@ -644,7 +666,10 @@ fn builder_containers_never_get_the_key_and_imitations_are_denied() {
     // The state volume replaced by one the build can reach.
     let mut forged = genuine.clone();
     let vols = forged["spec"]["volumes"].as_array_mut().unwrap();
-    let state = vols.iter_mut().find(|v| v["name"] == "provenant-state").unwrap();
+    let state = vols
+        .iter_mut()
+        .find(|v| v["name"] == "provenant-state")
+        .unwrap();
     *state = json!({"name": "provenant-state", "hostPath": {"path": "/tmp/state"}});
     let (_, v) = h.post(review_of(forged));
     assert_eq!(v["response"]["allowed"], false, "{v}");
@@ -666,7 +691,8 @@ fn opt_in_annotations_cannot_smuggle_flags() {
         assert_eq!(status, 200);
         assert_eq!(v["response"]["allowed"], false, "{bad}: {v}");
     }
-    r["request"]["object"]["metadata"]["annotations"]["provenant.dev/materials"] = json!("/etc/src");
+    r["request"]["object"]["metadata"]["annotations"]["provenant.dev/materials"] =
+        json!("/etc/src");
     let (_, v) = h.post(serde_json::to_vec(&r).unwrap());
     assert!(v["response"]["status"]["message"]
         .as_str()
@@ -695,7 +721,10 @@ fn certificate_is_reloaded_when_its_files_change() {
                 .is_ok()
         })
     };
-    assert!(!ok(), "the old certificate must not verify against the new CA");
+    assert!(
+        !ok(),
+        "the old certificate must not verify against the new CA"
+    );
     // Key first, then certificate, as a non-atomic writer would: the
     // mismatched moment is skipped, the old pair stays in use.
     std::fs::copy(d.join("next.key"), d.join("tls.key")).unwrap();
@@ -729,7 +758,13 @@ fn bad_configuration_stops_at_start_with_one_line() {
         std::fs::write(t.path().join("c.yaml"), cfg).unwrap();
         let mut c = provenant(t.path());
         c.args([
-            "webhook", "--check", "--config", "c.yaml", "--tls-cert", "tls.crt", "--tls-key",
+            "webhook",
+            "--check",
+            "--config",
+            "c.yaml",
+            "--tls-cert",
+            "tls.crt",
+            "--tls-key",
             "tls.key",
         ]);
         run(c).fails(code, needle);
@@ -737,13 +772,25 @@ fn bad_configuration_stops_at_start_with_one_line() {
     std::fs::write(t.path().join("c.yaml"), config_yaml("")).unwrap();
     let mut c = provenant(t.path());
     c.args([
-        "webhook", "--check", "--config", "c.yaml", "--tls-cert", "tls.key", "--tls-key",
+        "webhook",
+        "--check",
+        "--config",
+        "c.yaml",
+        "--tls-cert",
+        "tls.key",
+        "--tls-key",
         "tls.key",
     ]);
     run(c).fails(3, "tls.key: no certificate in it");
     let mut c = provenant(t.path());
     c.args([
-        "webhook", "--check", "--config", "c.yaml", "--tls-cert", "tls.crt", "--tls-key",
+        "webhook",
+        "--check",
+        "--config",
+        "c.yaml",
+        "--tls-cert",
+        "tls.crt",
+        "--tls-key",
         "tls.key",
     ]);
     run(c).ok();
@@ -906,18 +953,30 @@ fn kpack_review_for(standin: &str, registry: &str, pod_name: &str) -> Value {
     let text = serde_json::to_string(&r)
         .unwrap()
         .replace(
-            &format!("registry.example.com/kpack/builder@sha256:{}", "b".repeat(64)),
+            &format!(
+                "registry.example.com/kpack/builder@sha256:{}",
+                "b".repeat(64)
+            ),
             standin,
         )
         .replace(
-            &format!("registry.example.com/kpack/build-init@sha256:{}", "d".repeat(64)),
+            &format!(
+                "registry.example.com/kpack/build-init@sha256:{}",
+                "d".repeat(64)
+            ),
             standin,
         )
         .replace(
-            &format!("registry.example.com/kpack/completion@sha256:{}", "e".repeat(64)),
+            &format!(
+                "registry.example.com/kpack/completion@sha256:{}",
+                "e".repeat(64)
+            ),
             standin,
         )
-        .replace("registry.example.com/team/app", &format!("{registry}/team/app"))
+        .replace(
+            "registry.example.com/team/app",
+            &format!("{registry}/team/app"),
+        )
         .replace("app-build-1-build-pod", pod_name);
     r = serde_json::from_str(&text).unwrap();
     r
@@ -945,8 +1004,11 @@ fn podmanize_kpack(pod: &Value, dirs: &Path, keys: &Path) -> Value {
     }
     let stepwait = dirs.join("stepwait");
     std::fs::create_dir_all(&stepwait).unwrap();
-    std::fs::set_permissions(&stepwait, std::os::unix::fs::PermissionsExt::from_mode(0o777))
-        .unwrap();
+    std::fs::set_permissions(
+        &stepwait,
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
     vols.push(json!({"name": "stepwait", "hostPath": {"path": stepwait, "type": "Directory"}}));
     spec.insert("volumes".into(), json!(vols));
     let init = spec["initContainers"].as_array().unwrap().clone();
@@ -989,8 +1051,15 @@ fn podmanize_kpack(pod: &Value, dirs: &Path, keys: &Path) -> Value {
         o.remove("resources");
         if let Some(env) = o.get_mut("env").and_then(|e| e.as_array_mut()) {
             env.retain(|e| {
-                let f = e["valueFrom"]["fieldRef"]["fieldPath"].as_str().unwrap_or("");
-                !["metadata.namespace", "spec.nodeName", "spec.serviceAccountName"].contains(&f)
+                let f = e["valueFrom"]["fieldRef"]["fieldPath"]
+                    .as_str()
+                    .unwrap_or("");
+                ![
+                    "metadata.namespace",
+                    "spec.nodeName",
+                    "spec.serviceAccountName",
+                ]
+                .contains(&f)
             });
         }
     }
@@ -1000,7 +1069,12 @@ fn podmanize_kpack(pod: &Value, dirs: &Path, keys: &Path) -> Value {
 }
 
 fn container_state(name: &str) -> String {
-    let r = podman(&["inspect", name, "--format", "{{.State.Status}} {{.State.ExitCode}}"]);
+    let r = podman(&[
+        "inspect",
+        name,
+        "--format",
+        "{{.State.Status}} {{.State.ExitCode}}",
+    ]);
     r.stdout.trim().to_string()
 }
 
@@ -1021,8 +1095,14 @@ fn kpack_shaped_pod_runs_instrumented_under_podman() {
     let d = t.path();
     let reg = registry(&d.join("registry"));
     let reg_host = format!("127.0.0.1:{}", reg.port);
-    let provenant_image = format!("localhost/provenant@{}", local_digest("localhost/provenant:dev"));
-    let standin = format!("localhost/kpack-standin@{}", local_digest("localhost/kpack-standin:dev"));
+    let provenant_image = format!(
+        "localhost/provenant@{}",
+        local_digest("localhost/provenant:dev")
+    );
+    let standin = format!(
+        "localhost/kpack-standin@{}",
+        local_digest("localhost/kpack-standin:dev")
+    );
     let pod_name = format!("kpack-e2e-{}", std::process::id());
 
     // The webhook, configured with the key Secret and provenant's local image.
@@ -1067,11 +1147,19 @@ fn kpack_shaped_pod_runs_instrumented_under_podman() {
         format!("{}{}", r.stdout, r.stderr)
     };
     let all_logs = || {
-        ["provenant-record", "analyze", "detect", "restore", "build", "export", "completion"]
-            .iter()
-            .map(|c| format!("--- {c}:\n{}", logs(&format!("{pod_name}-{c}"))))
-            .collect::<Vec<_>>()
-            .join("\n")
+        [
+            "provenant-record",
+            "analyze",
+            "detect",
+            "restore",
+            "build",
+            "export",
+            "completion",
+        ]
+        .iter()
+        .map(|c| format!("--- {c}:\n{}", logs(&format!("{pod_name}-{c}"))))
+        .collect::<Vec<_>>()
+        .join("\n")
     };
     let deadline = Instant::now() + Duration::from_secs(180);
     loop {
@@ -1080,7 +1168,11 @@ fn kpack_shaped_pod_runs_instrumented_under_podman() {
             assert_eq!(s, "exited 0", "{}", all_logs());
             break;
         }
-        assert!(Instant::now() < deadline, "completion did not finish: {s}\n{}", all_logs());
+        assert!(
+            Instant::now() < deadline,
+            "completion did not finish: {s}\n{}",
+            all_logs()
+        );
         std::thread::sleep(Duration::from_millis(250));
     }
     // What the kubelet does once the last main container exited.
@@ -1088,15 +1180,25 @@ fn kpack_shaped_pod_runs_instrumented_under_podman() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     let deadline = Instant::now() + Duration::from_secs(60);
     while !container_state(&sidecar).starts_with("exited") {
-        assert!(Instant::now() < deadline, "sidecar did not finish\n{}", all_logs());
+        assert!(
+            Instant::now() < deadline,
+            "sidecar did not finish\n{}",
+            all_logs()
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     let ctx = all_logs();
     assert_eq!(container_state(&sidecar), "exited 0", "{ctx}");
     // The build steps never had the key or the state.
     let build_log = logs(&format!("{pod_name}-build"));
-    assert!(build_log.contains("build: NOT-READABLE /var/run/provenant/key/cosign.key"), "{ctx}");
-    assert!(build_log.contains("build: NOT-READABLE /provenant/state/snapshot.json"), "{ctx}");
+    assert!(
+        build_log.contains("build: NOT-READABLE /var/run/provenant/key/cosign.key"),
+        "{ctx}"
+    );
+    assert!(
+        build_log.contains("build: NOT-READABLE /provenant/state/snapshot.json"),
+        "{ctx}"
+    );
 
     // The attestation: one line on the sidecar's stdout.
     let out = podman(&["logs", &sidecar]).stdout;
@@ -1107,8 +1209,11 @@ fn kpack_shaped_pod_runs_instrumented_under_podman() {
     c.args(["verify", "--key", "cosign.pub", "sidecar.log"]);
     run(c).ok();
     let line: Value = serde_json::from_str(lines[0]).unwrap();
-    std::fs::write(d.join("envelope.json"), serde_json::to_vec(&line["envelope"]).unwrap())
-        .unwrap();
+    std::fs::write(
+        d.join("envelope.json"),
+        serde_json::to_vec(&line["envelope"]).unwrap(),
+    )
+    .unwrap();
     let mut c = Command::new(interop_python());
     c.arg(interop_script("sslib_verify.py"))
         .arg(d.join("envelope.json"))
@@ -1144,7 +1249,10 @@ fn kpack_shaped_pod_runs_instrumented_under_podman() {
                 stack.push(p);
             } else {
                 let rel = p.strip_prefix(&src).unwrap().to_string_lossy().into_owned();
-                want.insert(format!("/workspace/{rel}"), sha256_hex(&std::fs::read(&p).unwrap()));
+                want.insert(
+                    format!("/workspace/{rel}"),
+                    sha256_hex(&std::fs::read(&p).unwrap()),
+                );
             }
         }
     }
@@ -1155,13 +1263,20 @@ fn kpack_shaped_pod_runs_instrumented_under_podman() {
         .iter()
         .filter_map(|m| {
             let n = m["name"].as_str()?;
-            n.starts_with("/workspace/")
-                .then(|| (n.to_string(), m["digest"]["sha256"].as_str().unwrap_or("").to_string()))
+            n.starts_with("/workspace/").then(|| {
+                (
+                    n.to_string(),
+                    m["digest"]["sha256"].as_str().unwrap_or("").to_string(),
+                )
+            })
         })
         .collect();
     assert_eq!(got, want, "{ctx}");
     // The builder image, by digest, from the pod spec.
-    let builder = deps.iter().find(|m| m["name"] == "builder").expect("builder reference");
+    let builder = deps
+        .iter()
+        .find(|m| m["name"] == "builder")
+        .expect("builder reference");
     assert_eq!(
         builder["digest"]["sha256"].as_str().unwrap(),
         standin.rsplit(':').next().unwrap()

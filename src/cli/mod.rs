@@ -11,6 +11,7 @@ mod run;
 mod signer;
 mod snapshot;
 mod verify;
+mod webhook;
 
 use std::path::PathBuf;
 
@@ -72,6 +73,9 @@ pub enum Command {
     Publish(publish::PublishArgs),
     /// Print sha256 digests of files (sha256sum format), or a tree's git id.
     Digest(DigestArgs),
+    /// Mutating admission webhook: puts snapshot and record into kpack,
+    /// Tekton and opted-in build pods.
+    Webhook(webhook::WebhookArgs),
 }
 
 #[derive(Args, Debug)]
@@ -147,6 +151,7 @@ pub fn main() -> i32 {
         Command::Digest(a) => digest(a),
         Command::Snapshot(a) => snapshot::snapshot(a),
         Command::Record(a) => record::record(a),
+        Command::Webhook(a) => webhook::webhook(a),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,1293 @@
+//! `provenant webhook` served over TLS, as the API server would call it.
+//!
+//! No API server runs here: the requests are AdmissionReview fixtures
+//! (tests/fixtures/admission, written from the pod layouts of kpack v0.17.2
+//! `pkg/apis/build/v1alpha2/build_pod.go` and Tekton Pipelines v1.15.0
+//! `pkg/pod/pod.go`, `pkg/pod/entrypoint.go`; see generate.py there). The
+//! returned JSONPatch is applied by Python's `jsonpatch`, an independent
+//! RFC 6902 implementation, and the patched pod validated by
+//! kubernetes-validate (strict) for Kubernetes 1.29 and 1.33
+//! (tests/interop/admission.py); a second admission of the patched pod
+//! must give no patch. Garbage requests must give a clear answer.
+mod common;
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::{json, Value};
+
+const VERSIONS: &str = "1.29.0,1.33.0";
+const IMAGE: &str = "registry.example.com/provenant@sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/admission")
+        .join(name)
+}
+
+pub struct Hook {
+    child: Child,
+    pub url: String,
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+}
+
+impl Drop for Hook {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn self_signed(dir: &Path, prefix: &str) {
+    let ck =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()]).unwrap();
+    std::fs::write(dir.join(format!("{prefix}.crt")), ck.cert.pem()).unwrap();
+    std::fs::write(
+        dir.join(format!("{prefix}.key")),
+        ck.signing_key.serialize_pem(),
+    )
+    .unwrap();
+}
+
+pub fn config_yaml(extra: &str) -> String {
+    format!(
+        "image: {IMAGE}\nbuilderId: https://ci.example.com/clusters/test\nsigning:\n  key:\n    secretName: provenant-signing-key\n    passwordItem: COSIGN_PASSWORD\n{extra}"
+    )
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn start(config: &str) -> Hook {
+    let dir = tempfile::tempdir().unwrap();
+    self_signed(dir.path(), "tls");
+    std::fs::copy(dir.path().join("tls.crt"), dir.path().join("ca.pem")).unwrap();
+    std::fs::write(dir.path().join("config.yaml"), config).unwrap();
+    let port = free_port();
+    let log = std::fs::File::create(dir.path().join("webhook.log")).unwrap();
+    let child = Command::new(bin())
+        .current_dir(dir.path())
+        .env("PROVENANT_LOG", "debug")
+        .args([
+            "webhook",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--tls-cert",
+            "tls.crt",
+            "--tls-key",
+            "tls.key",
+            "--config",
+            "config.yaml",
+            "--reload-interval-ms",
+            "100",
+        ])
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let hook = Hook {
+        child,
+        url: format!("https://127.0.0.1:{port}"),
+        dir,
+        port,
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !std::fs::read_to_string(hook.dir.path().join("webhook.log"))
+        .unwrap_or_default()
+        .contains("webhook ready")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "webhook did not start: {}",
+            hook.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    hook
+}
+
+impl Hook {
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("webhook.log")).unwrap_or_default()
+    }
+
+    /// The independent client: POST, apply with jsonpatch, validate, POST again.
+    pub fn admit(&self, review: &Path) -> (Run, Value) {
+        let out = self.dir.path().join("result.json");
+        let _ = std::fs::remove_file(&out);
+        let mut c = Command::new(interop_python());
+        c.arg(interop_script("admission.py"))
+            .arg(format!("{}/mutate", self.url))
+            .arg(self.dir.path().join("ca.pem"))
+            .arg(review)
+            .arg(VERSIONS)
+            .arg(&out);
+        let r = run(c);
+        let v = std::fs::read(&out)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or(Value::Null);
+        (r, v)
+    }
+
+    fn client(&self) -> reqwest::Client {
+        let ca = std::fs::read(self.dir.path().join("ca.pem")).unwrap();
+        reqwest::Client::builder()
+            .tls_certs_only([reqwest::Certificate::from_pem(&ca).unwrap()])
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap()
+    }
+
+    /// Raw POST to /mutate; (status, body as JSON or Null).
+    pub fn post(&self, body: Vec<u8>) -> (u16, Value) {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let r = self
+                .client()
+                .post(format!("{}/mutate", self.url))
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            let b = r.bytes().await.unwrap();
+            (status, serde_json::from_slice(&b).unwrap_or(Value::Null))
+        })
+    }
+
+    pub fn get(&self, path: &str) -> u16 {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            self.client()
+                .get(format!("{}{path}", self.url))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        })
+    }
+}
+
+fn container<'a>(list: &'a Value, name: &str) -> &'a Value {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no container {name} in {list}"))
+}
+
+fn names(list: &Value) -> Vec<String> {
+    list.as_array()
+        .map(|a| {
+            a.iter()
+                .map(|c| c["name"].as_str().unwrap().to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn args(c: &Value) -> Vec<String> {
+    c["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().to_string())
+        .collect()
+}
+
+fn mounts(c: &Value) -> Vec<(String, String, bool)> {
+    c["volumeMounts"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|m| {
+                    (
+                        m["name"].as_str().unwrap().to_string(),
+                        m["mountPath"].as_str().unwrap().to_string(),
+                        m["readOnly"].as_bool().unwrap_or(false),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The isolation every patched pod must keep: key, token and state only in
+/// provenant's containers; the key only in the recorder; builder volumes
+/// read-only in provenant's containers; restricted securityContexts.
+fn check_isolation(pod: &Value) {
+    let spec = &pod["spec"];
+    let all: Vec<&Value> = spec["initContainers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .chain(spec["containers"].as_array().unwrap())
+        .collect();
+    for c in &all {
+        let name = c["name"].as_str().unwrap();
+        let ours = name.starts_with("provenant-") || name == "sidecar-provenant-record";
+        for (vol, path, ro) in mounts(c) {
+            if !ours {
+                assert!(!vol.starts_with("provenant-"), "{name} mounts {vol}");
+                continue;
+            }
+            if vol == "provenant-signing-key" || vol == "provenant-signer-token" {
+                assert!(name.ends_with("provenant-record"), "{name} mounts the key");
+                assert!(ro);
+            } else if vol != "provenant-state" {
+                assert!(ro, "{name} mounts builder volume {vol} at {path} writable");
+            }
+        }
+        if ours {
+            let sc = &c["securityContext"];
+            assert_eq!(sc["runAsUser"], 65532, "{name}");
+            assert_eq!(sc["runAsNonRoot"], true);
+            assert_eq!(sc["allowPrivilegeEscalation"], false);
+            assert_eq!(sc["readOnlyRootFilesystem"], true);
+            assert_eq!(sc["capabilities"]["drop"], json!(["ALL"]));
+            assert_eq!(sc["seccompProfile"]["type"], "RuntimeDefault");
+            assert_eq!(c["image"], IMAGE);
+            assert!(c["resources"]["limits"]["memory"].is_string());
+        }
+    }
+    let vols = spec["volumes"].as_array().unwrap();
+    let state = vols
+        .iter()
+        .find(|v| v["name"] == "provenant-state")
+        .unwrap();
+    assert_eq!(state["emptyDir"], json!({}));
+    assert!(pod["metadata"]["annotations"]["provenant.dev/injected"].is_string());
+}
+
+#[test]
+fn kpack_build_pod_gains_snapshot_and_native_sidecar() {
+    let h = start(&config_yaml(""));
+    let (r, v) = h.admit(&fixture("kpack-build-pod.json"));
+    assert_eq!(r.code, 0, "{}\n{}\n{}", r.stdout, r.stderr, h.log());
+    assert_eq!(v["response"]["allowed"], true);
+    let pod = &v["patched"];
+    let spec = &pod["spec"];
+    // The sidecar must see the snapshot when it starts, and the snapshot
+    // must see the source: prepare, snapshot, sidecar, then the lifecycle.
+    assert_eq!(
+        names(&spec["initContainers"]),
+        [
+            "prepare",
+            "provenant-snapshot",
+            "provenant-record",
+            "analyze",
+            "detect",
+            "restore",
+            "build",
+            "export"
+        ]
+    );
+    assert_eq!(names(&spec["containers"]), ["completion"]);
+    let init = &spec["initContainers"];
+    let record = container(init, "provenant-record");
+    assert_eq!(record["restartPolicy"], "Always");
+    assert!(container(init, "provenant-snapshot")["restartPolicy"].is_null());
+    let a = args(record);
+    for want in [
+        "record",
+        "--completion=sigterm",
+        "--kpack-report=/var/report/report.toml",
+        "--subjects=reported",
+        "--key=/var/run/provenant/key/cosign.key",
+        "--builder-id=https://ci.example.com/clusters/test",
+    ] {
+        assert!(a.contains(&want.to_string()), "{a:?} lacks {want}");
+    }
+    let env = record["env"].as_array().unwrap();
+    let allow = env
+        .iter()
+        .find(|e| e["name"] == "PROVENANT_ALLOW_IMAGE_REPO")
+        .unwrap();
+    // Both exporter tags name the same repository: it is allowed once.
+    assert_eq!(allow["value"], "registry.example.com/team/app");
+    let pw = env.iter().find(|e| e["name"] == "COSIGN_PASSWORD").unwrap();
+    assert_eq!(
+        pw["valueFrom"]["secretKeyRef"],
+        json!({"name": "provenant-signing-key", "key": "COSIGN_PASSWORD", "optional": false})
+    );
+    let s = args(container(init, "provenant-snapshot"));
+    assert!(s.contains(&"--material=/workspace".to_string()), "{s:?}");
+    assert!(s.contains(&"--workspace=/layers".to_string()), "{s:?}");
+    let b = "b".repeat(64);
+    let c = "c".repeat(64);
+    assert!(s.contains(&format!(
+        "--reference=builder=registry.example.com/kpack/builder@sha256:{b}"
+    )));
+    assert!(s.contains(&format!(
+        "--reference=run-image=registry.example.com/paketo/run-jammy-base@sha256:{c}"
+    )));
+    assert!(s.iter().any(|x| x.starts_with("--image-id=completion=")));
+    for c in [record, container(init, "provenant-snapshot")] {
+        let m = mounts(c);
+        for (vol, path) in [
+            ("workspace-dir", "/workspace"),
+            ("layers-dir", "/layers"),
+            ("report-dir", "/var/report"),
+        ] {
+            assert!(m.contains(&(vol.into(), path.into(), true)), "{m:?}");
+        }
+        // The build's group (kpack: the builder image's gid), to read what
+        // the build makes group-readable.
+        assert_eq!(c["securityContext"]["runAsGroup"], 1000);
+    }
+    let key = spec["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "provenant-signing-key")
+        .unwrap();
+    assert_eq!(key["secret"]["defaultMode"], 0o440);
+    assert_eq!(spec["terminationGracePeriodSeconds"], 60);
+    check_isolation(pod);
+    // Everything else is as kpack made it.
+    let orig: Value = read_json(&fixture("kpack-build-pod.json"));
+    let o = &orig["request"]["object"];
+    for n in ["prepare", "analyze", "detect", "restore", "build", "export"] {
+        assert_eq!(
+            container(init, n),
+            container(&o["spec"]["initContainers"], n),
+            "{n} changed"
+        );
+    }
+    assert_eq!(spec["securityContext"], o["spec"]["securityContext"]);
+    assert_eq!(v["second"]["allowed"], true);
+}
+
+#[test]
+fn tekton_pod_native_and_legacy_sidecar() {
+    for (native, extra) in [
+        (
+            true,
+            "profiles:\n  tekton:\n    allowImageRepos: [\"registry.example.com/team/*\"]\n",
+        ),
+        (false, "profiles:\n  tekton:\n    nativeSidecar: false\n"),
+    ] {
+        let h = start(&config_yaml(extra));
+        let (r, v) = h.admit(&fixture("tekton-taskrun-pod.json"));
+        assert_eq!(r.code, 0, "{}\n{}\n{}", r.stdout, r.stderr, h.log());
+        let spec = &v["patched"]["spec"];
+        let record_name = if native {
+            assert_eq!(
+                names(&spec["initContainers"]),
+                [
+                    "prepare",
+                    "place-scripts",
+                    "provenant-snapshot",
+                    "provenant-record"
+                ]
+            );
+            assert_eq!(
+                names(&spec["containers"]),
+                ["step-build", "step-write-results"]
+            );
+            "provenant-record"
+        } else {
+            assert_eq!(
+                names(&spec["initContainers"]),
+                ["prepare", "place-scripts", "provenant-snapshot"]
+            );
+            assert_eq!(
+                names(&spec["containers"]),
+                [
+                    "step-build",
+                    "step-write-results",
+                    "sidecar-provenant-record"
+                ]
+            );
+            "sidecar-provenant-record"
+        };
+        let all = json!(spec["initContainers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .chain(spec["containers"].as_array().unwrap())
+            .collect::<Vec<_>>());
+        let record = container(&all, record_name);
+        assert_eq!(record["restartPolicy"].as_str(), native.then_some("Always"));
+        // Tekton stops a legacy sidecar by swapping its image for `nop`:
+        // with no command of its own, nop's entrypoint runs and exits.
+        assert!(record["command"].is_null());
+        let a = args(record);
+        assert!(a.contains(&"--tekton-results=/tekton/results".to_string()));
+        assert!(a.contains(&"--completion=sigterm".to_string()));
+        let m = mounts(record);
+        for want in [
+            ("tekton-internal-results", "/tekton/results"),
+            ("tekton-internal-steps", "/tekton/steps"),
+            ("ws-7hx2k", "/workspace/source"),
+            ("ws-9qz4c", "/workspace/dockerconfig"),
+        ] {
+            assert!(m.contains(&(want.0.into(), want.1.into(), true)), "{m:?}");
+        }
+        let s = args(container(&all, "provenant-snapshot"));
+        // The PVC workspace is input and output; the Secret one input only.
+        for want in [
+            "--material=/workspace/source",
+            "--workspace=/workspace/source",
+            "--material=/workspace/dockerconfig",
+        ] {
+            assert!(s.contains(&want.to_string()), "{s:?}");
+        }
+        assert!(!s.contains(&"--workspace=/workspace/dockerconfig".to_string()));
+        let env = record["env"].as_array().unwrap();
+        let allow = env
+            .iter()
+            .find(|e| e["name"] == "PROVENANT_ALLOW_IMAGE_REPO");
+        assert_eq!(
+            allow.map(|e| e["value"].clone()),
+            native.then(|| json!("registry.example.com/team/*"))
+        );
+        // No fsGroup in a Tekton pod: the key is readable by provenant's
+        // uid only because it is world-readable inside a volume nobody
+        // else mounts.
+        let key = spec["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == "provenant-signing-key")
+            .unwrap();
+        assert_eq!(key["secret"]["defaultMode"], 0o444);
+        check_isolation(&v["patched"]);
+    }
+}
+
+#[test]
+fn opted_in_pod_and_remote_signer() {
+    let cfg = format!(
+        "image: {IMAGE}\nsigning:\n  signer:\n    url: https://provenant-signer.provenant-system.svc:8788\n    tokenSecretName: provenant-signer-token\npublish:\n  enabled: true\n  credentialsSecretName: registry-push\n"
+    );
+    let h = start(&cfg);
+    let (r, v) = h.admit(&fixture("opt-in-pod.json"));
+    assert_eq!(r.code, 0, "{}\n{}\n{}", r.stdout, r.stderr, h.log());
+    let spec = &v["patched"]["spec"];
+    assert_eq!(
+        names(&spec["initContainers"]),
+        ["fetch", "provenant-snapshot", "provenant-record"]
+    );
+    let init = &spec["initContainers"];
+    let s = args(container(init, "provenant-snapshot"));
+    assert!(s.contains(&"--workspace=/work/out".to_string()), "{s:?}");
+    assert!(s.contains(&"--material=/work/src".to_string()), "{s:?}");
+    let record = container(init, "provenant-record");
+    let a = args(record);
+    for want in [
+        "--signer=https://provenant-signer.provenant-system.svc:8788",
+        "--signer-token-file=/var/run/provenant/signer/token",
+        "--publish",
+        "--registry-config=/var/run/provenant/registry/config.json",
+    ] {
+        assert!(a.contains(&want.to_string()), "{a:?}");
+    }
+    assert!(!a.iter().any(|x| x.starts_with("--key")));
+    assert!(mounts(record).contains(&("work".into(), "/work".into(), true)));
+    check_isolation(&v["patched"]);
+}
+
+#[test]
+fn pods_no_profile_matches_and_non_pods_are_allowed_unchanged() {
+    let h = start(&config_yaml(""));
+    for f in ["unmatched-pod.json", "configmap.json"] {
+        let (r, v) = h.admit(&fixture(f));
+        assert_eq!(r.code, 0, "{f}: {}\n{}", r.stdout, r.stderr);
+        assert_eq!(v["response"]["allowed"], true, "{f}");
+        assert!(v["response"]["patch"].is_null(), "{f}");
+        assert!(v["patched"].is_null());
+    }
+    // A profile switched off is no profile.
+    let h = start(&config_yaml("profiles:\n  kpack: {enabled: false}\n"));
+    let (r, v) = h.admit(&fixture("kpack-build-pod.json"));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(v["response"]["patch"].is_null());
+}
+
+fn review_of(pod: Value) -> Vec<u8> {
+    let mut r = read_json(&fixture("kpack-build-pod.json"));
+    r["request"]["object"] = pod;
+    serde_json::to_vec(&r).unwrap()
+}
+
+fn kpack_pod() -> Value {
+    read_json(&fixture("kpack-build-pod.json"))["request"]["object"].clone()
+}
+
+#[test]
+fn garbage_gets_a_clear_answer_never_a_crash() {
+    let h = start(&config_yaml(""));
+    // Not JSON, the wrong version, no request, not a review at all.
+    let mut v1beta1 = read_json(&fixture("kpack-build-pod.json"));
+    v1beta1["apiVersion"] = json!("admission.k8s.io/v1beta1");
+    let mut no_request = read_json(&fixture("kpack-build-pod.json"));
+    no_request.as_object_mut().unwrap().remove("request");
+    for (body, needle) in [
+        (b"{not json".to_vec(), "not an AdmissionReview"),
+        (
+            serde_json::to_vec(&v1beta1).unwrap(),
+            "admission.k8s.io/v1beta1",
+        ),
+        (
+            serde_json::to_vec(&no_request).unwrap(),
+            "without a request",
+        ),
+        (b"[1,2,3]".to_vec(), "not an AdmissionReview"),
+        (
+            serde_json::to_vec(&json!({"kind": "Pod", "apiVersion": "v1"})).unwrap(),
+            "kind 'Pod'",
+        ),
+        (vec![b'['; 100_000], "not an AdmissionReview"),
+    ] {
+        let (status, v) = h.post(body);
+        assert_eq!(status, 400, "{needle}: {v}");
+        assert_eq!(v["response"]["allowed"], false, "{v}");
+        let msg = v["response"]["status"]["message"].as_str().unwrap();
+        assert!(msg.contains(needle), "{msg:?} lacks {needle:?}");
+    }
+    // A body over the cap is refused without being read to the end.
+    let (status, v) = h.post(vec![b' '; 5 << 20]);
+    assert_eq!(status, 413);
+    assert_eq!(v["response"]["allowed"], false);
+    // A "pod" that is not one, under failurePolicy Fail: denied, saying why.
+    let (status, v) = h.post(review_of(json!({"kind": "Pod", "apiVersion": "v1", "metadata": {"name": "p", "labels": {"kpack.io/build": "b"}}, "spec": {"containers": "not a list"}})));
+    assert_eq!(status, 200);
+    assert_eq!(v["response"]["allowed"], false);
+    assert!(v["response"]["status"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("not a v1 Pod"));
+    assert_eq!(h.get("/healthz"), 200);
+    assert_eq!(h.get("/readyz"), 200);
+    assert_eq!(h.get("/mutate"), 405);
+    assert_eq!(h.get("/nope"), 404);
+    assert!(!h.log().contains("panicked"), "{}", h.log());
+}
+
+#[test]
+fn unexpected_layouts_follow_the_failure_policy() {
+    // kpack's injected-sidecar mode (steps as containers behind build-waiter).
+    let mut pod = kpack_pod();
+    let init = pod["spec"]["initContainers"].as_array().unwrap().clone();
+    pod["spec"]["initContainers"] = json!([{"name": "pre-start", "image": "registry.example.com/kpack/build-waiter@sha256:0000000000000000000000000000000000000000000000000000000000000000", "args": ["-mode=copy", "-to=/buildWait/build-waiter"]}]);
+    let mut containers = init;
+    for c in containers.iter_mut() {
+        c["command"] = json!(["/buildWait/build-waiter"]);
+    }
+    containers.extend(pod["spec"]["containers"].as_array().unwrap().clone());
+    pod["spec"]["containers"] = json!(containers);
+    let h = start(&config_yaml(""));
+    let (status, v) = h.post(review_of(pod.clone()));
+    assert_eq!(status, 200);
+    assert_eq!(v["response"]["allowed"], false, "{v}");
+    let msg = v["response"]["status"]["message"].as_str().unwrap();
+    assert!(msg.contains("injected-sidecar mode"), "{msg}");
+    drop(h);
+    let h = start(&config_yaml("failurePolicy: Ignore\n"));
+    let (status, v) = h.post(review_of(pod));
+    assert_eq!(status, 200);
+    assert_eq!(v["response"]["allowed"], true, "{v}");
+    assert!(v["response"]["patch"].is_null());
+    assert!(v["response"]["warnings"][0]
+        .as_str()
+        .unwrap()
+        .contains("runs without provenance"));
+}
+
+#[test]
+fn builder_containers_never_get_the_key_and_imitations_are_denied() {
+    let h = start(&config_yaml(""));
+    // A step that mounts the signing key Secret itself.
+    let mut pod = kpack_pod();
+    pod["spec"]["volumes"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": "k", "secret": {"secretName": "provenant-signing-key"}}));
+    pod["spec"]["initContainers"][4]["volumeMounts"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": "k", "mountPath": "/k"}));
+    let (_, v) = h.post(review_of(pod));
+    assert_eq!(v["response"]["allowed"], false, "{v}");
+    assert!(v["response"]["status"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("container build mounts volume k"));
+    // ...or reads the key's password from it.
+    let mut pod = kpack_pod();
+    pod["spec"]["initContainers"][4]["env"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": "P", "valueFrom": {"secretKeyRef": {"name": "provenant-signing-key", "key": "COSIGN_PASSWORD"}}}));
+    let (_, v) = h.post(review_of(pod));
+    assert_eq!(v["response"]["allowed"], false, "{v}");
+
+    // A pod that already carries "provenant" containers it made itself:
+    // take a genuinely patched pod and change what the recorder signs.
+    let (r, res) = h.admit(&fixture("kpack-build-pod.json"));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let genuine = res["patched"].clone();
+    let mut forged = genuine.clone();
+    let rec = forged["spec"]["initContainers"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|c| c["name"] == "provenant-record")
+        .unwrap();
+    rec["args"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!("--subjects=files"));
+    let (_, v) = h.post(review_of(forged));
+    assert_eq!(v["response"]["allowed"], false, "{v}");
+    assert!(v["response"]["status"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("did not make"));
+    // The state volume replaced by one the build can reach.
+    let mut forged = genuine.clone();
+    let vols = forged["spec"]["volumes"].as_array_mut().unwrap();
+    let state = vols
+        .iter_mut()
+        .find(|v| v["name"] == "provenant-state")
+        .unwrap();
+    *state = json!({"name": "provenant-state", "hostPath": {"path": "/tmp/state"}});
+    let (_, v) = h.post(review_of(forged));
+    assert_eq!(v["response"]["allowed"], false, "{v}");
+    // The genuine one is unchanged, as many times as asked.
+    for _ in 0..3 {
+        let (_, v) = h.post(review_of(genuine.clone()));
+        assert_eq!(v["response"]["allowed"], true, "{v}");
+        assert!(v["response"]["patch"].is_null());
+    }
+}
+
+#[test]
+fn opt_in_annotations_cannot_smuggle_flags() {
+    let h = start(&config_yaml(""));
+    let mut r = read_json(&fixture("opt-in-pod.json"));
+    for bad in ["--key=/tmp/k", "/work/../etc", "/work/a b", "relative/path"] {
+        r["request"]["object"]["metadata"]["annotations"]["provenant.dev/materials"] = json!(bad);
+        let (status, v) = h.post(serde_json::to_vec(&r).unwrap());
+        assert_eq!(status, 200);
+        assert_eq!(v["response"]["allowed"], false, "{bad}: {v}");
+    }
+    r["request"]["object"]["metadata"]["annotations"]["provenant.dev/materials"] =
+        json!("/etc/src");
+    let (_, v) = h.post(serde_json::to_vec(&r).unwrap());
+    assert!(v["response"]["status"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("mounts no volume at or above /etc/src"));
+}
+
+#[test]
+fn certificate_is_reloaded_when_its_files_change() {
+    let h = start(&config_yaml(""));
+    assert_eq!(h.get("/healthz"), 200);
+    // A new pair, trusted from now on: the old certificate no longer is.
+    self_signed(h.dir.path(), "next");
+    let d = h.dir.path();
+    std::fs::copy(d.join("next.crt"), d.join("ca.pem")).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let ok = || {
+        rt.block_on(async {
+            h.client()
+                .get(format!("{}/healthz", h.url))
+                .send()
+                .await
+                .is_ok()
+        })
+    };
+    assert!(
+        !ok(),
+        "the old certificate must not verify against the new CA"
+    );
+    // Key first, then certificate, as a non-atomic writer would: the
+    // mismatched moment is skipped, the old pair stays in use.
+    std::fs::copy(d.join("next.key"), d.join("tls.key")).unwrap();
+    std::thread::sleep(Duration::from_millis(400));
+    std::fs::copy(d.join("next.crt"), d.join("tls.crt")).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !ok() {
+        assert!(Instant::now() < deadline, "not reloaded: {}", h.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(h.log().contains("TLS certificate reloaded"), "{}", h.log());
+}
+
+#[test]
+fn bad_configuration_stops_at_start_with_one_line() {
+    let t = tempfile::tempdir().unwrap();
+    self_signed(t.path(), "tls");
+    for (cfg, code, needle) in [
+        (config_yaml("publsh: {}\n"), 3, "unknown field `publsh`"),
+        (
+            config_yaml("").replace(IMAGE, "registry.example.com/provenant:latest"),
+            3,
+            "image: must be pinned by digest",
+        ),
+        (
+            config_yaml("profiles:\n  tekton:\n    allowImageRepos: [\"a,b\"]\n"),
+            3,
+            "allowImageRepos[0]",
+        ),
+    ] {
+        std::fs::write(t.path().join("c.yaml"), cfg).unwrap();
+        let mut c = provenant(t.path());
+        c.args([
+            "webhook",
+            "--check",
+            "--config",
+            "c.yaml",
+            "--tls-cert",
+            "tls.crt",
+            "--tls-key",
+            "tls.key",
+        ]);
+        run(c).fails(code, needle);
+    }
+    std::fs::write(t.path().join("c.yaml"), config_yaml("")).unwrap();
+    let mut c = provenant(t.path());
+    c.args([
+        "webhook",
+        "--check",
+        "--config",
+        "c.yaml",
+        "--tls-cert",
+        "tls.key",
+        "--tls-key",
+        "tls.key",
+    ]);
+    run(c).fails(3, "tls.key: no certificate in it");
+    let mut c = provenant(t.path());
+    c.args([
+        "webhook",
+        "--check",
+        "--config",
+        "c.yaml",
+        "--tls-cert",
+        "tls.crt",
+        "--tls-key",
+        "tls.key",
+    ]);
+    run(c).ok();
+}
+
+#[test]
+fn stage_gate_from_annotations() {
+    let h = start(&config_yaml(
+        "publish:\n  enabled: true\n  credentialsSecretName: registry-credentials\n",
+    ));
+    let mut pod = kpack_pod();
+    let src = "registry.example.com/team/app-source@sha256:".to_string() + &"f".repeat(64);
+    pod["metadata"]["annotations"]["provenant.dev/require"] = json!(format!("image:{src}"));
+    pod["metadata"]["annotations"]["provenant.dev/policy"] = json!("provenant-policy");
+    let (status, v) = h.post(review_of(pod.clone()));
+    assert_eq!(status, 200);
+    assert_eq!(v["response"]["allowed"], true, "{v}");
+    // Apply with the same independent implementation as the other tests.
+    let t = tempfile::tempdir().unwrap();
+    let f = t.path().join("review.json");
+    std::fs::write(&f, review_of(pod.clone())).unwrap();
+    let (r, res) = h.admit(&f);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let init = &res["patched"]["spec"]["initContainers"];
+    let snap = container(init, "provenant-snapshot");
+    let a = args(snap);
+    assert!(a.contains(&format!("--require=image:{src}")), "{a:?}");
+    assert!(a.contains(&"--policy=/var/run/provenant/policy/policy.yaml".to_string()));
+    assert!(a.contains(&"--registry-config=/var/run/provenant/registry/config.json".to_string()));
+    assert!(mounts(snap).contains(&(
+        "provenant-policy".into(),
+        "/var/run/provenant/policy".into(),
+        true
+    )));
+    let rec = container(init, "provenant-record");
+    assert!(!mounts(rec).iter().any(|m| m.0 == "provenant-policy"));
+    // A policy without inputs, or inputs without a policy: refused.
+    let mut bad = pod.clone();
+    bad["metadata"]["annotations"]
+        .as_object_mut()
+        .unwrap()
+        .remove("provenant.dev/require");
+    let (_, v) = h.post(review_of(bad));
+    assert_eq!(v["response"]["allowed"], false);
+    let mut bad = pod;
+    bad["metadata"]["annotations"]["provenant.dev/require"] = json!("--key=/x");
+    let (_, v) = h.post(review_of(bad));
+    assert_eq!(v["response"]["allowed"], false);
+}
+
+// ---------------------------------------------------------------------------
+// The kpack-shaped build pod, instrumented by the webhook, played for real.
+//
+// The fixture pod (kpack v0.17.2 layout) gets local stand-in images by digest
+// (scripts/build-kpack-standins.sh: busybox FROM scratch scripts that fetch
+// the source into /workspace, write layers, push a real image to a
+// `docker-registry` on loopback and write report.toml with its digest) and
+// tags in that registry; the webhook patches it; Python's jsonpatch applies
+// the patch; the result runs under `podman kube play`. The sidecar's
+// attestation must name the pushed image's digest (read back from the
+// registry by skopeo) and the source files.
+//
+// What podman 4.3 cannot run as Kubernetes would, and is therefore
+// converted in the pod that is played (podmanize_kpack below), exactly:
+// * the native sidecar (`provenant-record`, an init container with
+//   `restartPolicy: Always`) becomes the first regular container, without
+//   `restartPolicy`: podman runs init containers one after the other to
+//   completion and has no sidecar init containers;
+// * the init containers after it (analyze, detect, restore, build, export)
+//   become regular containers, in the same order, each started through
+//   `/bin/sh -c` that waits for its predecessor's success file in an extra
+//   `stepwait` volume and writes its own (a failure stops the chain), which
+//   keeps their order and their "all or nothing" while the sidecar runs
+//   beside them; `completion` waits for export the same way;
+// * the kubelet's SIGTERM to the sidecar after the last main container
+//   exited is sent by the test (`podman kill --signal TERM`) once
+//   `completion` has exited;
+// * emptyDir volumes become hostPath directories of the test (mode 0777),
+//   the key Secret a hostPath directory holding cosign.key (podman 4.3
+//   mishandles Secret volumes, see scripts/podman-setup.sh);
+// * downward-API fields podman lacks (metadata.namespace, spec.nodeName,
+//   spec.serviceAccountName) are dropped, and resource limits (no cgroup
+//   delegation here);
+// * `hostNetwork: true`, so the exporter reaches the registry on loopback.
+// provenant's two containers are otherwise run exactly as patched.
+
+fn podman(args: &[&str]) -> Run {
+    let mut c = Command::new("podman");
+    c.args(args);
+    run(c)
+}
+
+fn podman_ready() -> bool {
+    if std::env::var_os("PROVENANT_SKIP_PODMAN").is_some() {
+        eprintln!("PROVENANT_SKIP_PODMAN set: skipping the kpack pod end-to-end test");
+        return false;
+    }
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for script in ["scripts/build-images.sh", "scripts/build-kpack-standins.sh"] {
+        let mut c = Command::new(repo.join(script));
+        c.current_dir(repo);
+        let r = run(c);
+        assert_eq!(
+            r.code, 0,
+            "{script} failed (run scripts/podman-setup.sh first, or set PROVENANT_SKIP_PODMAN=1):\n{}",
+            r.stderr
+        );
+    }
+    true
+}
+
+fn local_digest(image: &str) -> String {
+    let r = podman(&["image", "inspect", "--format", "{{.Digest}}", image]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    r.stdout.trim().to_string()
+}
+
+struct Registry {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn registry(dir: &Path) -> Registry {
+    let port = free_port();
+    std::fs::create_dir_all(dir.join("data")).unwrap();
+    let config = dir.join("config.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            dir.join("data").display()
+        ),
+    )
+    .unwrap();
+    let child = Command::new("docker-registry")
+        .arg("serve")
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("registry.log")).unwrap())
+        .spawn()
+        .expect("docker-registry not installed (scripts/install-deps.sh installs it)");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "registry did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Registry { child, port }
+}
+
+/// The fixture with the stand-in images and the local registry.
+fn kpack_review_for(standin: &str, registry: &str, pod_name: &str) -> Value {
+    let mut r = read_json(&fixture("kpack-build-pod.json"));
+    let text = serde_json::to_string(&r)
+        .unwrap()
+        .replace(
+            &format!(
+                "registry.example.com/kpack/builder@sha256:{}",
+                "b".repeat(64)
+            ),
+            standin,
+        )
+        .replace(
+            &format!(
+                "registry.example.com/kpack/build-init@sha256:{}",
+                "d".repeat(64)
+            ),
+            standin,
+        )
+        .replace(
+            &format!(
+                "registry.example.com/kpack/completion@sha256:{}",
+                "e".repeat(64)
+            ),
+            standin,
+        )
+        .replace(
+            "registry.example.com/team/app",
+            &format!("{registry}/team/app"),
+        )
+        .replace("app-build-1-build-pod", pod_name);
+    r = serde_json::from_str(&text).unwrap();
+    r
+}
+
+fn podmanize_kpack(pod: &Value, dirs: &Path, keys: &Path) -> Value {
+    let mut p = pod.clone();
+    let spec = p["spec"].as_object_mut().unwrap();
+    spec.insert("hostNetwork".into(), json!(true));
+    // Volumes: directories of the test.
+    let mut vols = Vec::new();
+    for v in spec["volumes"].as_array().unwrap() {
+        let name = v["name"].as_str().unwrap();
+        let path = if name == "provenant-signing-key" {
+            keys.to_path_buf()
+        } else {
+            assert!(v.get("emptyDir").is_some(), "unexpected volume {v}");
+            let d = dirs.join(name);
+            std::fs::create_dir_all(&d).unwrap();
+            std::fs::set_permissions(&d, std::os::unix::fs::PermissionsExt::from_mode(0o777))
+                .unwrap();
+            d
+        };
+        vols.push(json!({"name": name, "hostPath": {"path": path, "type": "Directory"}}));
+    }
+    let stepwait = dirs.join("stepwait");
+    std::fs::create_dir_all(&stepwait).unwrap();
+    std::fs::set_permissions(
+        &stepwait,
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    vols.push(json!({"name": "stepwait", "hostPath": {"path": stepwait, "type": "Directory"}}));
+    spec.insert("volumes".into(), json!(vols));
+    let init = spec["initContainers"].as_array().unwrap().clone();
+    let sidecar_at = init
+        .iter()
+        .position(|c| c["restartPolicy"] == "Always")
+        .expect("a native sidecar");
+    let mut new_init: Vec<Value> = init[..sidecar_at].to_vec();
+    let mut sidecar = init[sidecar_at].clone();
+    sidecar.as_object_mut().unwrap().remove("restartPolicy");
+    let mut steps: Vec<Value> = init[sidecar_at + 1..].to_vec();
+    steps.extend(spec["containers"].as_array().unwrap().iter().cloned());
+    let mut prev: Option<String> = None;
+    for s in steps.iter_mut() {
+        let name = s["name"].as_str().unwrap().to_string();
+        let wait = match &prev {
+            Some(p) => format!(
+                "until [ -e /stepwait/{p}.ok ]; do [ -e /stepwait/failed ] && exit 1; sleep 0.1; done; "
+            ),
+            None => String::new(),
+        };
+        let script = format!(
+            "{wait}\"$0\" \"$@\"; rc=$?; if [ $rc = 0 ]; then touch /stepwait/{name}.ok; else touch /stepwait/failed; fi; exit $rc"
+        );
+        let mut argv = vec![json!("/bin/sh"), json!("-c"), json!(script)];
+        argv.extend(s["command"].as_array().unwrap().iter().cloned());
+        argv.extend(s["args"].as_array().cloned().unwrap_or_default());
+        s["command"] = json!(argv);
+        s.as_object_mut().unwrap().remove("args");
+        s["volumeMounts"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"name": "stepwait", "mountPath": "/stepwait"}));
+        prev = Some(name);
+    }
+    let mut containers = vec![sidecar];
+    containers.extend(steps);
+    for c in new_init.iter_mut().chain(containers.iter_mut()) {
+        let o = c.as_object_mut().unwrap();
+        o.remove("resources");
+        if let Some(env) = o.get_mut("env").and_then(|e| e.as_array_mut()) {
+            env.retain(|e| {
+                let f = e["valueFrom"]["fieldRef"]["fieldPath"]
+                    .as_str()
+                    .unwrap_or("");
+                ![
+                    "metadata.namespace",
+                    "spec.nodeName",
+                    "spec.serviceAccountName",
+                ]
+                .contains(&f)
+            });
+        }
+    }
+    spec.insert("initContainers".into(), json!(new_init));
+    spec.insert("containers".into(), json!(containers));
+    p
+}
+
+fn container_state(name: &str) -> String {
+    let r = podman(&[
+        "inspect",
+        name,
+        "--format",
+        "{{.State.Status}} {{.State.ExitCode}}",
+    ]);
+    r.stdout.trim().to_string()
+}
+
+struct PlayedPod(String);
+
+impl Drop for PlayedPod {
+    fn drop(&mut self) {
+        let _ = podman(&["pod", "rm", "-f", &self.0]);
+    }
+}
+
+#[test]
+fn kpack_shaped_pod_runs_instrumented_under_podman() {
+    if !podman_ready() {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let reg = registry(&d.join("registry"));
+    let reg_host = format!("127.0.0.1:{}", reg.port);
+    let provenant_image = format!(
+        "localhost/provenant@{}",
+        local_digest("localhost/provenant:dev")
+    );
+    let standin = format!(
+        "localhost/kpack-standin@{}",
+        local_digest("localhost/kpack-standin:dev")
+    );
+    let pod_name = format!("kpack-e2e-{}", std::process::id());
+
+    // The webhook, configured with the key Secret and provenant's local image.
+    let cfg = format!(
+        "image: {provenant_image}\nbuilderId: https://ci.example.com/clusters/e2e\nsigning:\n  key:\n    secretName: provenant-signing-key\nresources:\n  expectedFiles: 1000\n"
+    );
+    let h = start(&cfg);
+    let review = kpack_review_for(&standin, &reg_host, &pod_name);
+    let rf = d.join("review.json");
+    std::fs::write(&rf, serde_json::to_vec(&review).unwrap()).unwrap();
+    let (r, res) = h.admit(&rf);
+    assert_eq!(r.code, 0, "{}\n{}\n{}", r.stdout, r.stderr, h.log());
+    let patched = res["patched"].clone();
+    assert!(patched.is_object(), "{res}");
+
+    // The key, readable by provenant's uid only.
+    let keys = d.join("keys");
+    std::fs::create_dir_all(&keys).unwrap();
+    let mut c = provenant(d);
+    c.args(["keygen", "--unencrypted", "--output-prefix", "keys/cosign"]);
+    run(c).ok();
+    std::os::unix::fs::chown(keys.join("cosign.key"), Some(65532), Some(65532)).unwrap();
+    std::fs::set_permissions(
+        keys.join("cosign.key"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o400),
+    )
+    .unwrap();
+    std::fs::rename(keys.join("cosign.pub"), d.join("cosign.pub")).unwrap();
+
+    let played = podmanize_kpack(&patched, &d.join("vols"), &keys);
+    let file = d.join("pod.json");
+    std::fs::write(&file, serde_json::to_vec_pretty(&played).unwrap()).unwrap();
+    let _ = podman(&["pod", "rm", "-f", &pod_name]);
+    let guard = PlayedPod(pod_name.clone());
+    let r = podman(&["kube", "play", file.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "podman kube play:\n{}\n{}", r.stdout, r.stderr);
+
+    let sidecar = format!("{pod_name}-provenant-record");
+    let completion = format!("{pod_name}-completion");
+    let logs = |c: &str| {
+        let r = podman(&["logs", c]);
+        format!("{}{}", r.stdout, r.stderr)
+    };
+    let all_logs = || {
+        [
+            "provenant-record",
+            "analyze",
+            "detect",
+            "restore",
+            "build",
+            "export",
+            "completion",
+        ]
+        .iter()
+        .map(|c| format!("--- {c}:\n{}", logs(&format!("{pod_name}-{c}"))))
+        .collect::<Vec<_>>()
+        .join("\n")
+    };
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let s = container_state(&completion);
+        if s.starts_with("exited") {
+            assert_eq!(s, "exited 0", "{}", all_logs());
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "completion did not finish: {s}\n{}",
+            all_logs()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    // What the kubelet does once the last main container exited.
+    let r = podman(&["kill", "--signal", "TERM", &sidecar]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !container_state(&sidecar).starts_with("exited") {
+        assert!(
+            Instant::now() < deadline,
+            "sidecar did not finish\n{}",
+            all_logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let ctx = all_logs();
+    assert_eq!(container_state(&sidecar), "exited 0", "{ctx}");
+    // The build steps never had the key or the state.
+    let build_log = logs(&format!("{pod_name}-build"));
+    assert!(
+        build_log.contains("build: NOT-READABLE /var/run/provenant/key/cosign.key"),
+        "{ctx}"
+    );
+    assert!(
+        build_log.contains("build: NOT-READABLE /provenant/state/snapshot.json"),
+        "{ctx}"
+    );
+
+    // The attestation: one line on the sidecar's stdout.
+    let out = podman(&["logs", &sidecar]).stdout;
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 1, "{ctx}");
+    std::fs::write(d.join("sidecar.log"), &out).unwrap();
+    let mut c = provenant(d);
+    c.args(["verify", "--key", "cosign.pub", "sidecar.log"]);
+    run(c).ok();
+    let line: Value = serde_json::from_str(lines[0]).unwrap();
+    std::fs::write(
+        d.join("envelope.json"),
+        serde_json::to_vec(&line["envelope"]).unwrap(),
+    )
+    .unwrap();
+    let mut c = Command::new(interop_python());
+    c.arg(interop_script("sslib_verify.py"))
+        .arg(d.join("envelope.json"))
+        .arg(d.join("cosign.pub"));
+    let r = run(c);
+    assert_eq!(r.code, 0, "securesystemslib: {}\n{}", r.stdout, r.stderr);
+    let st = statement_of(&d.join("envelope.json"));
+
+    // The subject is the pushed image, by the digest the registry serves.
+    let mut c = Command::new("skopeo");
+    c.args([
+        "inspect",
+        "--tls-verify=false",
+        "--raw",
+        &format!("docker://{reg_host}/team/app:b1.20250101.000000"),
+    ]);
+    let manifest = run(c);
+    assert_eq!(manifest.code, 0, "{}", manifest.stderr);
+    let pushed = sha256_hex(manifest.stdout.as_bytes());
+    let subjects = st["subject"].as_array().unwrap();
+    assert_eq!(subjects.len(), 1, "{st}");
+    assert_eq!(subjects[0]["name"], format!("{reg_host}/team/app"));
+    assert_eq!(subjects[0]["digest"]["sha256"], pushed.as_str());
+
+    // The materials are the source files prepare fetched, by content.
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("images/builder/source");
+    let mut want = std::collections::BTreeMap::new();
+    let mut stack = vec![src.clone()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let rel = p.strip_prefix(&src).unwrap().to_string_lossy().into_owned();
+                want.insert(
+                    format!("/workspace/{rel}"),
+                    sha256_hex(&std::fs::read(&p).unwrap()),
+                );
+            }
+        }
+    }
+    let deps = st["predicate"]["buildDefinition"]["resolvedDependencies"]
+        .as_array()
+        .unwrap();
+    let got: std::collections::BTreeMap<String, String> = deps
+        .iter()
+        .filter_map(|m| {
+            let n = m["name"].as_str()?;
+            n.starts_with("/workspace/").then(|| {
+                (
+                    n.to_string(),
+                    m["digest"]["sha256"].as_str().unwrap_or("").to_string(),
+                )
+            })
+        })
+        .collect();
+    assert_eq!(got, want, "{ctx}");
+    // The builder image, by digest, from the pod spec.
+    let builder = deps
+        .iter()
+        .find(|m| m["name"] == "builder")
+        .expect("builder reference");
+    assert_eq!(
+        builder["digest"]["sha256"].as_str().unwrap(),
+        standin.rsplit(':').next().unwrap()
+    );
+    assert!(deps.iter().any(|m| m["name"] == "run-image"));
+    let internal = &st["predicate"]["buildDefinition"]["internalParameters"];
+    assert_eq!(internal["completion"], "sigterm");
+    assert_eq!(internal["pod"]["name"], pod_name.as_str());
+    assert_eq!(
+        st["predicate"]["runDetails"]["builder"]["id"],
+        "https://ci.example.com/clusters/e2e"
+    );
+    drop(guard);
+}

@@ -218,7 +218,15 @@ fn a_cargo_build_attests_its_binary() {
         b"fn main() { println!(\"hello\"); }\n",
     );
     let mut c = provenant(d);
-    c.args(["snapshot", "--state", "state", "--material", "ws/src", "--workspace", "ws"]);
+    c.args([
+        "snapshot",
+        "--state",
+        "state",
+        "--material",
+        "ws/src",
+        "--workspace",
+        "ws",
+    ]);
     run(c).ok();
     let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     c.args([

@@ -1,6 +1,6 @@
 //! Signing: keys (PKCS#8 / SPKI PEM and cosign's encrypted format, through
 //! the `sigstore` crate) and DSSE envelopes.
-mod dsse;
+pub mod dsse;
 mod keys;
 pub mod remote;
 pub mod service;

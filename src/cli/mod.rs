@@ -196,6 +196,16 @@ pub struct LinkOpts {
     /// The step's name in the in-toto layout.
     #[arg(long, value_name = "NAME")]
     pub step_name: Option<String>,
+    /// Link file format: a DSSE envelope (in-toto 2.0+), or a classic
+    /// signed Metablock, which every in-toto tool reads.
+    #[arg(long = "in-toto-link-format", value_enum, default_value = "dsse")]
+    pub link_format: LinkFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LinkFormat {
+    Dsse,
+    Metablock,
 }
 
 impl LinkOpts {
@@ -216,14 +226,19 @@ impl LinkOpts {
             .context("reading back the signed statement")?;
         let link =
             crate::provenance::link::Link::from_statement(step, &statement, command, exit_code);
-        let env = crate::sign::Envelope::sign(
-            crate::provenance::IN_TOTO_PAYLOAD_TYPE,
-            &link.to_bytes(),
-            signer,
-        )?;
+        let bytes = match self.link_format {
+            LinkFormat::Dsse => crate::sign::Envelope::sign(
+                crate::provenance::IN_TOTO_PAYLOAD_TYPE,
+                &link.to_bytes(),
+                signer,
+            )?
+            .to_json()
+            .into_bytes(),
+            LinkFormat::Metablock => link.metablock(signer)?,
+        };
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         let path = dir.join(link.file_name(signer.key_id()));
-        crate::publish::write_atomic(&path, env.to_json().as_bytes())?;
+        crate::publish::write_atomic(&path, &bytes)?;
         tracing::info!(link = %path.display(), "in-toto link written");
         Ok(())
     }

@@ -782,8 +782,8 @@ impl Registry {
 }
 
 /// An `.att` manifest: OCI or Docker image manifest whose layers are all
-/// DSSE envelopes.
-fn parse_att_manifest(bytes: &[u8]) -> Result<Manifest, String> {
+/// DSSE envelopes. Public for the fuzz target (fuzz/).
+pub fn parse_att_manifest(bytes: &[u8]) -> Result<Manifest, String> {
     let m: Manifest =
         serde_json::from_slice(bytes).map_err(|e| format!("not an image manifest: {e}"))?;
     if let Some(bad) = m.layers.iter().find(|l| l.media_type != DSSE_MEDIA_TYPE) {
@@ -795,7 +795,9 @@ fn parse_att_manifest(bytes: &[u8]) -> Result<Manifest, String> {
     Ok(m)
 }
 
-fn media_type_of(bytes: &[u8]) -> Result<String, String> {
+/// The media type a manifest or index says it is (or its shape implies).
+/// Public for the fuzz target (fuzz/).
+pub fn media_type_of(bytes: &[u8]) -> Result<String, String> {
     #[derive(Deserialize)]
     #[serde(rename_all = "camelCase")]
     struct Peek {

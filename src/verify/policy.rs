@@ -272,6 +272,19 @@ impl Policy {
             path: path.to_path_buf(),
             source,
         };
+        let file = std::fs::File::open(path).map_err(read_err)?;
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(
+            &mut std::io::Read::take(file, MAX_POLICY_BYTES + 1),
+            &mut bytes,
+        )
+        .map_err(read_err)?;
+        Self::parse(path, bytes)
+    }
+
+    /// The policy in `bytes`, as if read from `path` (key paths are
+    /// relative to its directory).
+    pub fn parse(path: &Path, bytes: Vec<u8>) -> Result<Policy, PolicyError> {
         let invalid = |field: &str, reason: String| PolicyError::Invalid {
             path: path.to_path_buf(),
             field: field.to_string(),
@@ -281,13 +294,6 @@ impl Policy {
             path: path.to_path_buf(),
             message,
         };
-        let file = std::fs::File::open(path).map_err(read_err)?;
-        let mut bytes = Vec::new();
-        std::io::Read::read_to_end(
-            &mut std::io::Read::take(file, MAX_POLICY_BYTES + 1),
-            &mut bytes,
-        )
-        .map_err(read_err)?;
         if bytes.len() as u64 > MAX_POLICY_BYTES {
             return Err(syntax(format!(
                 "larger than {MAX_POLICY_BYTES} bytes (the policy size cap)"

@@ -20,3 +20,5 @@ export SIGSTORE_JS_DIR
 cargo fmt --check
 cargo clippy --all-targets --quiet -- -D warnings
 cargo test --all-targets
+# The fuzz targets, each for a bounded time: any crash fails CI.
+"$repo/scripts/fuzz.sh" "${FUZZ_SECONDS:-60}"

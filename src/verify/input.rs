@@ -286,31 +286,15 @@ fn read_log(bytes: &[u8]) -> Input {
     };
     // Partial lines per (source, stream): CRI `P` pieces, docker pieces.
     let mut pending: Vec<((u8, Vec<u8>), Pending)> = Vec::new();
-    let mut take = |key: (u8, Vec<u8>), n: usize, piece: &[u8], complete: bool| {
-        let i = pending.iter().position(|(k, _)| *k == key);
-        if complete {
-            return match i {
-                Some(i) => {
-                    let (_, mut p) = pending.swap_remove(i);
-                    p.text.extend_from_slice(piece);
-                    Some((p.start, p.text))
-                }
-                None => Some((n, piece.to_vec())),
-            };
+    let marker_bytes = marker.as_bytes();
+    // Only lines that carry the marker are kept (copied): a pod log is
+    // mostly the builder's output.
+    let mut lines: Vec<(usize, Vec<u8>)> = Vec::new();
+    let keep = |lines: &mut Vec<(usize, Vec<u8>)>, start: usize, text: std::borrow::Cow<[u8]>| {
+        if contains(&text, marker_bytes) {
+            lines.push((start, text.into_owned()));
         }
-        match i {
-            Some(i) => pending[i].1.text.extend_from_slice(piece),
-            None => pending.push((
-                key,
-                Pending {
-                    start: n,
-                    text: piece.to_vec(),
-                },
-            )),
-        }
-        None
     };
-    let mut lines = Vec::new();
     let mut n = 0;
     for raw in bytes.split(|b| *b == b'\n') {
         n += 1;
@@ -318,24 +302,41 @@ fn read_log(bytes: &[u8]) -> Input {
         if raw.is_empty() {
             continue;
         }
+        // A runtime record: (stream key, piece, whether the line ends here).
+        let mut record: Option<((u8, Vec<u8>), std::borrow::Cow<[u8]>, bool)> = None;
         if raw.starts_with(b"{\"log\":") || raw.starts_with(b"{\"log\" :") {
             if let Ok(rec) = serde_json::from_slice::<DockerRecord>(raw) {
                 let complete = rec.log.ends_with('\n');
                 let text = rec.log.trim_end_matches('\n').as_bytes().to_vec();
-                if let Some((start, t)) = take((b'd', rec.stream.into_bytes()), n, &text, complete)
-                {
-                    lines.push((start, t));
-                }
-                continue;
+                record = Some(((b'd', rec.stream.into_bytes()), text.into(), complete));
             }
         }
-        if let Some((stream, partial, text)) = cri(raw) {
-            if let Some((start, t)) = take((b'c', stream.to_vec()), n, text, !partial) {
-                lines.push((start, t));
+        if record.is_none() {
+            if let Some((stream, partial, text)) = cri(raw) {
+                record = Some(((b'c', stream.to_vec()), text.into(), !partial));
             }
+        }
+        let Some((key, piece, complete)) = record else {
+            keep(&mut lines, n, strip_prefixes(raw).into());
             continue;
+        };
+        let i = pending.iter().position(|(k, _)| *k == key);
+        match (i, complete) {
+            (Some(i), true) => {
+                let (_, mut p) = pending.swap_remove(i);
+                p.text.extend_from_slice(&piece);
+                keep(&mut lines, p.start, p.text.into());
+            }
+            (None, true) => keep(&mut lines, n, piece),
+            (Some(i), false) => pending[i].1.text.extend_from_slice(&piece),
+            (None, false) => pending.push((
+                key,
+                Pending {
+                    start: n,
+                    text: piece.into_owned(),
+                },
+            )),
         }
-        lines.push((n, strip_prefixes(raw).to_vec()));
     }
     // The last segment after a final newline is not a line.
     input.lines = if bytes.ends_with(b"\n") { n - 1 } else { n };
@@ -348,9 +349,6 @@ fn read_log(bytes: &[u8]) -> Input {
         }
     }
     for (line, text) in lines {
-        if text.is_empty() || !contains(&text, marker.as_bytes()) {
-            continue;
-        }
         let t = text.trim_ascii();
         if !t.starts_with(b"{") {
             input.skipped.push((
@@ -375,4 +373,65 @@ fn read_log(bytes: &[u8]) -> Input {
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ENV: &str = r#"{"payload":"e30=","payloadType":"application/vnd.in-toto+json","signatures":[{"keyid":"k","sig":"AA=="}]}"#;
+
+    fn line() -> String {
+        format!(r#"{{"provenantAttestation":"v1","envelope":{ENV}}}"#)
+    }
+
+    #[test]
+    fn forms_by_keys() {
+        assert_eq!(read(ENV.as_bytes()).unwrap().found[0].form, Form::Envelope);
+        assert_eq!(
+            read(line().as_bytes()).unwrap().found[0].form,
+            Form::LogLine
+        );
+        assert!(matches!(
+            read(br#"{"payload":"e30=","provenantAttestation":"v1"}"#),
+            Err(InputError::Ambiguous("payload", "provenantAttestation"))
+        ));
+        assert!(matches!(read(br#"{"a":1}"#), Err(InputError::NoForm)));
+        // A key spelled with an escape is the same key.
+        assert!(matches!(
+            read(br#"{"payload":"e30=","provenantAttestatio\u006e":"v1"}"#),
+            Err(InputError::Ambiguous(..))
+        ));
+    }
+
+    #[test]
+    fn log_framing() {
+        let l = line();
+        let (a, b) = l.split_at(40);
+        let log = format!(
+            "2026-11-25T10:00:00Z stdout P {a}\n2026-11-25T10:00:00Z stderr F\n2026-11-25T10:00:00Z stdout F {b}\n"
+        );
+        let r = read(log.as_bytes()).unwrap();
+        assert_eq!(r.found.len(), 1);
+        assert_eq!(r.found[0].line, Some(1));
+        // Pieces that never complete are reported, not read.
+        let log = format!("2026-11-25T10:00:00Z stdout P {a}\nother\n");
+        let e = read(log.as_bytes()).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                InputError::NotFound {
+                    lines: 2,
+                    skipped: 1
+                }
+            ),
+            "{e}"
+        );
+        // A marker in the middle of a builder's line is not an attestation.
+        let log = format!("echo {l}\n{l}\n");
+        let r = read(log.as_bytes()).unwrap();
+        assert_eq!(r.found.len(), 1);
+        assert_eq!(r.skipped.len(), 1);
+        assert_eq!(r.skipped[0].0, 1);
+    }
 }

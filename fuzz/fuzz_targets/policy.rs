@@ -15,8 +15,7 @@ fn dir() -> &'static PathBuf {
     D.get_or_init(|| {
         let d = std::env::temp_dir().join(format!("provenant-fuzz-policy-{}", std::process::id()));
         std::fs::create_dir_all(&d).unwrap();
-        std::fs::write(d.join("k.pub"), include_bytes!("../seeds/k.pub"))
-        .unwrap();
+        std::fs::write(d.join("k.pub"), include_bytes!("../seeds/k.pub")).unwrap();
         d
     })
 }
@@ -24,7 +23,8 @@ fn dir() -> &'static PathBuf {
 fn verified() -> &'static Verified {
     static V: OnceLock<Verified> = OnceLock::new();
     V.get_or_init(|| {
-        let st = provenant::provenance::Statement::parse(include_bytes!("../seeds/statement.json")).unwrap();
+        let st = provenant::provenance::Statement::parse(include_bytes!("../seeds/statement.json"))
+            .unwrap();
         Verified {
             envelope: provenant::sign::Envelope {
                 payload: String::new(),

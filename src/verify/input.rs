@@ -278,6 +278,14 @@ struct Pending {
     text: Vec<u8>,
 }
 
+/// One runtime log record: which stream it continues, its text, and
+/// whether the line ends with it.
+struct Record<'a> {
+    key: (u8, Vec<u8>),
+    piece: std::borrow::Cow<'a, [u8]>,
+    complete: bool,
+}
+
 fn read_log(bytes: &[u8]) -> Input {
     let marker = format!("\"{LOG_MARKER}\"");
     let mut input = Input {
@@ -302,21 +310,33 @@ fn read_log(bytes: &[u8]) -> Input {
         if raw.is_empty() {
             continue;
         }
-        // A runtime record: (stream key, piece, whether the line ends here).
-        let mut record: Option<((u8, Vec<u8>), std::borrow::Cow<[u8]>, bool)> = None;
+        let mut record: Option<Record> = None;
         if raw.starts_with(b"{\"log\":") || raw.starts_with(b"{\"log\" :") {
             if let Ok(rec) = serde_json::from_slice::<DockerRecord>(raw) {
                 let complete = rec.log.ends_with('\n');
                 let text = rec.log.trim_end_matches('\n').as_bytes().to_vec();
-                record = Some(((b'd', rec.stream.into_bytes()), text.into(), complete));
+                record = Some(Record {
+                    key: (b'd', rec.stream.into_bytes()),
+                    piece: text.into(),
+                    complete,
+                });
             }
         }
         if record.is_none() {
             if let Some((stream, partial, text)) = cri(raw) {
-                record = Some(((b'c', stream.to_vec()), text.into(), !partial));
+                record = Some(Record {
+                    key: (b'c', stream.to_vec()),
+                    piece: text.into(),
+                    complete: !partial,
+                });
             }
         }
-        let Some((key, piece, complete)) = record else {
+        let Some(Record {
+            key,
+            piece,
+            complete,
+        }) = record
+        else {
             keep(&mut lines, n, strip_prefixes(raw).into());
             continue;
         };

@@ -11,6 +11,10 @@ command -v docker-registry >/dev/null || need+=(docker-registry)
 command -v skopeo >/dev/null || need+=(skopeo)
 # sigstore-js (tests/interop/sigstore-js) runs on the machine's Node.js.
 command -v npm >/dev/null || need+=(npm)
+# The documented log recipe (tests/audit.rs) and GNU sha256sum -c, which
+# checks `provenant digest` output.
+command -v jq >/dev/null || need+=(jq)
+command -v sha256sum >/dev/null || need+=(coreutils)
 if ((${#need[@]})); then
   if [ "$(id -u)" != 0 ]; then
     echo "install-deps: missing ${need[*]}; run as root or install them" >&2

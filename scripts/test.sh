@@ -34,4 +34,6 @@ check_dev_null "before the tests"
 cargo fmt --check
 cargo clippy --all-targets --quiet -- -D warnings
 cargo test --all-targets
+# The fuzz targets, each for a bounded time: any crash fails CI.
+"$repo/scripts/fuzz.sh" "${FUZZ_SECONDS:-60}"
 check_dev_null "after the tests"

@@ -32,7 +32,7 @@ fn sources(d: &Path) {
 }
 
 /// Step "source": attests `src` as its product, with a link.
-fn source_step(d: &Path) {
+fn source_step(d: &Path, format: &str) {
     let mut c = provenant(d);
     c.args([
         "attest",
@@ -46,12 +46,14 @@ fn source_step(d: &Path) {
         "links",
         "--step-name",
         "source",
+        "--in-toto-link-format",
+        format,
     ]);
     run(c).ok();
 }
 
 /// Step "build": builds `out/app` from `src` under `provenant run`.
-fn build_step(d: &Path) {
+fn build_step(d: &Path, format: &str) {
     let mut c = provenant(d);
     c.args([
         "run",
@@ -67,6 +69,8 @@ fn build_step(d: &Path) {
         "links",
         "--step-name",
         "build",
+        "--in-toto-link-format",
+        format,
         "--",
         "sh",
         "-c",
@@ -86,10 +90,10 @@ fn layout(d: &Path) {
     assert_eq!(r.code, 0, "layout: {}{}", r.stdout, r.stderr);
 }
 
-fn chain(d: &Path) {
+fn chain(d: &Path, format: &str) {
     sources(d);
-    source_step(d);
-    build_step(d);
+    source_step(d, format);
+    build_step(d, format);
     layout(d);
 }
 
@@ -97,7 +101,7 @@ fn chain(d: &Path) {
 fn in_toto_verify_accepts_a_provenant_chain() {
     let t = tempfile::tempdir().unwrap();
     let d = t.path();
-    chain(d);
+    chain(d, "dsse");
     let links: Vec<String> = std::fs::read_dir(d.join("links"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -112,10 +116,10 @@ fn in_toto_verify_rejects_a_source_tampered_between_steps() {
     let t = tempfile::tempdir().unwrap();
     let d = t.path();
     sources(d);
-    source_step(d);
+    source_step(d, "dsse");
     // The attacker changes the source after the source step signed it.
     write(&d.join("src/main.c"), b"int main(void) { return 1; }\n");
-    build_step(d);
+    build_step(d, "dsse");
     layout(d);
     let r = in_toto_verify(d);
     assert_eq!(
@@ -138,7 +142,7 @@ fn in_toto_verify_accepts_a_build_step_the_sidecar_recorded() {
     let t = tempfile::tempdir().unwrap();
     let d = t.path();
     sources(d);
-    source_step(d);
+    source_step(d, "dsse");
     let mut c = provenant(d);
     c.args([
         "snapshot",
@@ -176,4 +180,72 @@ fn in_toto_verify_accepts_a_build_step_the_sidecar_recorded() {
     layout(d);
     let r = in_toto_verify(d);
     assert_eq!(r.code, 0, "in-toto-verify: {}{}", r.stdout, r.stderr);
+}
+
+/// The classic signed-Metablock links (`--in-toto-link-format metablock`):
+/// in-toto-verify accepts the chain, and in-toto-match-products (which
+/// cannot read DSSE links in in-toto 3.1.0) reads the build's link and
+/// finds the local products equal, then a changed one different.
+#[test]
+fn metablock_links_verify_and_match_products() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    chain(d, "metablock");
+    let r = in_toto_verify(d);
+    assert_eq!(r.code, 0, "in-toto-verify: {}{}", r.stdout, r.stderr);
+    let link = std::fs::read_dir(d.join("links"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("build.")
+        })
+        .unwrap();
+    let block = read_json(&link);
+    assert_eq!(block["signed"]["_type"], "link");
+    assert!(block["signatures"][0]["sig"]
+        .as_str()
+        .unwrap()
+        .chars()
+        .all(|c| c.is_ascii_hexdigit()));
+    let match_products = |d: &Path| {
+        let py = interop_python();
+        let mut c = Command::new(py.parent().unwrap().join("in-toto-match-products"));
+        c.current_dir(d)
+            .arg("--link")
+            .arg(&link)
+            .args(["--paths", "out"]);
+        run(c)
+    };
+    let r = match_products(d);
+    assert_eq!(
+        r.code, 0,
+        "in-toto-match-products: {}{}",
+        r.stdout, r.stderr
+    );
+    assert!(
+        !r.stdout.contains("out/app"),
+        "no difference expected: {}",
+        r.stdout
+    );
+    write(&d.join("out/app"), b"changed");
+    let r = match_products(d);
+    assert!(
+        r.code != 0 || r.stdout.contains("out/app"),
+        "a changed product must be reported: {}{}",
+        r.stdout,
+        r.stderr
+    );
+    // A tampered link no longer verifies.
+    let mut block = read_json(&link);
+    block["signed"]["products"]["out/app"]["sha256"] = "0".repeat(64).into();
+    std::fs::write(&link, serde_json::to_vec(&block).unwrap()).unwrap();
+    let r = in_toto_verify(d);
+    assert_eq!(
+        r.code, 1,
+        "in-toto-verify must reject: {}{}",
+        r.stdout, r.stderr
+    );
 }

@@ -691,7 +691,7 @@ fn gate_and_policy_on_an_image() {
     // Not attested yet: the next stage's gate refuses it.
     write(
         &d.join("policy.yaml"),
-        b"version: 1\nkeys:\n  - path: k.pub\nbuilderIds: [\"https://provenant.dev/*\"]\n",
+        b"version: 1\nkeys:\n  - path: k.pub\nbuilderIds: [\"https://provenant.dev/**\"]\n",
     );
     keygen(d, "k", "ecdsa-p256");
     let gate = |d: &Path| {

@@ -1,18 +1,22 @@
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
-use super::CliResult;
 use clap::Args;
 
 use crate::provenance::{
-    exit_code_of, parse_rfc3339, Statement, ALG_DIR_HASH, ALG_GIT_TREE, ALG_SHA256,
+    parse_rfc3339, ResourceDescriptor, Statement, ALG_DIR_HASH, ALG_GIT_TREE, ALG_SHA256,
+    SLSA_PROVENANCE_V1,
 };
-use crate::sign::Envelope;
+use crate::verify::escape::{self, field};
+use crate::verify::facts::{self, SubjectOrigin};
+use crate::verify::input::{self, Found};
 use crate::verify::{exit, VerifyError};
 
 #[derive(Args, Debug)]
 pub struct InspectArgs {
-    /// Attestation file (DSSE envelope JSON).
+    /// Attestation file: a DSSE envelope, a Sigstore bundle, a log line or
+    /// a whole pod log (every attestation in it is shown); `-` for
+    /// standard input.
     pub file: PathBuf,
     /// List every subject and material instead of the first few.
     #[arg(long)]
@@ -21,80 +25,176 @@ pub struct InspectArgs {
 
 const PREVIEW: usize = 10;
 
-pub fn inspect(a: InspectArgs) -> CliResult {
-    let label = a.file.display().to_string();
-    let bytes = std::fs::read(&a.file).map_err(|source| VerifyError::Read {
+pub fn inspect(a: InspectArgs) -> super::CliResult {
+    let (label, bytes) = crate::verify::read_input(&a.file)?;
+    let read = input::read(&bytes).map_err(|source| VerifyError::Input {
         path: label.clone(),
         source,
     })?;
-    let env_err = |source| VerifyError::Envelope {
-        path: label.clone(),
-        source,
-    };
-    let envelope = Envelope::parse(bytes.trim_ascii()).map_err(env_err)?;
-    let payload = envelope.payload_bytes().map_err(env_err)?;
-    let statement = Statement::parse(&payload).map_err(|source| VerifyError::Statement {
-        path: label.clone(),
-        source,
-    })?;
-    print!("{}", summary(&label, &envelope, &statement, a.all)?);
+    drop(bytes);
+    for (line, why) in &read.skipped {
+        eprintln!("warning: {label}:{line}: {why}");
+    }
+    let mut out = String::new();
+    for (i, f) in read.found.iter().enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        let at = match f.line {
+            Some(n) => format!("{}:{n}", field(&label)),
+            None => field(&label).into_owned(),
+        };
+        out.push_str(&summary(&at, f, a.all)?);
+    }
+    print!("{out}");
     Ok(exit::OK)
 }
 
-fn summary(label: &str, env: &Envelope, st: &Statement, all: bool) -> CliResult<String> {
+fn digest_text(d: &ResourceDescriptor) -> String {
+    d.digest
+        .iter()
+        .map(|(a, v)| format!("{a}:{v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn summary(at: &str, f: &Found, all: bool) -> super::CliResult<String> {
+    let env = &f.envelope;
     let mut o = String::new();
     writeln!(
         o,
-        "{label}  (NOT VERIFIED: use `provenant verify` to check signatures)"
+        "{at}  ({}; NOT VERIFIED: signatures not checked, use `provenant verify`)",
+        f.form.as_str()
     )?;
-    writeln!(o, "payloadType:   {}", env.payload_type)?;
+    writeln!(o, "payloadType:   {}", field(&env.payload_type))?;
     for s in &env.signatures {
         let keyid = if s.keyid.is_empty() {
             "(none)"
         } else {
             &s.keyid
         };
-        writeln!(o, "signature:     keyid {keyid}")?;
+        writeln!(o, "signature:     keyid {} (not checked)", field(keyid))?;
     }
-    writeln!(o, "predicateType: {}", st.predicate_type)?;
-    writeln!(o, "subjects:      {}", st.subject.len())?;
+    let payload = env
+        .payload_bytes()
+        .map_err(|source| VerifyError::Envelope {
+            path: at.to_string(),
+            source,
+        })?;
+    let st = Statement::parse(&payload).map_err(|source| VerifyError::Statement {
+        path: at.to_string(),
+        source,
+    })?;
+    writeln!(o, "predicateType: {}", field(&st.predicate_type))?;
+    let claimed = st
+        .subject
+        .iter()
+        .filter(|s| facts::subject_origin(s) != SubjectOrigin::Observed)
+        .count();
+    writeln!(
+        o,
+        "subjects:      {}{}",
+        st.subject.len(),
+        if claimed > 0 {
+            format!(" ({claimed} claimed by the builder)")
+        } else {
+            String::new()
+        }
+    )?;
     let limit = if all { usize::MAX } else { PREVIEW };
     for s in st.subject.iter().take(limit) {
-        let d = s
-            .digest
-            .iter()
-            .next()
-            .map(|(a, d)| format!("{a}:{d}"))
-            .unwrap_or_default();
-        writeln!(o, "  {d}  {}", s.name.as_deref().unwrap_or(""))?;
+        let line =
+            escape::checksum_line(&digest_text(s), s.name.as_deref().unwrap_or("").as_bytes());
+        writeln!(o, "  {line}")?;
+        if let SubjectOrigin::Claimed {
+            check,
+            source,
+            file,
+        } = facts::subject_origin(s)
+        {
+            writeln!(
+                o,
+                "      claimed: read from {} ({}), check: {}",
+                field(file.as_deref().unwrap_or("?")),
+                field(source.as_deref().unwrap_or("?")),
+                field(check.as_deref().unwrap_or("none"))
+            )?;
+        }
     }
     if st.subject.len() > limit {
         writeln!(o, "  ... {} more (--all)", st.subject.len() - limit)?;
     }
-    let Ok(p) = st.provenance() else {
+    if st.predicate_type != SLSA_PROVENANCE_V1 {
         writeln!(o, "predicate is not a SLSA v1 provenance; no build details")?;
         return Ok(o);
+    }
+    let p = match st.provenance() {
+        Ok(p) => p,
+        Err(e) => {
+            writeln!(o, "predicate:     not readable as SLSA v1 provenance ({e})")?;
+            return Ok(o);
+        }
     };
     let b = &p.run_details.builder;
     let version = b
         .version
         .iter()
-        .map(|(k, v)| format!("{k} {v}"))
+        .map(|(k, v)| format!("{} {}", field(k), field(v)))
         .collect::<Vec<_>>()
         .join(", ");
     writeln!(
         o,
         "builder:       {}{}",
-        b.id,
+        field(&b.id),
         if version.is_empty() {
             String::new()
         } else {
             format!(" ({version})")
         }
     )?;
-    writeln!(o, "buildType:     {}", p.build_definition.build_type)?;
+    writeln!(
+        o,
+        "buildType:     {}",
+        field(&p.build_definition.build_type)
+    )?;
     if let Some(cmd) = p.build_definition.external_parameters.get("command") {
-        writeln!(o, "command:       {cmd}")?;
+        writeln!(o, "command:       {}", field(&cmd.to_string()))?;
+    }
+    let internal = &p.build_definition.internal_parameters;
+    if let Some(pod) = internal.get("pod") {
+        let s = |k: &str| pod.get(k).and_then(|x| x.as_str()).map(field);
+        writeln!(
+            o,
+            "pod:           {}/{} (uid {})",
+            s("namespace").unwrap_or_default(),
+            s("name").unwrap_or_default(),
+            s("uid").unwrap_or_default()
+        )?;
+        if let Some(n) = s("node") {
+            writeln!(o, "node:          {n}")?;
+        }
+        if let Some(sa) = s("serviceAccount") {
+            writeln!(o, "serviceAccount: {sa}")?;
+        }
+        if let Some(images) = pod.get("images").and_then(|i| i.as_object()) {
+            for (container, image) in images {
+                let image = image.as_str().unwrap_or("?");
+                let pinned = if image.contains("@sha256:") {
+                    ""
+                } else {
+                    "  (not pinned by digest)"
+                };
+                writeln!(
+                    o,
+                    "image:         {} = {}{pinned}",
+                    field(container),
+                    field(image)
+                )?;
+            }
+        }
+    }
+    if let Some(c) = internal.get("completion").and_then(|c| c.as_str()) {
+        writeln!(o, "completion:    {}", field(c))?;
     }
     let deps = &p.build_definition.resolved_dependencies;
     // Each descriptor counted once, by the first of these it carries (a
@@ -116,9 +216,54 @@ fn summary(label: &str, env: &Envelope, st: &Statement, all: bool) -> CliResult<
         "materials:     {} ({files} sha256, {trees} gitTree, {dirs} dirHash, {other} other)",
         deps.len(),
     )?;
+    if all {
+        for d in deps {
+            let what = if d.digest.is_empty() {
+                d.uri.clone().unwrap_or_default()
+            } else {
+                digest_text(d)
+            };
+            writeln!(
+                o,
+                "  {}",
+                escape::checksum_line(&what, d.name.as_deref().unwrap_or("").as_bytes())
+            )?;
+        }
+    }
+    let changes = facts::input_changes(&p);
+    writeln!(o, "changed inputs: {}", changes.len())?;
+    for c in changes.iter().take(limit) {
+        writeln!(
+            o,
+            "  {} {}",
+            field(&c.change),
+            escape::escape_bytes(c.name.as_bytes()).0
+        )?;
+    }
+    if changes.len() > limit {
+        writeln!(o, "  ... {} more (--all)", changes.len() - limit)?;
+    }
+    for d in &p.run_details.byproducts {
+        let role = d.annotations.get(facts::ANN_ROLE).and_then(|r| r.as_str());
+        match role {
+            Some("observed-outputs") => writeln!(
+                o,
+                "observed outputs: {}  {}",
+                field(&digest_text(d)),
+                field(d.name.as_deref().unwrap_or(""))
+            )?,
+            Some("product") => writeln!(
+                o,
+                "product not a subject: {}  {}",
+                field(d.uri.as_deref().unwrap_or("")),
+                field(d.name.as_deref().unwrap_or(""))
+            )?,
+            _ => {}
+        }
+    }
     if let Some(m) = &p.run_details.metadata {
         if let Some(id) = &m.invocation_id {
-            writeln!(o, "invocation:    {id}")?;
+            writeln!(o, "invocation:    {}", field(id))?;
         }
         let started = m.started_on.as_deref().unwrap_or("?");
         let finished = m.finished_on.as_deref().unwrap_or("?");
@@ -131,11 +276,11 @@ fn summary(label: &str, env: &Envelope, st: &Statement, all: bool) -> CliResult<
             .unwrap_or_default();
         writeln!(
             o,
-            "started:       {started}\nfinished:      {finished}{took}"
+            "started:       {}\nfinished:      {}{took}",
+            field(started),
+            field(finished)
         )?;
     }
-    if let Some(code) = exit_code_of(&p) {
-        writeln!(o, "exit code:     {code}")?;
-    }
+    writeln!(o, "exit code:     {}", facts::exit_status(&p))?;
     Ok(o)
 }

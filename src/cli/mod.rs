@@ -163,32 +163,37 @@ pub fn main() -> i32 {
 }
 
 fn digest(a: DigestArgs) -> CliResult {
+    use crate::verify::escape::checksum_line;
     use std::io::Write;
+    use std::os::unix::ffi::OsStrExt;
     let mut opts = a.hash.walk_options();
     opts.git_blobs = a.tree;
     let out = std::io::stdout();
     let mut out = std::io::BufWriter::new(out.lock());
+    // Names are printed as sha256sum prints them (escaped: see
+    // verify::escape), from the raw path bytes, so the output is checkable
+    // with `sha256sum -c` and no name can forge a line.
     for p in &a.paths {
         let root = crate::provenance::hash_root(p, &opts)?;
+        let given = p.as_os_str().as_bytes();
         if a.tree {
             // Walked with git blob ids, so there is one: never print an empty id.
             let id = root
                 .tree
                 .git_tree()
                 .ok_or_else(|| Failure::internal("the git tree id was not computed"))?;
-            writeln!(out, "{id}  {}", p.display())?;
+            writeln!(out, "{}", checksum_line(&id, given))?;
             continue;
         }
         if a.dirhash {
-            writeln!(out, "{}  {}", root.tree.dir_hash()?, p.display())?;
+            writeln!(out, "{}", checksum_line(&root.tree.dir_hash()?, given))?;
             continue;
         }
         for (path, sha) in root.tree.files() {
             writeln!(
                 out,
-                "{}  {}",
-                hex::encode(sha),
-                root.prefix.join(path).encoded().0
+                "{}",
+                checksum_line(&hex::encode(sha), root.prefix.join(path).as_bytes())
             )?;
         }
     }

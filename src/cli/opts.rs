@@ -16,7 +16,9 @@ use crate::pipeline::DescribeOptions;
 use crate::provenance::{
     AllowedRepos, MaterialsAs, OtherOutputs, ProductsAs, ReportSources, DEFAULT_BUILDER_ID,
 };
-use crate::publish::{BundleFile, Deadline, EnvelopeFile, LinkFile, Output, RegistryOutput};
+use crate::publish::{
+    BundleFile, Deadline, EnvelopeFile, LinkFile, LinkFormat, Output, RegistryOutput,
+};
 use crate::sign::{RemoteConfig, Signer, SignerConfig};
 
 /// A flag whose value is one of a library enum's names.
@@ -206,6 +208,11 @@ pub struct LinkOpts {
     /// The step's name in the in-toto layout.
     #[arg(long, value_name = "NAME")]
     pub step_name: Option<String>,
+    /// Link file format: `dsse` (a DSSE envelope, in-toto 2.0+), or
+    /// `metablock` (a classic signed Metablock, which every in-toto tool
+    /// reads).
+    #[arg(long = "in-toto-link-format", value_name = "dsse|metablock", default_value = "dsse", value_parser = choice::<LinkFormat>())]
+    pub link_format: LinkFormat,
 }
 
 impl LinkOpts {
@@ -217,6 +224,7 @@ impl LinkOpts {
             dir: dir.clone(),
             step: step.clone(),
             signer: signer.clone(),
+            format: self.link_format,
         }))
     }
 }

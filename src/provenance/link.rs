@@ -3,8 +3,12 @@
 //! as the SLSA statement, so a chain recorded by provenant also verifies
 //! with `in-toto-verify` against a layout with MATCH rules between steps.
 //! Signed as a DSSE envelope (payload type `application/vnd.in-toto+json`),
-//! which in-toto 2.0+ loads beside classic metablocks; written as
-//! `<step>.<keyid[:8]>.link`, the name in-toto-verify looks for.
+//! which in-toto 2.0+ loads beside classic metablocks, or as a classic
+//! signed Metablock (`{"signatures": [...], "signed": LINK}`, the
+//! signature over the securesystemslib canonical JSON of the link), which
+//! every in-toto tool reads (in-toto 3.1.0's `in-toto-match-products` reads
+//! only these); written as `<step>.<keyid[:8]>.link`, the name
+//! in-toto-verify looks for.
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
@@ -68,6 +72,22 @@ impl Link {
         }
     }
 
+    /// The classic signed Metablock of this link, as JSON bytes.
+    pub fn metablock(
+        &self,
+        signer: &dyn crate::sign::Signer,
+    ) -> Result<Vec<u8>, crate::sign::KeyError> {
+        let signed =
+            serde_json::to_value(self).map_err(|e| crate::sign::KeyError::Sign(e.to_string()))?;
+        let canonical = canonical_json(&signed).map_err(crate::sign::KeyError::Sign)?;
+        let sig = signer.sign(&canonical)?;
+        let block = serde_json::json!({
+            "signatures": [{"keyid": signer.key_id(), "sig": hex::encode(sig)}],
+            "signed": signed,
+        });
+        serde_json::to_vec(&block).map_err(|e| crate::sign::KeyError::Sign(e.to_string()))
+    }
+
     pub fn to_bytes(&self) -> Vec<u8> {
         serde_json::to_vec(self).unwrap_or_default()
     }
@@ -75,5 +95,80 @@ impl Link {
     /// `<step>.<first 8 of keyid>.link`
     pub fn file_name(&self, key_id: &str) -> String {
         format!("{}.{}.link", self.name, &key_id[..key_id.len().min(8)])
+    }
+}
+
+/// securesystemslib's canonical JSON (`formats.encode_canonical`, the
+/// OLPC form in-toto signs Metablocks over): object keys sorted by code
+/// point, no whitespace, in strings only `\\` and `"` escaped (every other
+/// character raw), integers only (no floats).
+pub fn canonical_json(v: &serde_json::Value) -> Result<Vec<u8>, String> {
+    fn string(out: &mut Vec<u8>, s: &str) {
+        out.push(b'"');
+        for c in s.chars() {
+            match c {
+                '\\' => out.extend_from_slice(b"\\\\"),
+                '"' => out.extend_from_slice(b"\\\""),
+                c => {
+                    let mut b = [0u8; 4];
+                    out.extend_from_slice(c.encode_utf8(&mut b).as_bytes());
+                }
+            }
+        }
+        out.push(b'"');
+    }
+    fn value(out: &mut Vec<u8>, v: &serde_json::Value) -> Result<(), String> {
+        use serde_json::Value;
+        match v {
+            Value::Null => out.extend_from_slice(b"null"),
+            Value::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
+            Value::Number(n) if n.is_i64() || n.is_u64() => {
+                out.extend_from_slice(n.to_string().as_bytes())
+            }
+            Value::Number(n) => return Err(format!("canonical JSON has no floats ({n})")),
+            Value::String(s) => string(out, s),
+            Value::Array(a) => {
+                out.push(b'[');
+                for (i, x) in a.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    value(out, x)?;
+                }
+                out.push(b']');
+            }
+            Value::Object(m) => {
+                let mut keys: Vec<&String> = m.keys().collect();
+                // UTF-8 byte order is code point order, Python's str order.
+                keys.sort();
+                out.push(b'{');
+                for (i, k) in keys.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    string(out, k);
+                    out.push(b':');
+                    value(out, &m[k.as_str()])?;
+                }
+                out.push(b'}');
+            }
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    value(&mut out, v)?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn canonical_json_is_securesystemslib_s() {
+        let v = serde_json::json!({"b": [1, true, null], "a": "q\"\\\n\u{e9}", "é": {}});
+        assert_eq!(
+            String::from_utf8(super::canonical_json(&v).unwrap()).unwrap(),
+            "{\"a\":\"q\\\"\\\\\n\u{e9}\",\"b\":[1,true,null],\"\u{e9}\":{}}"
+        );
+        assert!(super::canonical_json(&serde_json::json!(1.5)).is_err());
     }
 }

@@ -96,12 +96,16 @@ pub struct BundleSignature {
 
 #[derive(Debug, thiserror::Error)]
 pub enum BundleError {
-    #[error("not a Sigstore bundle: {0}")]
+    #[error("not a Sigstore bundle: {}", crate::sign::dsse::json_error(.0))]
     Json(#[from] serde_json::Error),
     #[error("bundle mediaType is '{0}', expected {BUNDLE_MEDIA_TYPE} (or v0.1/v0.2)")]
     MediaType(String),
     #[error("bundle has no DSSE envelope signatures")]
     NoSignatures,
+    #[error("not a Sigstore bundle: it also has the key {0:?} of a DSSE envelope or provenant log line; refusing to guess which was meant")]
+    Ambiguous(&'static str),
+    #[error("bundle dsseEnvelope: {0}")]
+    Envelope(String),
 }
 
 impl<'a> Bundle<'a> {
@@ -158,7 +162,43 @@ impl<'a> Bundle<'a> {
         }
     }
 
+    /// The one parse of a bundle. Unknown fields are ignored, except the
+    /// keys of a bare DSSE envelope or a provenant log line at the top
+    /// level: such an object is refused rather than read one way here and
+    /// another way by a DSSE library. The envelope inside is parsed as
+    /// strictly as [`Envelope::parse`] parses a bare one.
     pub fn parse(bytes: &[u8]) -> Result<Bundle<'static>, BundleError> {
+        #[derive(Deserialize)]
+        struct Keys {
+            #[serde(default)]
+            payload: crate::sign::dsse::Present,
+            #[serde(default, rename = "payloadType")]
+            payload_type: crate::sign::dsse::Present,
+            #[serde(default)]
+            signatures: crate::sign::dsse::Present,
+            #[serde(default, rename = "provenantAttestation")]
+            marker: crate::sign::dsse::Present,
+            #[serde(default)]
+            log: crate::sign::dsse::Present,
+            #[serde(rename = "dsseEnvelope")]
+            envelope: Box<serde_json::value::RawValue>,
+        }
+        let k: Keys = serde_json::from_slice(bytes)?;
+        for (present, key) in [
+            (k.payload, "payload"),
+            (k.payload_type, "payloadType"),
+            (k.signatures, "signatures"),
+            (k.marker, "provenantAttestation"),
+            (k.log, "log"),
+        ] {
+            if present.0 {
+                return Err(BundleError::Ambiguous(key));
+            }
+        }
+        // The same rules as a bare envelope (other-form keys inside are
+        // refused too).
+        crate::sign::Envelope::parse(k.envelope.get().as_bytes())
+            .map_err(|e| BundleError::Envelope(e.to_string()))?;
         let b: Bundle<'static> = serde_json::from_slice(bytes)?;
         if !b
             .media_type
@@ -200,14 +240,6 @@ impl<'a> Bundle<'a> {
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).expect("bundle serializes")
     }
-}
-
-/// A bundle in `bytes`, if that is what they are (cheap sniff first).
-pub fn sniff(bytes: &[u8]) -> Option<Result<Bundle<'static>, BundleError>> {
-    let head = &bytes[..bytes.len().min(4096)];
-    let text = String::from_utf8_lossy(head);
-    (text.contains("\"dsseEnvelope\"") || text.contains("application/vnd.dev.sigstore.bundle"))
-        .then(|| Bundle::parse(bytes))
 }
 
 crate::exit_class!(BundleError => crate::error::exit::INVALID);

@@ -10,10 +10,26 @@ use crate::provenance::link::Link;
 use crate::provenance::{exit_code_of, Statement, IN_TOTO_PAYLOAD_TYPE};
 use crate::sign::{Attestation, Envelope, Signer};
 
+/// How the link file is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LinkFormat {
+    /// A DSSE envelope around the link (in-toto 2.0+).
+    #[default]
+    Dsse,
+    /// A classic signed Metablock (every in-toto tool reads it; in-toto
+    /// 3.1.0's `in-toto-match-products` reads only this).
+    Metablock,
+}
+crate::choice!(LinkFormat {
+    Dsse = "dsse",
+    Metablock = "metablock",
+});
+
 pub struct LinkFile {
     pub dir: PathBuf,
     pub step: String,
     pub signer: Arc<dyn Signer>,
+    pub format: LinkFormat,
 }
 
 impl Output for LinkFile {
@@ -49,13 +65,20 @@ impl Output for LinkFile {
             Err(_) => (Vec::new(), None),
         };
         let link = Link::from_statement(&self.step, &statement, &command, exit_code);
-        let env = Envelope::sign(IN_TOTO_PAYLOAD_TYPE, &link.to_bytes(), self.signer.as_ref())?;
+        let bytes = match self.format {
+            LinkFormat::Dsse => {
+                Envelope::sign(IN_TOTO_PAYLOAD_TYPE, &link.to_bytes(), self.signer.as_ref())?
+                    .to_json()
+                    .into_bytes()
+            }
+            LinkFormat::Metablock => link.metablock(self.signer.as_ref())?,
+        };
         std::fs::create_dir_all(&self.dir).map_err(|source| crate::sink::WriteError {
             path: self.dir.clone(),
             source,
         })?;
         let path = self.dir.join(link.file_name(self.signer.key_id()));
-        crate::sink::write_atomic(&path, env.to_json().as_bytes())?;
+        crate::sink::write_atomic(&path, &bytes)?;
         tracing::info!(link = %path.display(), "in-toto link written");
         Ok(())
     }

@@ -27,8 +27,10 @@ pub struct Envelope {
 
 #[derive(Debug, thiserror::Error)]
 pub enum EnvelopeError {
-    #[error("not a DSSE envelope: {0}")]
+    #[error("not a DSSE envelope: {}", crate::sign::dsse::json_error(.0))]
     Json(#[from] serde_json::Error),
+    #[error("not a DSSE envelope: it also has the key {0:?}, which belongs to another form (a provenant log line or a Sigstore bundle); refusing to guess which was meant")]
+    Ambiguous(&'static str),
     #[error("payloadType is '{actual}', expected '{expected}'")]
     PayloadType { actual: String, expected: String },
     #[error("payload is not valid base64: {0}")]
@@ -48,6 +50,89 @@ pub enum EnvelopeError {
     Threshold { valid: usize, threshold: usize },
     #[error(transparent)]
     Key(#[from] KeyError),
+}
+
+/// Top-level keys that mark a provenant log line, a Sigstore bundle or a
+/// docker json-file log record: never part of a DSSE envelope.
+pub const OTHER_FORM_KEYS: [&str; 5] = [
+    "provenantAttestation",
+    "dsseEnvelope",
+    "mediaType",
+    "verificationMaterial",
+    "log",
+];
+
+/// A JSON error without quoting the input: serde's messages can carry a
+/// value from the document ("invalid type: string \"...\""), and the
+/// document may be a builder's.
+pub fn json_error(e: &serde_json::Error) -> String {
+    use serde_json::error::Category;
+    let what = match e.classify() {
+        Category::Io => "cannot be read",
+        Category::Syntax => "not valid JSON",
+        Category::Data => "JSON of the wrong shape",
+        Category::Eof => "truncated JSON",
+    };
+    let shape = match e.classify() {
+        Category::Data => {
+            // The serde messages for missing and duplicate fields quote
+            // only our own field names; keep those.
+            let m = e.to_string();
+            if m.starts_with("missing field") || m.starts_with("duplicate field") {
+                format!(" ({})", m.split(" at line").next().unwrap_or(""))
+            } else {
+                String::new()
+            }
+        }
+        _ => String::new(),
+    };
+    format!("{what}{shape} at line {} column {}", e.line(), e.column())
+}
+
+/// A key that was present, whatever its value (`null` included).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Present(pub bool);
+
+impl<'de> Deserialize<'de> for Present {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        serde::de::IgnoredAny::deserialize(d)?;
+        Ok(Present(true))
+    }
+}
+
+#[derive(Deserialize)]
+struct StrictEnvelope {
+    payload: String,
+    #[serde(rename = "payloadType")]
+    payload_type: String,
+    signatures: Vec<Signature>,
+    #[serde(flatten, deserialize_with = "other_forms")]
+    other: Vec<&'static str>,
+}
+
+/// Collects which [`OTHER_FORM_KEYS`] appear among the remaining keys.
+fn other_forms<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<&'static str>, D::Error> {
+    struct V;
+    impl<'de> serde::de::Visitor<'de> for V {
+        type Value = Vec<&'static str>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("an object")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut a: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut out = Vec::new();
+            while let Some(k) = a.next_key::<std::borrow::Cow<'de, str>>()? {
+                a.next_value::<serde::de::IgnoredAny>()?;
+                if let Some(known) = OTHER_FORM_KEYS.iter().find(|x| **x == k) {
+                    out.push(*known);
+                }
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_map(V)
 }
 
 /// DSSE v1 pre-authentication encoding:
@@ -310,8 +395,23 @@ impl Envelope {
         })
     }
 
+    /// The one parse of a DSSE envelope (JSON object). As in the DSSE
+    /// reference implementations and securesystemslib, unknown fields are
+    /// ignored, except the keys that mark another input form
+    /// ([`OTHER_FORM_KEYS`]): an object that is both an envelope and a log
+    /// line or bundle is refused, so no two readers can take different
+    /// envelopes from it. A repeated field is refused (Python's `json`
+    /// would keep the last one).
     pub fn parse(bytes: &[u8]) -> Result<Envelope, EnvelopeError> {
-        Ok(serde_json::from_slice(bytes)?)
+        let s: StrictEnvelope = serde_json::from_slice(bytes)?;
+        if let Some(k) = s.other.first() {
+            return Err(EnvelopeError::Ambiguous(k));
+        }
+        Ok(Envelope {
+            payload: s.payload,
+            payload_type: s.payload_type,
+            signatures: s.signatures,
+        })
     }
 
     pub fn to_json(&self) -> String {

@@ -7,7 +7,7 @@
 //! * `dev.rs`: `provenant run`'s development key, for trying it out.
 mod attestation;
 mod dev;
-mod dsse;
+pub mod dsse;
 mod keys;
 mod local;
 mod material;

@@ -2,7 +2,11 @@
 //! the statement inside it.
 use std::path::Path;
 
+pub mod escape;
+pub mod facts;
 pub mod gate;
+pub mod glob;
+pub mod input;
 pub mod policy;
 pub use policy::{Policy, PolicyError, Violation};
 
@@ -44,10 +48,16 @@ pub enum VerifyError {
         first: String,
     },
     #[error("{path}: {source}")]
-    Bundle {
+    Input {
         path: String,
-        source: crate::publish::BundleError,
+        source: input::InputError,
     },
+    #[error("{path}: not the attestation asked for: {why}")]
+    NotBound { path: String, why: String },
+    #[error("{path}: {count} attestations found where exactly one is expected")]
+    Several { path: String, count: usize },
+    #[error("{path}: larger than {max} bytes", max = input::MAX_INPUT)]
+    TooLarge { path: String },
 }
 
 impl VerifyError {
@@ -61,10 +71,12 @@ impl VerifyError {
                 source: EnvelopeError::Key(_),
                 ..
             } => exit::CANNOT_CHECK,
-            VerifyError::Policy { .. } => exit::POLICY,
+            VerifyError::Policy { .. } | VerifyError::NotBound { .. } => exit::POLICY,
             VerifyError::Envelope { .. }
             | VerifyError::Statement { .. }
-            | VerifyError::Bundle { .. }
+            | VerifyError::Input { .. }
+            | VerifyError::Several { .. }
+            | VerifyError::TooLarge { .. }
             | VerifyError::NotAttached { .. }
             | VerifyError::NoneVerified { .. } => exit::INVALID,
         }
@@ -80,31 +92,59 @@ pub struct Verified {
     pub signed_by: Vec<String>,
 }
 
+/// The one attestation in `bytes` (an envelope, a bundle, a log line or a
+/// log holding exactly one attestation line), verified. The gate uses it:
+/// an input is vouched for by one attestation, not by whichever of several
+/// happens to come last.
 pub fn verify_bytes(
     label: &str,
     bytes: &[u8],
     keys: &[VerifyingKey],
     threshold: usize,
 ) -> Result<Verified, VerifyError> {
-    // A log line (or a whole pod log) from `provenant record` holds the
-    // envelope; the signature check below is what makes it trustworthy.
-    let extracted = crate::publish::extract_envelope(bytes);
-    let bytes = extracted.as_deref().unwrap_or(bytes);
-    // A Sigstore bundle carries the same envelope.
-    let envelope = match crate::publish::bundle::sniff(bytes) {
-        Some(Ok(b)) => b.envelope(),
-        Some(Err(source)) => {
-            return Err(VerifyError::Bundle {
-                path: label.to_string(),
-                source,
-            })
-        }
-        None => Envelope::parse(trim_jsonl(bytes)).map_err(|source| VerifyError::Envelope {
+    let mut read = input::read(bytes).map_err(|source| VerifyError::Input {
+        path: label.to_string(),
+        source,
+    })?;
+    for (line, why) in &read.skipped {
+        tracing::warn!("{label}:{line}: {why}");
+    }
+    if read.found.len() != 1 {
+        return Err(VerifyError::Several {
             path: label.to_string(),
+            count: read.found.len(),
+        });
+    }
+    let found = read.found.remove(0);
+    verify_envelope(label, found.envelope, keys, threshold)
+}
+
+/// The bytes of `path` (`-`: standard input) and the label to name it by,
+/// at most [`input::MAX_INPUT`] bytes.
+pub fn read_input(path: &Path) -> Result<(String, Vec<u8>), VerifyError> {
+    use std::io::Read;
+    let (label, reader): (String, Box<dyn Read>) = if path.as_os_str() == "-" {
+        ("-".into(), Box::new(std::io::stdin()))
+    } else {
+        let label = path.display().to_string();
+        let f = std::fs::File::open(path).map_err(|source| VerifyError::Read {
+            path: label.clone(),
             source,
-        })?,
+        })?;
+        (label, Box::new(f))
     };
-    verify_envelope(label, envelope, keys, threshold)
+    let mut bytes = Vec::new();
+    reader
+        .take(input::MAX_INPUT + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|source| VerifyError::Read {
+            path: label.clone(),
+            source,
+        })?;
+    if bytes.len() as u64 > input::MAX_INPUT {
+        return Err(VerifyError::TooLarge { path: label });
+    }
+    Ok((label, bytes))
 }
 
 /// The signature of `envelope` against `keys`, then the statement inside.
@@ -167,43 +207,6 @@ pub fn verify_attached(
     } else {
         Err(AttachedError::NotThisImage)
     }
-}
-
-/// `-` reads standard input (`kubectl logs ... | provenant verify -`).
-pub fn verify_file(
-    path: &Path,
-    keys: &[VerifyingKey],
-    threshold: usize,
-) -> Result<Verified, VerifyError> {
-    if path.as_os_str() == "-" {
-        let mut bytes = Vec::new();
-        std::io::Read::read_to_end(&mut std::io::stdin(), &mut bytes).map_err(|source| {
-            VerifyError::Read {
-                path: "standard input".into(),
-                source,
-            }
-        })?;
-        return verify_bytes("standard input", &bytes, keys, threshold);
-    }
-    let bytes = std::fs::read(path).map_err(|source| VerifyError::Read {
-        path: path.display().to_string(),
-        source,
-    })?;
-    verify_bytes(&path.display().to_string(), &bytes, keys, threshold)
-}
-
-/// Our files are `.intoto.jsonl` (one envelope, one line); accept the
-/// trailing newline and surrounding whitespace, nothing else.
-fn trim_jsonl(b: &[u8]) -> &[u8] {
-    let start = b
-        .iter()
-        .position(|c| !c.is_ascii_whitespace())
-        .unwrap_or(b.len());
-    let end = b
-        .iter()
-        .rposition(|c| !c.is_ascii_whitespace())
-        .map_or(start, |i| i + 1);
-    &b[start..end]
 }
 
 impl crate::error::ExitClass for VerifyError {

@@ -1,15 +1,34 @@
 //! Verification policy: what a stage accepts from the stage before it.
-//! A YAML file (see `examples/policy.yaml`); unknown fields are errors, so a
-//! misspelt rule can never silently accept everything.
+//! A YAML file (see `examples/policy.yaml`, and docs/trust.md for the exact
+//! language); unknown fields are errors, so a misspelt rule can never
+//! silently accept everything. Everything a stranger's policy file can make
+//! large is capped before or while it is read, and every computation on
+//! its numbers is checked: loading never panics and never takes more than
+//! a few milliseconds.
 use std::path::{Path, PathBuf};
 
-use globset::{Glob, GlobMatcher};
 use serde::Deserialize;
 use time::OffsetDateTime;
 
+use super::facts::{self, ExitOrigin, ExitStatus, SubjectOrigin};
+use super::glob::{Glob, GlobError};
 use super::Verified;
-use crate::provenance::{exit_code_of, parse_rfc3339, SLSA_PROVENANCE_V1};
+use crate::provenance::{parse_rfc3339, Provenance, ANN_PATH_ENCODING, SLSA_PROVENANCE_V1};
 use crate::sign::{KeyError, VerifyingKey};
+
+/// Largest policy file read, in bytes.
+pub const MAX_POLICY_BYTES: u64 = 256 * 1024;
+/// Deepest YAML nesting (flow brackets, or block indentation levels).
+pub const MAX_DEPTH: usize = 16;
+/// Most patterns in one list (`builderIds`, `subjects`, `predicateTypes`)
+/// and most `materials` rules.
+pub const MAX_ENTRIES: usize = 256;
+/// Most trusted keys.
+pub const MAX_KEYS: usize = 64;
+/// Longest `maxAge`: 100 years.
+pub const MAX_AGE_DAYS: i64 = 36_525;
+/// Violations of one per-subject rule printed before they are summed up.
+const SHOWN: usize = 10;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -28,8 +47,16 @@ struct PolicyFile {
     materials: Vec<MaterialRule>,
     #[serde(default)]
     max_age: Option<String>,
+    /// The old spelling of `exitCode` (`true` = `any`, `false` =
+    /// `claimed-zero`).
     #[serde(default)]
-    allow_failed: bool,
+    allow_failed: Option<bool>,
+    #[serde(default)]
+    exit_code: Option<ExitCodeRule>,
+    #[serde(default)]
+    input_changes: Option<InputChangesRule>,
+    #[serde(default)]
+    claimed_subjects: Option<ClaimedSubjectsRule>,
 }
 
 fn one() -> usize {
@@ -53,6 +80,62 @@ pub struct MaterialRule {
     pub uri: Option<String>,
     #[serde(default)]
     pub digest: Option<String>,
+}
+
+/// What exit status an attestation must record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ExitCodeRule {
+    /// 0, learnt by provenant from the kernel or the Kubernetes API.
+    ObservedZero,
+    /// 0, observed or told by the builder (marker file, HTTP, or a statement
+    /// that does not say where its exit code came from).
+    ClaimedZero,
+    /// Anything, unknown included (never a malformed one).
+    Any,
+}
+
+impl ExitCodeRule {
+    fn as_str(self) -> &'static str {
+        match self {
+            ExitCodeRule::ObservedZero => "observed-zero",
+            ExitCodeRule::ClaimedZero => "claimed-zero",
+            ExitCodeRule::Any => "any",
+        }
+    }
+}
+
+/// Whether inputs the build changed (`provenant.materialChange`
+/// byproducts) are acceptable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum InputChangesRule {
+    Reject,
+    Allow,
+}
+
+/// Whether subjects read from the builder's own files
+/// (`provenant.origin: claimed`) are acceptable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClaimedSubjectsRule {
+    /// Any claim.
+    Accept,
+    /// Only claims provenant checked (`provenant.claimCheck` `registry`,
+    /// `allowed-repository` or `oci-layout`).
+    Checked,
+    /// No claim at all.
+    Refuse,
+}
+
+impl ClaimedSubjectsRule {
+    fn as_str(self) -> &'static str {
+        match self {
+            ClaimedSubjectsRule::Accept => "accept",
+            ClaimedSubjectsRule::Checked => "checked",
+            ClaimedSubjectsRule::Refuse => "refuse",
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -92,59 +175,143 @@ impl std::fmt::Display for Violation {
     }
 }
 
-#[derive(Debug)]
+struct CompiledMaterial {
+    rule: MaterialRule,
+    name: Option<Glob>,
+    uri: Option<Glob>,
+    digest: Option<(String, String)>,
+}
+
 pub struct Policy {
     pub path: PathBuf,
     pub keys: Vec<VerifyingKey>,
     pub threshold: usize,
     predicate_types: Vec<String>,
-    builder_ids: Vec<(String, GlobMatcher)>,
-    subjects: Vec<(String, GlobMatcher)>,
-    materials: Vec<(MaterialRule, Option<GlobMatcher>, Option<GlobMatcher>)>,
+    builder_ids: Vec<Glob>,
+    subjects: Vec<Glob>,
+    materials: Vec<CompiledMaterial>,
     max_age: Option<(String, time::Duration)>,
-    allow_failed: bool,
+    pub exit_code: ExitCodeRule,
+    pub input_changes: InputChangesRule,
+    pub claimed_subjects: ClaimedSubjectsRule,
 }
 
-fn glob(path: &Path, field: &str, pattern: &str) -> Result<GlobMatcher, PolicyError> {
-    Glob::new(pattern)
-        .map(|g| g.compile_matcher())
-        .map_err(|e| PolicyError::Invalid {
-            path: path.to_path_buf(),
-            field: field.to_string(),
-            reason: format!("bad pattern {pattern:?}: {e}"),
-        })
+impl std::fmt::Debug for Policy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Policy")
+            .field("path", &self.path)
+            .field("keys", &self.keys.len())
+            .finish_non_exhaustive()
+    }
 }
 
-/// `90s`, `30m`, `24h`, `7d`.
+/// `90s`, `30m`, `24h`, `7d`: a decimal count (at most 18 digits) and a
+/// unit; `None` for anything else or beyond [`MAX_AGE_DAYS`].
 pub fn parse_duration(s: &str) -> Option<time::Duration> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit())?;
     let (n, unit) = s.split_at(split);
+    if n.is_empty() || n.len() > 18 {
+        return None;
+    }
     let n: i64 = n.parse().ok()?;
-    Some(match unit {
-        "s" => time::Duration::seconds(n),
-        "m" => time::Duration::minutes(n),
-        "h" => time::Duration::hours(n),
-        "d" => time::Duration::days(n),
+    let secs = n.checked_mul(match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
         _ => return None,
-    })
+    })?;
+    (secs <= MAX_AGE_DAYS * 86_400).then(|| time::Duration::seconds(secs))
+}
+
+/// How deep `text` nests, conservatively: flow brackets outside quotes and
+/// comments, and the number of distinct indentation levels open at once.
+/// The YAML parser is run only on files below [`MAX_DEPTH`], because it
+/// takes time quadratic in the depth (100k levels took 50 s).
+fn yaml_depth(text: &str) -> usize {
+    let mut max = 0usize;
+    let mut flow = 0usize;
+    let mut indents: Vec<usize> = Vec::new();
+    for line in text.lines() {
+        let trimmed = line.trim_start_matches([' ', '-', '\t']);
+        if flow == 0 && !trimmed.is_empty() && !trimmed.starts_with('#') {
+            // Block nesting: `- ` items count as a level too.
+            let indent = line.len() - trimmed.len();
+            while indents.last().is_some_and(|&i| i > indent) {
+                indents.pop();
+            }
+            if indents.last() != Some(&indent) {
+                indents.push(indent);
+            }
+            max = max.max(indents.len());
+        }
+        let mut quote: Option<char> = None;
+        let mut prev = ' ';
+        for c in line.chars() {
+            match (quote, c) {
+                (None, '#') if prev == ' ' || prev == '\t' => break,
+                (None, '"' | '\'') => quote = Some(c),
+                (Some(q), c) if c == q && prev != '\\' => quote = None,
+                (None, '[' | '{') => {
+                    flow += 1;
+                    max = max.max(flow + indents.len());
+                }
+                (None, ']' | '}') => flow = flow.saturating_sub(1),
+                _ => {}
+            }
+            prev = c;
+        }
+    }
+    max
 }
 
 impl Policy {
     pub fn load(path: &Path) -> Result<Policy, PolicyError> {
-        let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
+        let read_err = |source| PolicyError::Read {
             path: path.to_path_buf(),
             source,
-        })?;
-        let f: PolicyFile = serde_yaml_ng::from_str(&text).map_err(|e| PolicyError::Syntax {
-            path: path.to_path_buf(),
-            message: e.to_string().replace('\n', " "),
-        })?;
+        };
+        let file = std::fs::File::open(path).map_err(read_err)?;
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(
+            &mut std::io::Read::take(file, MAX_POLICY_BYTES + 1),
+            &mut bytes,
+        )
+        .map_err(read_err)?;
+        Self::parse(path, bytes)
+    }
+
+    /// The policy in `bytes`, as if read from `path` (key paths are
+    /// relative to its directory).
+    pub fn parse(path: &Path, bytes: Vec<u8>) -> Result<Policy, PolicyError> {
         let invalid = |field: &str, reason: String| PolicyError::Invalid {
             path: path.to_path_buf(),
             field: field.to_string(),
             reason,
         };
+        let syntax = |message: String| PolicyError::Syntax {
+            path: path.to_path_buf(),
+            message,
+        };
+        if bytes.len() as u64 > MAX_POLICY_BYTES {
+            return Err(syntax(format!(
+                "larger than {MAX_POLICY_BYTES} bytes (the policy size cap)"
+            )));
+        }
+        let text = String::from_utf8(bytes).map_err(|e| {
+            syntax(format!(
+                "not UTF-8 text (byte {})",
+                e.utf8_error().valid_up_to()
+            ))
+        })?;
+        if yaml_depth(&text) > MAX_DEPTH {
+            return Err(syntax(format!(
+                "nested deeper than {MAX_DEPTH} levels (the policy depth cap)"
+            )));
+        }
+        let f: PolicyFile = serde_yaml_ng::from_str(&text)
+            .map_err(|e| syntax(e.to_string().replace(['\n', '\r'], " ")))?;
         if f.version != 1 {
             return Err(invalid(
                 "version",
@@ -157,6 +324,9 @@ impl Policy {
                 "at least one trusted key is required".into(),
             ));
         }
+        if f.keys.len() > MAX_KEYS {
+            return Err(invalid("keys", format!("more than {MAX_KEYS} keys")));
+        }
         if f.threshold == 0 || f.threshold > f.keys.len() {
             return Err(invalid(
                 "threshold",
@@ -166,6 +336,16 @@ impl Policy {
                     f.keys.len()
                 ),
             ));
+        }
+        for (field, n) in [
+            ("predicateTypes", f.predicate_types.len()),
+            ("builderIds", f.builder_ids.len()),
+            ("subjects", f.subjects.len()),
+            ("materials", f.materials.len()),
+        ] {
+            if n > MAX_ENTRIES {
+                return Err(invalid(field, format!("more than {MAX_ENTRIES} entries")));
+            }
         }
         let base = path.parent().unwrap_or(Path::new("."));
         let mut keys = Vec::new();
@@ -179,9 +359,17 @@ impl Policy {
                 if &key.id != id {
                     return Err(invalid(
                         &format!("keys[{i}].id"),
-                        format!("{} has key id {}, not {id}", p.display(), key.id),
+                        format!("{} has key id {}, not {id:?}", p.display(), key.id),
                     ));
                 }
+            }
+            if keys.iter().any(|k: &VerifyingKey| k.id == key.id) {
+                // A key listed twice would let one signer count twice
+                // towards the threshold.
+                return Err(invalid(
+                    &format!("keys[{i}]"),
+                    format!("{} is listed twice (key id {})", p.display(), key.id),
+                ));
             }
             keys.push(key);
         }
@@ -190,18 +378,31 @@ impl Policy {
         } else {
             f.predicate_types
         };
+        let glob = |field: String, p: &str, uri: bool| -> Result<Glob, PolicyError> {
+            let g = Glob::new(p)
+                .map_err(|e: GlobError| invalid(&field, format!("bad pattern {p:?}: {e}")))?;
+            if uri {
+                uri_pattern_problem(p).map_or(Ok(()), |why| {
+                    Err(invalid(
+                        &field,
+                        format!("pattern {p:?} can never match: {why}"),
+                    ))
+                })?;
+            }
+            Ok(g)
+        };
         let builder_ids = f
             .builder_ids
             .iter()
             .enumerate()
-            .map(|(i, p)| Ok((p.clone(), glob(path, &format!("builderIds[{i}]"), p)?)))
-            .collect::<Result<_, PolicyError>>()?;
+            .map(|(i, p)| glob(format!("builderIds[{i}]"), p, true))
+            .collect::<Result<_, _>>()?;
         let subjects = f
             .subjects
             .iter()
             .enumerate()
-            .map(|(i, p)| Ok((p.clone(), glob(path, &format!("subjects[{i}]"), p)?)))
-            .collect::<Result<_, PolicyError>>()?;
+            .map(|(i, p)| glob(format!("subjects[{i}]"), p, false))
+            .collect::<Result<_, _>>()?;
         let mut materials = Vec::new();
         for (i, m) in f.materials.into_iter().enumerate() {
             if m.name.is_none() && m.uri.is_none() && m.digest.is_none() {
@@ -210,25 +411,36 @@ impl Policy {
                     "give at least one of name, uri, digest".into(),
                 ));
             }
-            if let Some(d) = &m.digest {
-                if !d.contains(':') {
-                    return Err(invalid(
-                        &format!("materials[{i}].digest"),
-                        format!("{d:?} is not ALG:HEX"),
-                    ));
-                }
-            }
+            let digest = match &m.digest {
+                Some(d) => match d.split_once(':') {
+                    Some((alg, hex)) if !alg.is_empty() && !hex.is_empty() => {
+                        Some((alg.to_string(), hex.to_string()))
+                    }
+                    _ => {
+                        return Err(invalid(
+                            &format!("materials[{i}].digest"),
+                            format!("{d:?} is not ALG:HEX"),
+                        ))
+                    }
+                },
+                None => None,
+            };
             let name = m
                 .name
                 .as_deref()
-                .map(|p| glob(path, &format!("materials[{i}].name"), p))
+                .map(|p| glob(format!("materials[{i}].name"), p, false))
                 .transpose()?;
             let uri = m
                 .uri
                 .as_deref()
-                .map(|p| glob(path, &format!("materials[{i}].uri"), p))
+                .map(|p| glob(format!("materials[{i}].uri"), p, true))
                 .transpose()?;
-            materials.push((m, name, uri));
+            materials.push(CompiledMaterial {
+                rule: m,
+                name,
+                uri,
+                digest,
+            });
         }
         let max_age = match f.max_age {
             Some(s) => Some((
@@ -236,11 +448,24 @@ impl Policy {
                 parse_duration(&s).ok_or_else(|| {
                     invalid(
                         "maxAge",
-                        format!("{s:?} is not a duration like 90s, 30m, 24h, 7d"),
+                        format!(
+                            "{s:?} is not a duration like 90s, 30m, 24h, 7d (at most {MAX_AGE_DAYS}d)"
+                        ),
                     )
                 })?,
             )),
             None => None,
+        };
+        let exit_code = match (f.allow_failed, f.exit_code) {
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    "allowFailed",
+                    "give exitCode or its old spelling allowFailed, not both".into(),
+                ))
+            }
+            (Some(true), None) => ExitCodeRule::Any,
+            (Some(false), None) | (None, None) => ExitCodeRule::ClaimedZero,
+            (None, Some(r)) => r,
         };
         Ok(Policy {
             path: path.to_path_buf(),
@@ -251,7 +476,9 @@ impl Policy {
             subjects,
             materials,
             max_age,
-            allow_failed: f.allow_failed,
+            exit_code,
+            input_changes: f.input_changes.unwrap_or(InputChangesRule::Reject),
+            claimed_subjects: f.claimed_subjects.unwrap_or(ClaimedSubjectsRule::Checked),
         })
     }
 
@@ -267,6 +494,12 @@ impl Policy {
             });
             return out;
         }
+        self.check_subjects(v, &mut out);
+        // The rules below read a SLSA v1 provenance predicate; a statement
+        // of another accepted type is not subject to them.
+        if st.predicate_type != SLSA_PROVENANCE_V1 {
+            return out;
+        }
         let prov = match st.provenance() {
             Ok(p) => p,
             Err(e) => {
@@ -278,62 +511,163 @@ impl Policy {
                 return out;
             }
         };
-        if !self.builder_ids.is_empty()
-            && !self
-                .builder_ids
-                .iter()
-                .any(|(_, g)| g.is_match(&prov.run_details.builder.id))
-        {
+        self.check_builder(&prov, &mut out);
+        self.check_materials(&prov, &mut out);
+        self.check_age(&prov, now, &mut out);
+        self.check_exit(&prov, &mut out);
+        self.check_input_changes(&prov, &mut out);
+        out
+    }
+
+    fn check_subjects(&self, v: &Verified, out: &mut Vec<Violation>) {
+        let mut bad = 0usize;
+        let mut claims = Vec::new();
+        for (i, s) in v.statement.subject.iter().enumerate() {
+            let origin = facts::subject_origin(s);
+            if let SubjectOrigin::Claimed { .. } = &origin {
+                let ok = match self.claimed_subjects {
+                    ClaimedSubjectsRule::Accept => true,
+                    ClaimedSubjectsRule::Checked => origin.is_checked_claim(),
+                    ClaimedSubjectsRule::Refuse => false,
+                };
+                if !ok {
+                    claims.push((i, origin));
+                }
+            }
+            if self.subjects.is_empty() {
+                continue;
+            }
+            let name = s.name.as_deref().unwrap_or("");
+            let encoded = s
+                .annotations
+                .get(ANN_PATH_ENCODING)
+                .is_some_and(|v| v == "percent");
+            let problem = facts::name_problem(name, encoded);
+            if problem.is_none() && self.subjects.iter().any(|g| g.is_match(name)) {
+                continue;
+            }
+            bad += 1;
+            if bad <= SHOWN {
+                out.push(Violation {
+                    field: format!("subject[{i}].name"),
+                    expected: format!(
+                        "a name matching one of {:?}",
+                        self.subjects.iter().map(Glob::as_str).collect::<Vec<_>>()
+                    ),
+                    actual: match problem {
+                        Some(p) => format!("{name:?} ({p})"),
+                        None => format!("{name:?}"),
+                    },
+                });
+            }
+        }
+        if bad > SHOWN {
+            out.push(Violation {
+                field: "subject[*].name".into(),
+                expected: "every subject name to match".into(),
+                actual: format!("{} more subjects that do not", bad - SHOWN),
+            });
+        }
+        for (i, origin) in claims.iter().take(SHOWN) {
+            let SubjectOrigin::Claimed {
+                check,
+                source,
+                file,
+            } = origin
+            else {
+                continue;
+            };
+            out.push(Violation {
+                field: format!("subject[{i}].annotations[provenant.origin]"),
+                expected: match self.claimed_subjects {
+                    ClaimedSubjectsRule::Refuse => {
+                        "a subject provenant hashed itself (policy claimedSubjects: refuse)".into()
+                    }
+                    r => format!(
+                        "a claimed subject checked by provenant, claimCheck registry, allowed-repository or oci-layout (policy claimedSubjects: {})",
+                        r.as_str()
+                    ),
+                },
+                actual: format!(
+                    "a claim read from {:?} ({:?}), claimCheck {:?}",
+                    file.as_deref().unwrap_or("?"),
+                    source.as_deref().unwrap_or("?"),
+                    check.as_deref().unwrap_or("none")
+                ),
+            });
+        }
+        if claims.len() > SHOWN {
+            out.push(Violation {
+                field: "subject[*].annotations[provenant.origin]".into(),
+                expected: format!(
+                    "claims accepted by claimedSubjects: {}",
+                    self.claimed_subjects.as_str()
+                ),
+                actual: format!("{} more claimed subjects", claims.len() - SHOWN),
+            });
+        }
+    }
+
+    fn check_builder(&self, prov: &Provenance, out: &mut Vec<Violation>) {
+        if self.builder_ids.is_empty() {
+            return;
+        }
+        let id = &prov.run_details.builder.id;
+        let (ok, why) = match facts::normalize_uri(id) {
+            Ok(n) => (self.builder_ids.iter().any(|g| g.is_match(&n)), None),
+            Err(why) => (false, Some(why)),
+        };
+        if !ok {
             out.push(Violation {
                 field: "predicate.runDetails.builder.id".into(),
                 expected: format!(
                     "one of {:?}",
-                    self.builder_ids.iter().map(|(p, _)| p).collect::<Vec<_>>()
+                    self.builder_ids
+                        .iter()
+                        .map(Glob::as_str)
+                        .collect::<Vec<_>>()
                 ),
-                actual: format!("{:?}", prov.run_details.builder.id),
+                actual: match why {
+                    Some(w) => format!("{id:?} ({w})"),
+                    None => format!("{id:?}"),
+                },
             });
         }
-        if !self.subjects.is_empty() {
-            for (i, s) in st.subject.iter().enumerate() {
-                let name = s.name.as_deref().unwrap_or("");
-                if !self.subjects.iter().any(|(_, g)| g.is_match(name)) {
-                    out.push(Violation {
-                        field: format!("subject[{i}].name"),
-                        expected: format!(
-                            "a name matching one of {:?}",
-                            self.subjects.iter().map(|(p, _)| p).collect::<Vec<_>>()
-                        ),
-                        actual: format!("{name:?}"),
-                    });
-                }
-            }
-        }
+    }
+
+    fn check_materials(&self, prov: &Provenance, out: &mut Vec<Violation>) {
         let deps = &prov.build_definition.resolved_dependencies;
-        for (i, (rule, name, uri)) in self.materials.iter().enumerate() {
+        for (i, m) in self.materials.iter().enumerate() {
             let hit = deps.iter().any(|d| {
-                name.as_ref()
-                    .is_none_or(|g| d.name.as_deref().is_some_and(|n| g.is_match(n)))
-                    && uri
-                        .as_ref()
-                        .is_none_or(|g| d.uri.as_deref().is_some_and(|u| g.is_match(u)))
-                    && rule.digest.as_deref().is_none_or(|want| {
-                        want.split_once(':').is_some_and(|(alg, hex)| {
-                            d.digest
-                                .get(alg)
-                                .is_some_and(|h| h.eq_ignore_ascii_case(hex))
-                        })
+                m.name.as_ref().is_none_or(|g| {
+                    d.name.as_deref().is_some_and(|n| {
+                        let enc = d
+                            .annotations
+                            .get(ANN_PATH_ENCODING)
+                            .is_some_and(|v| v == "percent");
+                        facts::name_problem(n, enc).is_none() && g.is_match(n)
                     })
+                }) && m.uri.as_ref().is_none_or(|g| {
+                    d.uri
+                        .as_deref()
+                        .and_then(|u| facts::normalize_uri(u).ok())
+                        .is_some_and(|u| g.is_match(&u))
+                }) && m.digest.as_ref().is_none_or(|(alg, hex)| {
+                    d.digest
+                        .get(alg)
+                        .is_some_and(|h| h.eq_ignore_ascii_case(hex))
+                })
             });
             if !hit {
                 let mut want = Vec::new();
-                if let Some(n) = &rule.name {
+                if let Some(n) = &m.rule.name {
                     want.push(format!("name matching {n:?}"));
                 }
-                if let Some(u) = &rule.uri {
+                if let Some(u) = &m.rule.uri {
                     want.push(format!("uri matching {u:?}"));
                 }
-                if let Some(d) = &rule.digest {
-                    want.push(format!("digest {d}"));
+                if let Some(d) = &m.rule.digest {
+                    want.push(format!("digest {d:?}"));
                 }
                 out.push(Violation {
                     field: format!(
@@ -344,37 +678,107 @@ impl Policy {
                 });
             }
         }
-        if let Some((text, max)) = &self.max_age {
-            let finished = prov
-                .run_details
-                .metadata
-                .as_ref()
-                .and_then(|m| m.finished_on.as_deref().or(m.started_on.as_deref()));
-            match finished.and_then(parse_rfc3339) {
-                Some(t) if now - t <= *max && t - now <= time::Duration::minutes(5) => {}
-                Some(t) => out.push(Violation {
-                    field: "predicate.runDetails.metadata.finishedOn".into(),
-                    expected: format!("within {text} of now"),
-                    actual: format!("{} ({} old)", finished.unwrap_or_default(), human(now - t)),
-                }),
-                None => out.push(Violation {
-                    field: "predicate.runDetails.metadata.finishedOn".into(),
-                    expected: format!("a time within {text} of now"),
-                    actual: "none".into(),
-                }),
-            }
-        }
-        if !self.allow_failed {
-            if let Some(code) = exit_code_of(&prov).filter(|c| *c != 0) {
-                out.push(Violation {
-                    field: "predicate.runDetails.byproducts[exit-code]".into(),
-                    expected: "0 (policy allowFailed: false)".into(),
-                    actual: code.to_string(),
-                });
-            }
-        }
-        out
     }
+
+    fn check_age(&self, prov: &Provenance, now: OffsetDateTime, out: &mut Vec<Violation>) {
+        let Some((text, max)) = &self.max_age else {
+            return;
+        };
+        let finished = prov
+            .run_details
+            .metadata
+            .as_ref()
+            .and_then(|m| m.finished_on.as_deref().or(m.started_on.as_deref()));
+        match finished.and_then(parse_rfc3339) {
+            // Both dates lie within years 0..=9999, so the differences fit.
+            Some(t) if now - t <= *max && t - now <= time::Duration::minutes(5) => {}
+            Some(t) => out.push(Violation {
+                field: "predicate.runDetails.metadata.finishedOn".into(),
+                expected: format!("within {text} of now"),
+                actual: format!(
+                    "{:?} ({} old)",
+                    finished.unwrap_or_default(),
+                    human(now - t)
+                ),
+            }),
+            None => out.push(Violation {
+                field: "predicate.runDetails.metadata.finishedOn".into(),
+                expected: format!("a time within {text} of now"),
+                actual: "none".into(),
+            }),
+        }
+    }
+
+    fn check_exit(&self, prov: &Provenance, out: &mut Vec<Violation>) {
+        let status = facts::exit_status(prov);
+        let ok = match (&status, self.exit_code) {
+            (ExitStatus::Malformed(_), _) => false,
+            (_, ExitCodeRule::Any) => true,
+            (
+                ExitStatus::Known {
+                    code: 0,
+                    origin: ExitOrigin::Observed,
+                    ..
+                },
+                _,
+            ) => true,
+            (ExitStatus::Known { code: 0, .. }, ExitCodeRule::ClaimedZero) => true,
+            _ => false,
+        };
+        if !ok {
+            out.push(Violation {
+                field: "predicate.runDetails.byproducts[exit-code]".into(),
+                expected: match self.exit_code {
+                    ExitCodeRule::ObservedZero => {
+                        "exit code 0 observed by provenant (policy exitCode: observed-zero)".into()
+                    }
+                    ExitCodeRule::ClaimedZero => {
+                        "exit code 0, observed or claimed (policy exitCode: claimed-zero)".into()
+                    }
+                    ExitCodeRule::Any => format!(
+                        "one well-formed exit status (policy exitCode: {})",
+                        self.exit_code.as_str()
+                    ),
+                },
+                actual: status.to_string(),
+            });
+        }
+    }
+
+    fn check_input_changes(&self, prov: &Provenance, out: &mut Vec<Violation>) {
+        if self.input_changes == InputChangesRule::Allow {
+            return;
+        }
+        let changes = facts::input_changes(prov);
+        if changes.is_empty() {
+            return;
+        }
+        let shown: Vec<String> = changes
+            .iter()
+            .take(3)
+            .map(|c| format!("{:?} {:?}", c.name, c.change))
+            .collect();
+        out.push(Violation {
+            field: "predicate.runDetails.byproducts[provenant.materialChange]".into(),
+            expected: "no input changed during the build (policy inputChanges: reject)".into(),
+            actual: format!(
+                "{} changed: {}{}",
+                changes.len(),
+                shown.join(", "),
+                if changes.len() > 3 { ", ..." } else { "" }
+            ),
+        });
+    }
+}
+
+/// A URI pattern whose fixed scheme or host is not in the normalized form
+/// URIs are matched in can never match.
+fn uri_pattern_problem(p: &str) -> Option<&'static str> {
+    let (scheme, rest) = p.split_once("://")?;
+    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = host.rsplit('@').next().unwrap_or(host);
+    (scheme.bytes().any(|b| b.is_ascii_uppercase()) || host.bytes().any(|b| b.is_ascii_uppercase()))
+        .then_some("URIs are matched with a lowercase scheme and host")
 }
 
 fn human(d: time::Duration) -> String {
@@ -403,5 +807,18 @@ mod tests {
         assert_eq!(parse_duration("90s"), Some(time::Duration::seconds(90)));
         assert_eq!(parse_duration("1w"), None);
         assert_eq!(parse_duration("h"), None);
+        assert_eq!(parse_duration("99999999999999999d"), None);
+        assert_eq!(parse_duration("9223372036854775807s"), None);
+        assert_eq!(parse_duration("36525d"), Some(time::Duration::days(36_525)));
+        assert_eq!(parse_duration("36526d"), None);
+    }
+
+    #[test]
+    fn depth() {
+        assert_eq!(yaml_depth("a: 1\nb:\n  - x\n"), 2);
+        assert!(yaml_depth(&"[".repeat(100)) > MAX_DEPTH);
+        assert_eq!(yaml_depth("a: \"[[[[\" # [[[[\n"), 1);
+        let deep: String = (0..40).map(|i| format!("{}a:\n", " ".repeat(i))).collect();
+        assert!(yaml_depth(&deep) > MAX_DEPTH);
     }
 }

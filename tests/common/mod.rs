@@ -212,3 +212,68 @@ pub fn interop_script(name: &str) -> PathBuf {
         .join("tests/interop")
         .join(name)
 }
+
+/// A DSSE envelope (compact JSON) of `statement`, signed with the private
+/// key `dir/KEY.key` through the library: how tests make hand-made
+/// statements that a real key signed.
+pub fn sign_statement(dir: &Path, key: &str, statement: &serde_json::Value) -> String {
+    let signer = provenant::sign::LocalSigner::load(&dir.join(format!("{key}.key"))).unwrap();
+    provenant::sign::Envelope::sign(
+        "application/vnd.in-toto+json",
+        &serde_json::to_vec(statement).unwrap(),
+        &signer,
+    )
+    .unwrap()
+    .to_json()
+}
+
+/// A SLSA v1 statement with one subject `out/app`, builder `builder_id`,
+/// finished now; `byproducts`, `subject_annotations` and `internal` as
+/// given.
+pub fn slsa_statement(
+    builder_id: &str,
+    byproducts: serde_json::Value,
+    subject_annotations: serde_json::Value,
+    internal: serde_json::Value,
+) -> serde_json::Value {
+    let now = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    serde_json::json!({
+        "_type": "https://in-toto.io/Statement/v1",
+        "subject": [{"name": "out/app", "digest": {"sha256": "a".repeat(64)}, "annotations": subject_annotations}],
+        "predicateType": "https://slsa.dev/provenance/v1",
+        "predicate": {
+            "buildDefinition": {
+                "buildType": "https://provenant.dev/build-types/observed/v1",
+                "externalParameters": {},
+                "internalParameters": internal,
+                "resolvedDependencies": [{"name": "src/main.c", "digest": {"sha256": "b".repeat(64)}}]
+            },
+            "runDetails": {
+                "builder": {"id": builder_id},
+                "metadata": {"invocationId": "inv-1", "startedOn": now, "finishedOn": now},
+                "byproducts": byproducts
+            }
+        }
+    })
+}
+
+/// An exit-code byproduct with `content` (decimal text, base64-encoded
+/// here) and the origin annotation, if any.
+pub fn exit_byproduct(content: Option<&str>, origin: Option<&str>) -> serde_json::Value {
+    use base64::Engine;
+    let mut b = serde_json::json!({"name": "exit-code"});
+    match content {
+        Some(c) => {
+            b["content"] = base64::engine::general_purpose::STANDARD.encode(c).into();
+            b["mediaType"] = "text/plain".into();
+        }
+        None => b["uri"] = "provenant:exit-code:unknown".into(),
+    }
+    if let Some(o) = origin {
+        b["annotations"] =
+            serde_json::json!({"provenant.exitCodeOrigin": o, "provenant.exitCodeSource": "test"});
+    }
+    b
+}

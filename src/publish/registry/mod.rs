@@ -975,8 +975,8 @@ pub(crate) fn window_left(read_at: Instant) -> Option<Duration> {
 }
 
 /// The media type of a manifest we were given: its `mediaType`, else what
-/// its shape says.
-fn media_type_of(bytes: &[u8]) -> Result<String, String> {
+/// its shape says. Public for the fuzz target (fuzz/).
+pub fn media_type_of(bytes: &[u8]) -> Result<String, String> {
     #[derive(serde::Deserialize)]
     #[serde(rename_all = "camelCase")]
     struct Peek {

@@ -79,7 +79,11 @@ fn man_page(cmd: &clap::Command) -> Vec<u8> {
             }
             out.extend_from_slice(b".fi\n");
         }
-        man.render_version_section(out)?;
+        // Subcommands carry no version of their own (clap_mangen would
+        // panic on them).
+        if cmd.get_version().is_some() {
+            man.render_version_section(out)?;
+        }
         Ok(())
     };
     render(&mut out).expect("writing to a Vec cannot fail");
@@ -243,17 +247,24 @@ fn section(md: &mut String, cmd: &clap::Command, top: bool) {
                 .get_env()
                 .map(|e| format!("`{}`", e.to_string_lossy()))
                 .unwrap_or_default();
-            let default = a
-                .get_default_values()
-                .iter()
-                .map(|v| format!("`{}`", v.to_string_lossy()))
-                .collect::<Vec<_>>()
-                .join(", ");
+            let default = if !takes_value {
+                String::new()
+            } else {
+                a.get_default_values()
+                    .iter()
+                    .map(|v| format!("`{}`", v.to_string_lossy()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
             let mut help = a
                 .get_long_help()
                 .or(a.get_help())
                 .map(|h| one_line(&h.to_string()))
                 .unwrap_or_default();
+            // clap drops the full stop of a one-sentence help.
+            if !help.is_empty() && !help.ends_with(['.', ')', ':']) {
+                help.push('.');
+            }
             let values: Vec<String> = a
                 .get_possible_values()
                 .iter()

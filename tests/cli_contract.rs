@@ -1393,3 +1393,67 @@ fn the_commit_is_found_in_a_tarball_without_git() {
         Some(head.as_str())
     );
 }
+
+// ---------------------------------------------------------------------------
+// The Dockerfile (built for real only where a Rust base image can be had;
+// what can be checked without one is checked here).
+
+#[test]
+fn the_dockerfile_pins_its_base_labels_the_image_and_runs_as_non_root() {
+    let text = std::fs::read_to_string(repo().join("Dockerfile")).unwrap();
+    let arg = |name: &str| -> String {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("ARG {name}=")))
+            .unwrap_or_else(|| panic!("no ARG {name}= default"))
+            .to_string()
+    };
+    // The base by digest, through the build argument.
+    let base = arg("RUST_IMAGE");
+    let (_, digest) = base
+        .split_once("@sha256:")
+        .expect("RUST_IMAGE pinned by digest");
+    assert!(
+        digest.len() == 64 && digest.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{base}"
+    );
+    assert!(text.contains("\nFROM ${RUST_IMAGE} AS build\n"));
+    // Built per platform.
+    assert!(text.contains("\nARG TARGETARCH\n"));
+    assert!(text.contains("${TARGETARCH"));
+    // Dependencies in their own layer, before the sources arrive.
+    let deps = text.find("COPY Cargo.toml Cargo.lock").unwrap();
+    let sources = text.find("COPY src/ src/").unwrap();
+    assert!(deps < sources);
+    assert!(text[deps..sources].contains("cargo build --release --locked"));
+    // OCI labels, with the crate's own version and licence.
+    for label in [
+        "title",
+        "description",
+        "licenses",
+        "version",
+        "revision",
+        "created",
+    ] {
+        assert!(
+            text.contains(&format!("org.opencontainers.image.{label}=")),
+            "{label}"
+        );
+    }
+    assert_eq!(arg("VERSION"), env!("CARGO_PKG_VERSION"));
+    assert!(text.contains(&format!(
+        "org.opencontainers.image.licenses=\"{}\"",
+        env!("CARGO_PKG_LICENSE")
+    )));
+    // The final stage, and the image scripts/build-images.sh makes, never
+    // run as root.
+    for file in ["Dockerfile", "images/provenant.Containerfile"] {
+        let text = std::fs::read_to_string(repo().join(file)).unwrap();
+        let last_from = text.rfind("\nFROM ").unwrap();
+        let user = text[last_from..]
+            .lines()
+            .find_map(|l| l.strip_prefix("USER "))
+            .unwrap_or_else(|| panic!("{file}: no USER in the final stage"));
+        let uid: u32 = user.split(':').next().unwrap().parse().unwrap();
+        assert_ne!(uid, 0, "{file}");
+    }
+}

@@ -455,29 +455,32 @@ pub fn main() -> i32 {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     // What an error must look like is needed before the arguments parse.
     let early = report::Early::scan(&args);
+    // A panic is a bug: exit 1 with one line, like every other failure.
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(args, &early))) {
+        Ok(code) => code,
+        Err(_) => {
+            report::fatal(early.format, &report::panic_line(), exit::INTERNAL);
+            exit::INTERNAL
+        }
+    }
+}
+
+fn run(args: Vec<std::ffi::OsString>, early: &report::Early) -> i32 {
     let parsed = Cli::command()
         .color(early.clap_color())
         .try_get_matches_from(&args)
         .and_then(|m| Cli::from_arg_matches(&m));
     let cli = match parsed {
         Ok(c) => c,
-        Err(e) => return report::usage_error(e, &early),
+        Err(e) => return report::usage_error(e, early),
     };
     init_logging(cli.log_format, &cli.log_level, cli.color);
-    let format = cli.log_format;
-    let command = cli.command;
-    // A panic is a bug: exit 1 with one line, like every other failure.
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| dispatch(command)));
-    match result {
-        Ok(Ok(code)) => code,
-        Ok(Err(e)) => {
+    match dispatch(cli.command) {
+        Ok(code) => code,
+        Err(e) => {
             let code = exit_code_for(&e);
-            report::fatal(format, &one_line(&e), code);
+            report::fatal(cli.log_format, &one_line(&e), code);
             code
-        }
-        Err(_) => {
-            report::fatal(format, &report::panic_line(), exit::INTERNAL);
-            exit::INTERNAL
         }
     }
 }

@@ -565,6 +565,19 @@ fn every_documented_exit_code_comes_from_the_case_it_names() {
     assert_eq!(r.stderr.lines().count(), 1, "{}", r.stderr);
 
     // 2: usage errors, from clap and from provenant's own checks.
+    cmd_run(
+        d,
+        &[
+            "snapshot",
+            "--state",
+            "st",
+            "--material",
+            "src",
+            "--workspace",
+            ".",
+        ],
+    )
+    .ok();
     for (args, needle) in [
         (
             &["verify", "--bogus", "a.jsonl"][..],
@@ -589,6 +602,18 @@ fn every_documented_exit_code_comes_from_the_case_it_names() {
                 "st",
             ][..],
             "--publish needs --allow-image-repo",
+        ),
+        (
+            &[
+                "record",
+                "--completion",
+                "proces:foo",
+                "--key",
+                "k.key",
+                "--state",
+                "st",
+            ][..],
+            "--completion proces:foo",
         ),
     ] {
         let r = cmd_run(d, args).fails(2, needle);

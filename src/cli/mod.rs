@@ -400,6 +400,11 @@ pub fn exit_code_for(err: &anyhow::Error) -> i32 {
         if cause.is::<CannotError>() {
             return exit::CANNOT_CHECK;
         }
+        // A --completion value that does not parse is a usage mistake, as
+        // clap's own value errors are.
+        if let Some(crate::completion::CompletionError::BadTrigger { .. }) = cause.downcast_ref() {
+            return exit::USAGE;
+        }
         if let Some(v) = cause.downcast_ref::<VerifyError>() {
             return v.exit_code();
         }

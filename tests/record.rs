@@ -450,7 +450,8 @@ fn bad_setups_fail_with_one_line() {
         "--completion",
         "bogus:x",
     ]);
-    run(c).fails(3, "bogus:x");
+    // A value that does not parse is a usage error (issue 18).
+    run(c).fails(2, "bogus:x");
     let mut c = provenant(d);
     c.args([
         "record",

@@ -133,7 +133,6 @@ Examples:
     #[command(after_help = "\
 Examples:
   provenant verify --key cosign.pub build.intoto.jsonl
-  provenant verify --policy policy.yaml --json build.intoto.jsonl
   kubectl logs build-pod -c provenant | provenant verify --key cosign.pub -
   provenant verify --image registry.example.com/app:1.0 --key cosign.pub")]
     Verify(verify::VerifyArgs),

@@ -9,6 +9,12 @@ python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
 # for tests/registry.rs.
 command -v docker-registry >/dev/null || need+=(docker-registry)
 command -v skopeo >/dev/null || need+=(skopeo)
+# The CLI contract (tests/cli_contract.rs): completions are loaded and
+# queried in real shells, man pages rendered with groff and shown by man -l.
+command -v zsh >/dev/null || need+=(zsh)
+command -v fish >/dev/null || need+=(fish)
+command -v groff >/dev/null || need+=(groff-base)
+command -v man >/dev/null || need+=(man-db)
 # sigstore-js (tests/interop/sigstore-js) runs on the machine's Node.js.
 command -v npm >/dev/null || need+=(npm)
 # The documented log recipe (tests/audit.rs) and GNU sha256sum -c, which

@@ -31,7 +31,8 @@
 #   still base64-encoded and ignores `stringData:` (podman issue #16625,
 #   fixed in 4.4), and it crashes on a secret volume without an explicit
 #   `optional:`. The tests therefore mount the key with a hostPath volume in
-#   the pod variant they generate (tests/e2e/podmanize.py); the manifests
+#   the pod variant they generate (the podmanize function in
+#   tests/pod_e2e.rs); the manifests
 #   under manifests/examples keep the Secret volume for Kubernetes.
 set -euo pipefail
 

@@ -12,9 +12,11 @@
 //! podman, saying so; otherwise a missing podman is a failure.
 //!
 //! What podman 4.3 cannot do and the tests therefore change in the pod they
-//! play (podmanize below): Secret volumes (hostPath to a key directory
+//! play (podmanize below), besides the image tags (this checkout's own, see
+//! `images`): Secret volumes (hostPath to a key directory
 //! instead), some downward-API fields (namespace, node, service account),
-//! and emptyDir volumes are global named volumes (renamed per test run).
+//! and emptyDir volumes are global named volumes (renamed per test run),
+//! owned by the first container that mounts them instead of mode 0777.
 //! The native-sidecar and kube-API examples need a kubelet and are not
 //! played here (tests/record.rs and tests/completion.rs cover their
 //! triggers at process level).
@@ -38,6 +40,21 @@ fn podman(args: &[&str]) -> Run {
     run(c)
 }
 
+/// The image tags this checkout builds and plays. Not the manifests'
+/// `localhost/...:dev`: podman's image store is the machine's, and another
+/// checkout running these tests at the same time would replace those tags
+/// with images of its own sources between our build and our pod.
+fn images() -> &'static (String, String) {
+    static TAGS: OnceLock<(String, String)> = OnceLock::new();
+    TAGS.get_or_init(|| {
+        let id = &sha256_hex(repo().as_os_str().as_encoded_bytes())[..12];
+        (
+            format!("localhost/provenant:e2e-{id}"),
+            format!("localhost/provenant-builder:e2e-{id}"),
+        )
+    })
+}
+
 /// False (and a loud note) only when skipping was asked for.
 fn podman_ready() -> bool {
     if std::env::var_os("PROVENANT_SKIP_PODMAN").is_some() {
@@ -47,7 +64,9 @@ fn podman_ready() -> bool {
     static IMAGES: OnceLock<Result<(), String>> = OnceLock::new();
     let r = IMAGES.get_or_init(|| {
         let mut c = Command::new(repo().join("scripts/build-images.sh"));
-        c.current_dir(repo());
+        c.current_dir(repo())
+            .env("PROVENANT_IMAGE", &images().0)
+            .env("BUILDER_IMAGE", &images().1);
         let r = run(c);
         if r.code == 0 {
             Ok(())
@@ -62,6 +81,96 @@ fn podman_ready() -> bool {
         panic!("{e}");
     }
     true
+}
+
+/// Where the pod's provenant containers keep the key file and the state,
+/// read from the manifest: the builder's isolation probe
+/// (images/builder/build.sh) looks exactly there, so a manifest that moves
+/// them moves the probe too.
+struct Private {
+    key_file: String,
+    state_dir: String,
+}
+
+fn private_paths(yaml: &str) -> Private {
+    use serde_yaml_ng::Value;
+    let pod = serde_yaml_ng::Deserializer::from_str(yaml)
+        .map(|d| <Value as serde::Deserialize>::deserialize(d).unwrap())
+        .find(|d| d["kind"] == "Pod")
+        .expect("a Pod in the manifest");
+    let spec = &pod["spec"];
+    let containers = spec["containers"]
+        .as_sequence()
+        .into_iter()
+        .chain(spec["initContainers"].as_sequence())
+        .flatten();
+    let str_of = |v: &Value| v.as_str().unwrap_or_default().to_string();
+    let mut key_file = None;
+    let mut state_dir = None;
+    for c in containers {
+        let args: Vec<String> = c["args"]
+            .as_sequence()
+            .map(|a| a.iter().map(str_of).collect())
+            .unwrap_or_default();
+        if args.first().map(String::as_str) != Some("record") {
+            continue;
+        }
+        key_file = args
+            .iter()
+            .find_map(|a| a.strip_prefix("--key=").map(str::to_string));
+        for m in c["volumeMounts"].as_sequence().into_iter().flatten() {
+            if m["name"] == "state" {
+                state_dir = Some(str_of(&m["mountPath"]));
+            }
+        }
+        let env_state = c["env"]
+            .as_sequence()
+            .into_iter()
+            .flatten()
+            .find(|e| e["name"] == "PROVENANT_STATE")
+            .map(|e| str_of(&e["value"]));
+        assert_eq!(env_state, state_dir, "PROVENANT_STATE is the state mount");
+    }
+    Private {
+        key_file: key_file.expect("record --key=FILE in the manifest"),
+        state_dir: state_dir.expect("the state volume mounted by record"),
+    }
+}
+
+/// Adds the probe's environment to the container named `builder`.
+fn with_probe_env(yaml: &str, private: &Private) -> String {
+    use serde_yaml_ng::Value;
+    let mut docs: Vec<Value> = serde_yaml_ng::Deserializer::from_str(yaml)
+        .map(|d| <Value as serde::Deserialize>::deserialize(d).unwrap())
+        .collect();
+    let mut found = false;
+    for doc in &mut docs {
+        let Some(containers) = doc["spec"]["containers"].as_sequence_mut() else {
+            continue;
+        };
+        for c in containers.iter_mut().filter(|c| c["name"] == "builder") {
+            let env = c
+                .as_mapping_mut()
+                .unwrap()
+                .entry("env".into())
+                .or_insert_with(|| Value::Sequence(Vec::new()));
+            for (k, v) in [
+                ("PROBE_KEY_FILE", &private.key_file),
+                ("PROBE_STATE_DIR", &private.state_dir),
+            ] {
+                let mut e = serde_yaml_ng::Mapping::new();
+                e.insert("name".into(), k.into());
+                e.insert("value".into(), v.as_str().into());
+                env.as_sequence_mut().unwrap().push(Value::Mapping(e));
+            }
+            found = true;
+        }
+    }
+    assert!(found, "no builder container");
+    docs.iter()
+        .map(|d| serde_yaml_ng::to_string(d).unwrap())
+        .collect::<Vec<_>>()
+        .join("---\n")
 }
 
 /// The example pod as podman 4.3 can play it (see the module comment).
@@ -85,6 +194,25 @@ fn podmanize(
             keys.display()
         ),
     );
+    // A Kubernetes emptyDir is created with mode 0777; podman makes a named
+    // volume owned by the first container that mounts it (fetch-source,
+    // 65532), mode 0755, which the root builder without capabilities could
+    // not write. The stand-in for a git clone opens it up as the kubelet
+    // would have.
+    let fetch = "\"cp -R /opt/example-source /workspace/source\"";
+    assert!(out.contains(fetch), "the fetch-source command moved");
+    out = out.replace(
+        fetch,
+        "\"chmod 0777 /workspace && cp -R /opt/example-source /workspace/source\"",
+    );
+    // A declared containerPort becomes a port mapping in podman 4.3, which
+    // `--network none` refuses; the containers of a pod reach each other on
+    // loopback without it (as the probes and the builder's wrapper do).
+    let ports = "      ports:\n        - name: completion\n          containerPort: 8787\n";
+    out = out.replace(ports, "");
+    out = out
+        .replace("localhost/provenant:dev", &images().0)
+        .replace("localhost/provenant-builder:dev", &images().1);
     let original = format!("\n  name: example-build-{mode}\n");
     assert!(out.contains(&original));
     out = out.replacen(&original, &format!("\n  name: {pod}\n"), 1);
@@ -141,17 +269,25 @@ struct Played {
     sidecar_exit: i32,
     builder_log: String,
     workspace: PathBuf,
+    private: Private,
 }
 
 fn play(mode: &str) -> Played {
     let manifest = repo().join(format!("manifests/examples/pod-{mode}.yaml"));
-    play_manifest(&manifest, mode, EXAMPLE_VOLUMES)
+    play_manifest(&manifest, mode, mode, EXAMPLE_VOLUMES)
 }
 
 /// Plays `manifest` (its pod named `example-build-{mode}`, with emptyDir
-/// `volumes`) and waits for the builder and the sidecar to exit.
-fn play_manifest(manifest: &Path, mode: &str, volumes: &'static [&'static str]) -> Played {
-    let suffix = format!("{mode}-{}", std::process::id());
+/// `volumes`) and waits for the builder and the sidecar to exit. `label`
+/// names this run's pod and volumes apart from the other tests' running at
+/// the same time.
+fn play_manifest(
+    manifest: &Path,
+    mode: &str,
+    label: &str,
+    volumes: &'static [&'static str],
+) -> Played {
+    let suffix = format!("{label}-{}", std::process::id());
     let name = format!("provenant-e2e-{suffix}");
     let pod = Pod {
         name: name.clone(),
@@ -175,7 +311,11 @@ fn play_manifest(manifest: &Path, mode: &str, volumes: &'static [&'static str]) 
     .unwrap();
 
     let src = std::fs::read_to_string(manifest).unwrap();
-    let yaml = podmanize(&src, mode, &name, &suffix, &keys, volumes);
+    let private = private_paths(&src);
+    let yaml = with_probe_env(
+        &podmanize(&src, mode, &name, &suffix, &keys, volumes),
+        &private,
+    );
     let file = d.join("pod.yaml");
     std::fs::write(&file, &yaml).unwrap();
     let _ = podman(&["pod", "rm", "-f", &name]);
@@ -241,6 +381,7 @@ fn play_manifest(manifest: &Path, mode: &str, volumes: &'static [&'static str]) 
         sidecar_exit: exit,
         builder_log,
         workspace: PathBuf::from(ws.stdout.trim()),
+        private,
     }
 }
 
@@ -272,15 +413,24 @@ fn check(mode: &str) {
         p.sidecar_stdout, p.sidecar_stderr, p.builder_log
     );
     assert_eq!(p.sidecar_exit, 0, "{ctx}");
-    // The builder never saw the key or the state, even through /proc.
+    // The builder never saw the key or the state, even through /proc, where
+    // the manifest puts them.
     assert!(
-        p.builder_log.contains("build.sh: KEY-NOT-READABLE"),
+        p.builder_log.contains(&format!(
+            "build.sh: KEY-NOT-READABLE at {}\n",
+            p.private.key_file
+        )),
         "{ctx}"
     );
     assert!(
-        p.builder_log.contains("build.sh: STATE-NOT-REACHABLE"),
+        p.builder_log.contains(&format!(
+            "build.sh: STATE-NOT-REACHABLE at {}\n",
+            p.private.state_dir
+        )),
         "{ctx}"
     );
+    assert!(!p.builder_log.contains("KEY-READABLE"), "{ctx}");
+    assert!(!p.builder_log.contains("STATE-REACHABLE"), "{ctx}");
     assert!(p.builder_log.contains("build.sh: done"), "{ctx}");
 
     // The attestation is the one JSON line on the sidecar's stdout.
@@ -370,6 +520,39 @@ fn pod_with_http_completion() {
     check("http");
 }
 
+/// The probe can fail: the marker pod with the state volume mounted into the
+/// builder at provenant's path makes build.sh report it reachable (and so
+/// `check` would fail on such a manifest).
+#[test]
+fn the_isolation_probe_sees_a_state_volume_mounted_into_the_builder() {
+    if !podman_ready() {
+        return;
+    }
+    let src = std::fs::read_to_string(repo().join("manifests/examples/pod-marker.yaml")).unwrap();
+    let state = private_paths(&src).state_dir;
+    let builder_mounts = "      volumeMounts:\n        - name: workspace\n          mountPath: /workspace\n    - name: provenant\n";
+    assert!(src.contains(builder_mounts), "the builder's mounts moved");
+    let leaky = src.replacen(
+        builder_mounts,
+        &format!("      volumeMounts:\n        - name: workspace\n          mountPath: /workspace\n        - name: state\n          mountPath: {state}\n    - name: provenant\n"),
+        1,
+    );
+    let t = tempfile::tempdir().unwrap();
+    let f = t.path().join("pod-marker.yaml");
+    std::fs::write(&f, leaky).unwrap();
+    let p = play_manifest(&f, "marker", "leaky-state", EXAMPLE_VOLUMES);
+    let ctx = format!(
+        "builder:\n{}\nsidecar:\n{}",
+        p.builder_log, p.sidecar_stderr
+    );
+    assert!(
+        p.builder_log
+            .contains(&format!("build.sh: STATE-REACHABLE at {state}\n")),
+        "{ctx}"
+    );
+    assert!(!p.builder_log.contains("STATE-NOT-REACHABLE"), "{ctx}");
+}
+
 /// The builder is the adversary, in a real pod: images/builder/attack.sh
 /// plants, in the results, report and workspace it shares with the sidecar,
 /// links to the sidecar's key and environment, a FIFO, /dev/zero, a 1 GiB
@@ -384,6 +567,7 @@ fn pod_with_a_hostile_builder() {
     }
     let p = play_manifest(
         &repo().join("tests/fixtures/pods/pod-hostile.yaml"),
+        "hostile",
         "hostile",
         &["workspace", "results", "report", "state", "signing-key"],
     );

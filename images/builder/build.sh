@@ -10,7 +10,11 @@
 # through /proc/PID/root of every process it can see (with
 # shareProcessNamespace it sees the sidecar's). Neither is mounted in this
 # container, so it must print KEY-NOT-READABLE and STATE-NOT-REACHABLE; the
-# end-to-end tests check for those lines.
+# end-to-end tests check for those lines. Where to look is not written
+# here: PROBE_KEY_FILE and PROBE_STATE_DIR name the key file and the state
+# directory as the provenant containers of the pod mount them
+# (tests/pod_e2e.rs reads them from the manifest it plays). Without them
+# the probe is skipped and says so, and neither line is printed.
 set -eu
 src=/workspace/source
 out=/workspace/out
@@ -34,22 +38,28 @@ tar -C "$src" -cf "$out/source.tar" .
 echo "built hello $version from $(wc -l <"$out/listing.tmp") listing lines" >"$out/build.log.partial"
 
 # The key-isolation probe, while the sidecar is surely running.
-key_read=
-state_reached=
-for f in /keys/cosign.key /proc/[0-9]*/root/keys/cosign.key; do
-    if cat "$f" >/dev/null 2>&1; then
-        echo "build.sh: KEY-READABLE at $f"
-        key_read=yes
-    fi
-done
-for d in /state /proc/[0-9]*/root/state; do
-    if [ -e "$d/snapshot.json" ] || touch "$d/.probe" 2>/dev/null; then
-        echo "build.sh: STATE-REACHABLE at $d"
-        state_reached=yes
-    fi
-done
-[ -n "$key_read" ] || echo "build.sh: KEY-NOT-READABLE"
-[ -n "$state_reached" ] || echo "build.sh: STATE-NOT-REACHABLE"
+key_file="${PROBE_KEY_FILE:-}"
+state_dir="${PROBE_STATE_DIR:-}"
+if [ -z "$key_file" ] || [ -z "$state_dir" ]; then
+    echo "build.sh: PROBE-SKIPPED (PROBE_KEY_FILE and PROBE_STATE_DIR not set)"
+else
+    key_read=
+    state_reached=
+    for f in "$key_file" /proc/[0-9]*/root"$key_file"; do
+        if cat "$f" >/dev/null 2>&1; then
+            echo "build.sh: KEY-READABLE at $f"
+            key_read=yes
+        fi
+    done
+    for d in "$state_dir" /proc/[0-9]*/root"$state_dir"; do
+        if [ -e "$d/snapshot.json" ] || touch "$d/.probe" 2>/dev/null; then
+            echo "build.sh: STATE-REACHABLE at $d"
+            state_reached=yes
+        fi
+    done
+    [ -n "$key_read" ] || echo "build.sh: KEY-NOT-READABLE at $key_file"
+    [ -n "$state_reached" ] || echo "build.sh: STATE-NOT-REACHABLE at $state_dir"
+fi
 sleep 1
 
 sha256sum "$out/hello" "$out/source.tar" >>"$out/build.log.partial"

@@ -77,3 +77,11 @@ impl<T, E: Into<Failure>> Context<T> for Result<T, E> {
 pub struct UsageError(pub String);
 
 crate::exit_class!(UsageError => exit::USAGE);
+
+/// Something the user must provide or fix that is not a usage mistake (a
+/// password with no way to ask for it): exit code 3.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct CannotError(pub String);
+
+crate::exit_class!(CannotError => exit::CANNOT_CHECK);

@@ -262,10 +262,19 @@ fn client_certificates_right_and_wrong() {
         "{}",
         r.stderr
     );
-    // No certificate at all.
-    let r = run(attest_via(&d, &url, &["--signer-ca", "ca.pem"], "x.jsonl"))
-        .fails(3, "signer unavailable");
-    assert!(r.stderr.contains("CertificateRequired"), "{}", r.stderr);
+    // No certificate at all: the public key and health answer (kubelet
+    // probes over HTTPS), signing does not.
+    run(attest_via(&d, &url, &["--signer-ca", "ca.pem"], "x.jsonl")).fails(
+        3,
+        "HTTP 401: no client certificate (this signer requires mTLS)",
+    );
+    let (status, _) = request(&format!("{url}/healthz"), Some(&ca.pem()), None, None);
+    assert_eq!(status, 200);
+    let r = sign_request(&url, Some(&ca.pem()), None, IN_TOTO, b"{}");
+    assert_eq!(r.0, 401, "{}", r.1);
+    let refused = s.audit().last().unwrap().clone();
+    assert_eq!(refused["event"], "refused");
+    assert_eq!(refused["path"], "/v1/sign");
     // The key of another certificate.
     let mixed = with("builder-a", "intruder");
     run(attest_via(&d, &url, &args(&mixed), "x.jsonl"))

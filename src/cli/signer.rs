@@ -102,9 +102,10 @@ pub struct SignerArgs {
     pub builder_id: Option<String>,
 
     /// Open connections at most; connections that have not sent a request
-    /// yet are closed to make room.
-    #[arg(long, value_name = "N", default_value_t = 1024)]
-    pub max_connections: usize,
+    /// yet are closed to make room. Default: 1024, or fewer if the open
+    /// files limit is lower.
+    #[arg(long, value_name = "N")]
+    pub max_connections: Option<usize>,
     /// Seconds from connect to the end of the request headers (TLS
     /// handshake included).
     #[arg(long, value_name = "SECONDS", default_value_t = 10)]
@@ -167,7 +168,7 @@ fn config(a: &SignerArgs) -> CliResult<ServiceConfig> {
         check_builder_uri(id).map_err(|e| usage(format!("--builder-id: {e}")))?;
         builders.other = Some(id.clone());
     }
-    if a.max_connections == 0 || a.header_timeout == 0 || a.body_timeout == 0 {
+    if a.max_connections == Some(0) || a.header_timeout == 0 || a.body_timeout == 0 {
         return Err(usage(
             "--max-connections, --header-timeout and --body-timeout must be positive",
         ));
@@ -184,7 +185,7 @@ fn config(a: &SignerArgs) -> CliResult<ServiceConfig> {
         }),
         builders,
         limits: Limits {
-            max_connections: a.max_connections,
+            max_connections: max_connections(a.max_connections),
             header_timeout: Duration::from_secs(a.header_timeout),
             body_timeout: Duration::from_secs(a.body_timeout),
             ..Limits::default()
@@ -192,21 +193,41 @@ fn config(a: &SignerArgs) -> CliResult<ServiceConfig> {
     })
 }
 
+/// Descriptors kept for everything but connections: the listener, the
+/// files re-read, the issuer fetches, the runtime.
+const RESERVED_FILES: u64 = 64;
+
+/// The connection cap: as given, or the default within the open files
+/// limit (raised to its hard limit first).
+fn max_connections(given: Option<usize>) -> usize {
+    let files = crate::sign::service::raise_open_files_limit();
+    let room = files.map(|f| f.saturating_sub(RESERVED_FILES).max(1) as usize);
+    match (given, room) {
+        (Some(n), Some(room)) if n > room => {
+            tracing::warn!(
+                open_files_limit = files,
+                max_connections = n,
+                "the open files limit is below --max-connections: when it runs out, idle connections are closed to make room"
+            );
+            n
+        }
+        (Some(n), _) => n,
+        (None, Some(room)) if room < Limits::default().max_connections => {
+            tracing::info!(
+                open_files_limit = files,
+                max_connections = room,
+                "connection cap lowered to fit the open files limit"
+            );
+            room
+        }
+        (None, _) => Limits::default().max_connections,
+    }
+}
+
 pub fn serve(a: SignerArgs) -> CliResult {
     let cfg = config(&a)?;
     let signer = LocalSigner::load(&a.key)?;
     let key_id = signer.key_id().to_string();
-    if let Some(files) = crate::sign::service::raise_open_files_limit() {
-        // Connections, plus the listener, files and logs.
-        let needed = a.max_connections as u64 + 64;
-        if files < needed {
-            tracing::warn!(
-                open_files_limit = files,
-                max_connections = a.max_connections,
-                "the open files limit is below --max-connections: beyond it, idle connections are closed to make room"
-            );
-        }
-    }
     let tls = cfg.tls.is_some();
     let modes: Vec<&str> = [
         (cfg.oidc.is_some(), "service-account token"),

@@ -266,10 +266,13 @@ impl Authenticator {
         bearer: Option<&str>,
         cert: Option<&CertIdentity>,
     ) -> Result<Caller, String> {
+        if self.client_ca && cert.is_none() {
+            return Err("no client certificate (this signer requires mTLS)".into());
+        }
         if !self.wants_token() {
             return match cert {
                 Some(c) if self.client_ca => Ok(Caller::ClientCertificate(c.clone())),
-                _ => Err("no client certificate".into()),
+                _ => Err("no client certificate (this signer requires mTLS)".into()),
             };
         }
         let Some(token) = bearer else {

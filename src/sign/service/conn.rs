@@ -111,9 +111,11 @@ impl Conns {
         })
     }
 
-    /// Closes the oldest idle connection (out of file descriptors).
-    pub(super) fn evict_oldest(&self) -> bool {
-        self.lock().evict_oldest()
+    /// Closes up to `n` of the oldest idle connections (out of file
+    /// descriptors); how many it closed.
+    pub(super) fn evict_oldest(&self, n: usize) -> usize {
+        let mut g = self.lock();
+        (0..n).take_while(|_| g.evict_oldest()).count()
     }
 
     pub(super) fn active(&self) -> usize {

@@ -99,6 +99,8 @@ impl Default for Limits {
 /// The request head (and any header) must fit in this; a service-account
 /// token is ~1 KiB.
 const MAX_HEAD: usize = 64 << 10;
+/// Idle connections closed at once when accept runs out of descriptors.
+const EVICT_WHEN_OUT_OF_FILES: usize = 16;
 /// Time to sign and write the response once the body is in.
 const RESPONSE_GRACE: Duration = Duration::from_secs(30);
 
@@ -265,14 +267,16 @@ impl Service {
                     tokio::spawn(connection(state.clone(), stream, peer, slot));
                 }
                 Err(e) if out_of_descriptors(&e) => {
-                    // The connection waits in the kernel's backlog; close
-                    // the oldest idle one and take it in a moment.
-                    state.conns.evict_oldest();
+                    // The connection waits in the kernel's backlog. Close
+                    // a batch of the oldest idle ones (closing happens on
+                    // their tasks, hence the pause) and take it then: one
+                    // at a time, a flood would outpace the accepts.
+                    state.conns.evict_oldest(EVICT_WHEN_OUT_OF_FILES);
                     warn(
                         "out of file descriptors: closing idle connections (raise the open files limit or lower --max-connections)",
                         Some(&e),
                     );
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    tokio::time::sleep(Duration::from_millis(10)).await;
                 }
                 Err(e) => {
                     // ECONNABORTED and the like: that connection is gone,

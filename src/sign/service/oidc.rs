@@ -65,8 +65,10 @@ const MAX_KEYS: usize = 64;
 /// Tolerated clock difference for `exp` and `nbf`.
 const LEEWAY: u64 = 30;
 /// An unknown `kid` makes the signer look for new keys, at most this
-/// often: a stream of made-up key ids must not become a stream of fetches.
-const REFETCH_AT_MOST_EVERY: Duration = Duration::from_secs(30);
+/// often: a stream of made-up key ids must not become a stream of fetches
+/// (one every 5 s is nothing to an API server), and a key the issuer
+/// started using is known within 5 s of its first token.
+const REFETCH_AT_MOST_EVERY: Duration = Duration::from_secs(5);
 /// Discovered keys are fetched again this often anyway.
 pub(super) const REFRESH_EVERY: Duration = Duration::from_secs(300);
 const FETCH_TIMEOUT: Duration = Duration::from_secs(10);

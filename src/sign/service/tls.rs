@@ -22,7 +22,8 @@ pub struct TlsFiles {
     /// PEM private key (PKCS#8, PKCS#1 RSA or SEC1 EC).
     pub key: PathBuf,
     /// PEM CA certificates client certificates must chain to; with it,
-    /// a client without a valid certificate cannot complete the handshake.
+    /// a certificate from elsewhere fails the handshake, and requests to
+    /// sign (or check identity) without one are refused.
     pub client_ca: Option<PathBuf>,
 }
 
@@ -122,8 +123,13 @@ fn build(f: &TlsFiles) -> Result<ServerConfig, ServiceError> {
                     .add(c)
                     .map_err(|e| file_error("--client-ca", ca, e.to_string()))?;
             }
+            // A certificate that does not chain to the CA fails the
+            // handshake; no certificate at all is let through to HTTP, where
+            // the signing endpoints refuse it (auth.rs) and `/healthz` and
+            // `/v1/publickey` answer, so that kubelet's HTTPS probes work.
             let verifier =
                 WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                    .allow_unauthenticated()
                     .build()
                     .map_err(|e| file_error("--client-ca", ca, e.to_string()))?;
             builder.with_client_cert_verifier(verifier)

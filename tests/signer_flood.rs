@@ -327,4 +327,31 @@ fn idle_and_slow_requests_are_closed_by_their_deadlines() {
     assert_eq!(line["event"], "refused");
     assert_eq!(line["caller"]["kind"], "sharedToken");
     assert_eq!(line["reason"], "request body not received within 2 s");
+
+    // A body announced too large is refused before it is read.
+    let mut c = std::net::TcpStream::connect(to).unwrap();
+    write!(
+        c,
+        "POST /v1/sign HTTP/1.1\r\nHost: signer\r\nAuthorization: Bearer {TOKEN}\r\nContent-Length: 1000000000\r\n\r\n"
+    )
+    .unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut resp = String::new();
+    let _ = c.read_to_string(&mut resp);
+    assert!(resp.starts_with("HTTP/1.1 413"), "{resp}");
+    assert_eq!(
+        s.audit_line(2)["reason"],
+        "request body larger than 67108864 bytes"
+    );
+    // Without credentials, not even that: 401 before anything else.
+    let mut c = std::net::TcpStream::connect(to).unwrap();
+    write!(
+        c,
+        "POST /v1/sign HTTP/1.1\r\nHost: signer\r\nContent-Length: 1000000000\r\n\r\n"
+    )
+    .unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut resp = String::new();
+    let _ = c.read_to_string(&mut resp);
+    assert!(resp.starts_with("HTTP/1.1 401"), "{resp}");
 }

@@ -78,9 +78,12 @@ pub struct Limits {
     pub body_timeout: Duration,
     /// Largest request body: a statement of 100k subjects, base64, is ~25 MiB.
     pub max_body: usize,
-    /// Requests whose bodies are read and signed at once: what bounds the
-    /// memory an authenticated caller can make the signer use.
-    pub max_concurrent_signing: usize,
+    /// Request bodies held at once, in bytes (each request counts its
+    /// Content-Length, or `max_body` without one): what bounds the memory
+    /// authenticated callers can make the signer use (a body costs about
+    /// four times its size while it is decoded, parsed and audited). Small
+    /// statements, the usual case, do not wait for each other.
+    pub max_buffered: usize,
 }
 
 impl Default for Limits {
@@ -91,7 +94,7 @@ impl Default for Limits {
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(30),
             max_body: 64 << 20,
-            max_concurrent_signing: 4,
+            max_buffered: 128 << 20,
         }
     }
 }
@@ -99,6 +102,8 @@ impl Default for Limits {
 /// The request head (and any header) must fit in this; a service-account
 /// token is ~1 KiB.
 const MAX_HEAD: usize = 64 << 10;
+/// The unit `Limits::max_buffered` is counted in.
+const BUFFER_UNIT: usize = 1 << 20;
 /// Idle connections closed at once when accept runs out of descriptors.
 const EVICT_WHEN_OUT_OF_FILES: usize = 16;
 /// Time to sign and write the response once the body is in.
@@ -200,7 +205,9 @@ impl Service {
                 },
                 builders: config.builders,
                 conns: Conns::new(limits.max_connections, limits.max_idle_per_address),
-                signing: Semaphore::new(limits.max_concurrent_signing.max(1)),
+                signing: Semaphore::new(
+                    (limits.max_buffered / BUFFER_UNIT).max(limits.max_body.div_ceil(BUFFER_UNIT)),
+                ),
                 limits,
                 tls,
             }),
@@ -509,7 +516,21 @@ async fn sign(
         Err(reason) => return a.refuse(StatusCode::UNAUTHORIZED, None, &reason, &seen),
     };
     let limits = &state.limits;
-    let Ok(Ok(_permit)) = tokio::time::timeout(limits.body_timeout, state.signing.acquire()).await
+    let declared = req
+        .headers()
+        .get(hyper::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limits.max_body) {
+        let reason = format!("request body larger than {} bytes", limits.max_body);
+        return a.refuse(StatusCode::PAYLOAD_TOO_LARGE, Some(&caller), &reason, &seen);
+    }
+    let units = declared
+        .unwrap_or(limits.max_body)
+        .div_ceil(BUFFER_UNIT)
+        .max(1) as u32;
+    let Ok(Ok(_permit)) =
+        tokio::time::timeout(limits.body_timeout, state.signing.acquire_many(units)).await
     else {
         return a.refuse(
             StatusCode::SERVICE_UNAVAILABLE,

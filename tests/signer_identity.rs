@@ -756,3 +756,63 @@ fn issuer_keys_come_from_discovery_and_follow_rotation() {
         .args(a);
     run(c).fails(3, "openid-configuration: HTTP 401");
 }
+
+/// ES256, as a cluster whose service-account key is ECDSA P-256 signs;
+/// the same key under another algorithm name is refused.
+#[test]
+fn an_ecdsa_issuer_key_works() {
+    use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+    let (_t, d) = workdir();
+    let ca = Ca::new("test signer CA");
+    ca.server_files(&d, "server", false);
+    let key = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).unwrap();
+    let point = key.public_key().as_ref().to_vec();
+    assert_eq!((point.len(), point[0]), (65, 4));
+    let jwks = serde_json::json!({"keys": [{
+        "use": "sig", "kty": "EC", "crv": "P-256", "kid": "ec-1",
+        "x": b64url(&point[1..33]), "y": b64url(&point[33..]),
+    }]});
+    write(&d.join("jwks.json"), jwks.to_string().as_bytes());
+    let s = SignerProc::start(
+        &d,
+        &[
+            "--tls-cert",
+            "server.crt",
+            "--tls-key",
+            "server.key",
+            "--oidc-issuer",
+            ISS,
+            "--oidc-jwks",
+            "jwks.json",
+            "--builder",
+            &format!("team-a={TEAM_A}"),
+        ],
+    );
+    let sign = |alg: &str| {
+        let input = format!(
+            "{}.{}",
+            b64url(
+                serde_json::json!({"alg": alg, "kid": "ec-1"})
+                    .to_string()
+                    .as_bytes()
+            ),
+            b64url(kube_claims(ISS, AUD, &pod_a(), 3600).to_string().as_bytes())
+        );
+        let sig = key
+            .sign(&aws_lc_rs::rand::SystemRandom::new(), input.as_bytes())
+            .unwrap();
+        format!("{input}.{}", b64url(sig.as_ref()))
+    };
+    let url = format!("{}/v1/identity", s.https());
+    let (status, answer) = request(&url, Some(&ca.pem()), Some(&sign("ES256")), None);
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["builderId"], TEAM_A);
+    let (status, answer) = request(&url, Some(&ca.pem()), Some(&sign("ES384")), None);
+    assert_eq!(status, 401, "{answer}");
+    assert_eq!(
+        answer["error"],
+        "no ES384 key with id \"ec-1\" among the issuer's keys"
+    );
+    let (status, answer) = request(&url, Some(&ca.pem()), Some(&sign("RS256")), None);
+    assert_eq!(status, 401, "{answer}");
+}

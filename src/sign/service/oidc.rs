@@ -491,7 +491,8 @@ impl Oidc {
             keys.iter()
                 .enumerate()
                 .filter(|(_, k)| k.algs.contains(&alg))
-                .filter(|(_, k)| header.kid.is_none() || k.kid == header.kid)
+                // A key without an id may be any token's (RFC 7517, 4.5).
+                .filter(|(_, k)| header.kid.is_none() || k.kid.is_none() || k.kid == header.kid)
                 .map(|(i, _)| i)
                 .collect()
         };

@@ -158,19 +158,43 @@ pub struct SignerOpts {
         conflicts_with = "url"
     )]
     pub key: Option<PathBuf>,
-    /// URL of a `provenant signer` service holding the key.
+    /// URL of a `provenant signer` service holding the key (https://;
+    /// http:// only to loopback or with --signer-insecure-plain-http).
     #[arg(long = "signer", value_name = "URL", env = "PROVENANT_SIGNER")]
     pub url: Option<String>,
-    /// File with the bearer token for the signer.
+    /// File with the bearer token for the signer, read for every request:
+    /// the pod's projected service-account token, or the shared token.
     #[arg(
         long = "signer-token-file",
         value_name = "FILE",
         env = "PROVENANT_SIGNER_TOKEN_FILE"
     )]
     pub token_file: Option<PathBuf>,
-    /// Extra CA certificate (PEM) for an HTTPS signer.
-    #[arg(long = "signer-ca", value_name = "PEM")]
+    /// CA certificates (PEM) the signer's certificate must chain to,
+    /// instead of the system roots.
+    #[arg(long = "signer-ca", value_name = "PEM", env = "PROVENANT_SIGNER_CA")]
     pub ca: Option<PathBuf>,
+    /// Client certificate (PEM) for a signer that requires mTLS.
+    #[arg(
+        long = "signer-client-cert",
+        value_name = "PEM",
+        env = "PROVENANT_SIGNER_CLIENT_CERT",
+        requires = "client_key"
+    )]
+    pub client_cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(
+        long = "signer-client-key",
+        value_name = "PEM",
+        env = "PROVENANT_SIGNER_CLIENT_KEY",
+        requires = "client_cert"
+    )]
+    pub client_key: Option<PathBuf>,
+    /// Talk plain HTTP to a signer that is not on loopback: only where a
+    /// mesh encrypts the traffic (the token would cross the network in
+    /// clear text otherwise).
+    #[arg(long = "signer-insecure-plain-http")]
+    pub insecure_plain_http: bool,
 }
 
 impl SignerOpts {
@@ -183,6 +207,10 @@ impl SignerOpts {
                 url: url.clone(),
                 token_file: self.token_file.clone(),
                 ca: self.ca.clone(),
+                client_cert: self.client_cert.clone(),
+                client_key: self.client_key.clone(),
+                allow_plain_http: self.insecure_plain_http,
+                builder_id: None,
             }),
             dev_key_dir: dev_key_dir.map(Path::to_path_buf),
         }
@@ -191,10 +219,14 @@ impl SignerOpts {
     /// The secrets this command was given: never read through the door
     /// for builder-written files (`crate::untrusted::protect`).
     pub fn secrets(&self) -> Vec<&Path> {
-        [self.key.as_deref(), self.token_file.as_deref()]
-            .into_iter()
-            .flatten()
-            .collect()
+        [
+            self.key.as_deref(),
+            self.token_file.as_deref(),
+            self.client_key.as_deref(),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
     }
 }
 
@@ -361,8 +393,12 @@ impl OneShotArgs {
         let subjects = self.subjects.subject_options()?;
         self.publish.check(&subjects)?;
         let registry = self.publish.registry(&subjects)?;
-        let signer: Arc<dyn Signer> =
-            Arc::from(crate::sign::open_signer(&self.signer.config(dev_key_dir))?);
+        let signer: Arc<dyn Signer> = Arc::from(crate::sign::open_signer(
+            &self
+                .signer
+                .config(dev_key_dir)
+                .expecting_builder_id(&self.describe.builder_id),
+        )?);
         signer.check()?;
         Ok(OneShot {
             opts: crate::pipeline::oneshot::OneShotOptions {

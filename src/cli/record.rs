@@ -78,7 +78,11 @@ pub fn record(a: RecordArgs) -> CliResult {
     a.publish.check(&subjects)?;
     let registry = a.publish.registry(&subjects)?;
     // Problems with the key must surface now, not after a long build.
-    let signer: Arc<dyn Signer> = Arc::from(open_signer(&a.signer.config(None))?);
+    let signer: Arc<dyn Signer> = Arc::from(open_signer(
+        &a.signer
+            .config(None)
+            .expecting_builder_id(&a.describe.builder_id),
+    )?);
     signer.check()?;
     let triggers = a
         .completion

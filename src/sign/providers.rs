@@ -21,12 +21,37 @@ pub struct SignerConfig {
     pub dev_key_dir: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone)]
+/// A `provenant signer` service and how to talk to it.
+#[derive(Debug, Clone, Default)]
 pub struct RemoteConfig {
     pub url: String,
+    /// A bearer token, read again for every request: the pod's projected
+    /// service-account token (rotated by kubelet), or the shared token.
     pub token_file: Option<PathBuf>,
-    /// Extra CA certificate (PEM) for an HTTPS signer.
+    /// CA certificates (PEM) the signer's certificate must chain to,
+    /// instead of the system roots.
     pub ca: Option<PathBuf>,
+    /// Client certificate (PEM chain) and its key, for a signer that
+    /// requires mTLS.
+    pub client_cert: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
+    /// Plain `http://` to a host other than loopback (inside a mesh that
+    /// encrypts); refused otherwise.
+    pub allow_plain_http: bool,
+    /// The `builder.id` this command will write: checked at start against
+    /// the one the signer signs for this caller.
+    pub builder_id: Option<String>,
+}
+
+impl SignerConfig {
+    /// Tells a remote signer's start-up check which `builder.id` the
+    /// statements will carry, so that a mismatch fails before the build.
+    pub fn expecting_builder_id(mut self, id: &str) -> Self {
+        if let Some(r) = &mut self.remote {
+            r.builder_id = Some(id.to_string());
+        }
+        self
+    }
 }
 
 /// One way of signing.

@@ -169,6 +169,190 @@ webhook_table() {
     echo "| first admission of a connection, TLS handshake included (closed loop) p50 / p99 | $(ms "$(jget "$c" first_p50_us)") / $(ms "$(jget "$c" first_p99_us)") ms | info | |"
     echo "| webhook peak RSS (VmHWM) | ${WH_HWM} MB | info | |"
 }
+# --- real builds (issue 19), BENCH_REAL=1 or BENCH_REAL_ONLY=1 ----------------
+# What the sidecar costs a real build, not cp: each build runs in a fresh
+# workspace, alternately without and with `provenant record` watching it
+# (snapshot first, marker completion, a subject per file), BENCH_REAL_PAIRS
+# (3) pairs, the order alternating so drift hits both sides. Builds:
+#   cargo:   a crate with a dozen direct dependencies (a few dozen in all)
+#            from the local registry, `cargo build --offline` into a target
+#            directory inside the watched workspace;
+#   npm:     `npm ci --offline` of the pinned tekton-lint lockfile from the
+#            local npm cache into the watched node_modules;
+#   archive: unpack a tarball of the local cargo registry's sources (~28k
+#            files) and pack it again (many files, little CPU per byte).
+# Reported per build: median wall time without / with and the overhead,
+# the sidecar's CPU while the build ran as a share of the build's CPU,
+# finalize latency (median) and the sidecar's peak RSS (max).
+declare -A REAL
+real_prepare() {
+    local w="$1" d="$bench_dir/real/$w"
+    mkdir -p "$d"
+    case "$w" in
+        cargo)
+            mkdir -p "$d/src/src"
+            cat >"$d/src/Cargo.toml" <<'TOML'
+[package]
+name = "bench-build"
+version = "0.1.0"
+edition = "2021"
+
+[dependencies]
+serde = { version = "1", features = ["derive"] }
+serde_json = "1"
+regex = "1"
+clap = { version = "4", features = ["derive"] }
+toml = "0.9"
+rayon = "1"
+sha2 = "0.10"
+hex = "0.4"
+base64 = "0.22"
+globset = "0.4"
+uuid = { version = "1", features = ["v4"] }
+time = { version = "0.3", features = ["formatting"] }
+TOML
+            cat >"$d/src/src/main.rs" <<'RS'
+use clap::Parser;
+use sha2::Digest;
+#[derive(Parser)]
+struct A { #[arg(default_value = "x")] s: String }
+#[derive(serde::Serialize)]
+struct O { h: String, r: bool, u: String, t: String }
+fn main() {
+    let a = A::parse();
+    let re = regex::Regex::new("^[a-z]+$").unwrap();
+    let h = hex::encode(sha2::Sha256::digest(a.s.as_bytes()));
+    let _ = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &h);
+    let _ = globset::Glob::new("*.rs").unwrap();
+    let _: u64 = rayon::iter::ParallelIterator::sum(rayon::iter::IntoParallelIterator::into_par_iter(0..10u64));
+    let _: toml::Value = toml::from_str("a = 1").unwrap();
+    let o = O { h, r: re.is_match(&a.s), u: uuid::Uuid::new_v4().to_string(), t: time::OffsetDateTime::UNIX_EPOCH.to_string() };
+    println!("{}", serde_json::to_string(&o).unwrap());
+}
+RS
+            (cd "$d/src" && cargo generate-lockfile --offline --quiet) >>"$log" 2>&1
+            ;;
+        npm)
+            "$repo/scripts/tekton-lint.sh" >>"$log" 2>&1
+            cp "$target_dir/tekton-lint/package.json" "$target_dir/tekton-lint/package-lock.json" "$d/"
+            ;;
+        archive)
+            [[ -f "$d/src.tar" ]] || tar -cf "$d/src.tar" -C "$(dirname "$(ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/ | head -n 1)")" . 2>>"$log"
+            ;;
+    esac
+}
+# The build itself, in workspace $2 (cwd), timed by /usr/bin/time into $3.
+real_build() {
+    local w="$1" ws="$2" timef="$3" d="$bench_dir/real/$1"
+    case "$w" in
+        cargo)
+            cp -r "$d/src/." "$ws/"
+            (cd "$ws" && /usr/bin/time -f '%e %U %S' -o "$timef" env CARGO_TARGET_DIR="$ws/target" \
+                cargo build --offline --quiet) >>"$log" 2>&1
+            ;;
+        npm)
+            cp "$d/package.json" "$d/package-lock.json" "$ws/"
+            (cd "$ws" && /usr/bin/time -f '%e %U %S' -o "$timef" npm ci --offline --no-audit --no-fund --loglevel=error) >>"$log" 2>&1
+            ;;
+        archive)
+            mkdir -p "$ws/x"
+            /usr/bin/time -f '%e %U %S' -o "$timef" sh -c 'tar -xf "$1" -C "$2/x" && tar -cf "$2/out.tar" -C "$2/x" .' sh "$d/src.tar" "$ws" >>"$log" 2>&1
+            ;;
+    esac
+}
+median() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{v[NR] = $1} END {if (NR == 0) print "NA"; else if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f", (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
+real_runs() {
+    local w="$1" pairs="${BENCH_REAL_PAIRS:-3}" i side ws st marker rec_pid
+    local without="" with="" overhead_cpu="" fin="" rss=0 note=""
+    real_prepare "$w"
+    local root="$scratch/real"
+    for ((i = 0; i < pairs; i++)); do
+        for side in $( ((i % 2)) && echo "with without" || echo "without with"); do
+            rm -rf "$root"
+            ws="$root/ws"
+            st="$root/state"
+            marker="$root/done"
+            mkdir -p "$ws" "$st"
+            if [[ "$side" == without ]]; then
+                real_build "$w" "$ws" "$root/build.time" || { note="the build failed (see $log)"; break 2; }
+                without="$without $(cut -d' ' -f1 "$root/build.time")"
+                continue
+            fi
+            "$prov" snapshot --state "$st" --workspace "$ws" 2>>"$log" || { note="snapshot failed"; break 2; }
+            (
+                /usr/bin/time -v -o "$root/record.time" "$prov" record --state "$st" --key "$key" \
+                    --completion "marker:$marker" >"$root/record.out" 2>"$root/record.log" || echo failed >"$root/record.failed"
+            ) &
+            rec_pid=$!
+            for ((k = 0; k < 300; k++)); do
+                grep -q "ready: watching" "$root/record.log" 2>/dev/null && break
+                sleep 0.1
+            done
+            real_build "$w" "$ws" "$root/build.time" || { note="the build failed under the sidecar (see $log)"; kill "$rec_pid" 2>/dev/null; break 2; }
+            echo 0 >"$marker.tmp" && mv "$marker.tmp" "$marker"
+            wait "$rec_pid" || true
+            cat "$root/record.log" >>"$log"
+            [[ -f "$root/record.failed" ]] && { note="record failed (see $log)"; break 2; }
+            read -r wall u s <"$root/build.time"
+            with="$with $wall"
+            local cpu_build_ms
+            cpu_build_ms="$(grep -o 'cpu_build_ms=[0-9]*' "$root/record.log" | tail -n 1 | cut -d= -f2)"
+            overhead_cpu="$overhead_cpu $(calc "100 * ${cpu_build_ms:-0} / 1000 / ($u + $s)")"
+            fin="$fin $(grep -o 'finalize_ms=[0-9]*' "$root/record.log" | tail -n 1 | cut -d= -f2)"
+            local r_kb
+            r_kb="$(awk -F': ' '/Maximum resident set size/ {print $2}' "$root/record.time")"
+            ((r_kb > rss)) && rss="$r_kb"
+            REAL[$w.files]="$(find "$ws" -type f | wc -l)"
+        done
+    done
+    rm -rf "$root"
+    local mw mwo
+    mw="$(echo "$with" | median)"
+    mwo="$(echo "$without" | median)"
+    REAL[$w.without]="$mwo"
+    REAL[$w.with]="$mw"
+    REAL[$w.overhead]="$(if [[ "$mw" != NA && "$mwo" != NA ]]; then calc "100 * ($mw - $mwo) / $mwo"; else echo NA; fi)"
+    REAL[$w.cpu]="$(echo "$overhead_cpu" | median)"
+    REAL[$w.fin]="$(echo "$fin" | median)"
+    REAL[$w.rss]="$(calc "$rss / 1024")"
+    REAL[$w.note]="$note"
+}
+real_table() {
+    echo
+    echo "### Real builds, without and with the sidecar (${BENCH_REAL_PAIRS:-3} pairs, medians)"
+    echo
+    echo "| build | files in the workspace | wall without / with | overhead | sidecar CPU during the build / build CPU | finalize | sidecar peak RSS |"
+    echo "|---|---:|---:|---:|---:|---:|---:|"
+    local w tgt_o tgt_c
+    for w in cargo npm archive; do
+        case "$w" in
+            cargo) tgt_o="<= 1%"; tgt_c="<= 3%" ;;
+            npm) tgt_o="<= 3%"; tgt_c="info" ;;
+            archive) tgt_o="info"; tgt_c="info" ;;
+        esac
+        if [[ -n "${REAL[$w.note]:-}" ]]; then
+            echo "| $w | N/A: ${REAL[$w.note]} | | | | | |"
+            continue
+        fi
+        echo "| $w | ${REAL[$w.files]:-NA} | ${REAL[$w.without]} s / ${REAL[$w.with]} s | ${REAL[$w.overhead]}% (target $tgt_o) | ${REAL[$w.cpu]}% (target $tgt_c) | ${REAL[$w.fin]} ms (target <= 100 ms) | ${REAL[$w.rss]} MB |"
+    done
+}
+if [[ "${BENCH_REAL_ONLY:-0}" == 1 ]]; then
+    rm -f "$scratch/k.key" "$scratch/k.pub"
+    "$prov" keygen --unencrypted --output-prefix "$scratch/k" 2>>"$log"
+    key="$scratch/k.key"
+    calc() {
+        if [[ "$1" == *NA* ]]; then echo NA; return; fi
+        awk "BEGIN {printf \"%.2f\", $1}"
+    }
+    for w in cargo npm archive; do
+        say "real build: $w"
+        real_runs "$w"
+    done
+    real_table
+    exit 0
+fi
+
 if [[ "${BENCH_WEBHOOK_ONLY:-0}" == 1 ]]; then
     webhook_bench
     webhook_table
@@ -690,6 +874,14 @@ if [[ -n "$perf_summary" ]]; then
     echo '```'
     echo "$perf_summary"
     echo '```'
+fi
+
+if [[ "${BENCH_REAL:-0}" == 1 ]]; then
+    for w in cargo npm archive; do
+        say "real build: $w"
+        real_runs "$w"
+    done
+    real_table
 fi
 
 # The admission webhook, last: its load runs on a machine the sections above

@@ -474,10 +474,132 @@ fn tekton_pod_native_and_legacy_sidecar() {
     }
 }
 
+/// A CA for the signer, as cert-manager's Secret holds it (`ca.crt`), in
+/// its own directory; returns the file and its certificate's DER.
+fn signer_ca(dir: &Path) -> (PathBuf, Vec<u8>) {
+    let ck = rcgen::generate_simple_self_signed(vec!["provenant-signer-ca".into()]).unwrap();
+    let f = dir.join("ca.crt");
+    std::fs::write(&f, ck.cert.pem()).unwrap();
+    (f, ck.cert.der().to_vec())
+}
+
+const TEAM: &str = "https://ci.example.com/clusters/test/team";
+const TEAM_KPACK: &str = "https://ci.example.com/clusters/test/team-kpack";
+
+/// The remote signer as the install kit configures it: service-account
+/// identity, builder ids for namespace `team` and its service account
+/// `kpack-builder`.
+fn signer_config(ca: &Path, extra: &str) -> String {
+    format!(
+        "image: {IMAGE}\nsigning:\n  signer:\n    url: https://provenant-signer.provenant-system.svc:8788\n    caFile: {}\n    builders:\n      - \"*=https://ci.example.com/clusters/test/any\"\n      - \"team={TEAM}\"\n      - \"team/kpack-builder={TEAM_KPACK}\"\n{extra}",
+        ca.display()
+    )
+}
+
+/// The certificates of a PEM text, as DER.
+fn pem_ders(pem: &str) -> Vec<Vec<u8>> {
+    use base64::Engine;
+    pem.split("-----BEGIN CERTIFICATE-----")
+        .skip(1)
+        .map(|b| {
+            let body: String = b
+                .split("-----END CERTIFICATE-----")
+                .next()
+                .unwrap()
+                .split_whitespace()
+                .collect();
+            base64::engine::general_purpose::STANDARD
+                .decode(body)
+                .unwrap()
+        })
+        .collect()
+}
+
+/// The sidecar's signer credentials in a patched pod: the projected token
+/// (bound to the pod, for the signer's audience, 10 minutes) and the CA
+/// from the pod's annotation, in one volume mounted into the recording
+/// sidecar only; no container of the build mounts a token for the signer.
+fn check_signer_token(pod: &Value, record_name: &str, ca_der: &[u8]) {
+    let spec = &pod["spec"];
+    let vol = spec["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "provenant-signer-token")
+        .expect("the signer token volume");
+    assert_eq!(
+        vol["projected"]["sources"],
+        json!([
+            {"serviceAccountToken": {"audience": "provenant-signer", "expirationSeconds": 600, "path": "token"}},
+            {"downwardAPI": {"items": [{"path": "ca.crt", "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.annotations['provenant.dev/signer-ca']"}}]}}
+        ])
+    );
+    let ca = pod["metadata"]["annotations"]["provenant.dev/signer-ca"]
+        .as_str()
+        .unwrap();
+    assert_eq!(pem_ders(ca), [ca_der.to_vec()]);
+    // No other volume of the pod holds a service-account token for the
+    // signer.
+    let for_signer: Vec<&str> = spec["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|v| {
+            v["projected"]["sources"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|s| s["serviceAccountToken"]["audience"] == "provenant-signer")
+        })
+        .map(|v| v["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(for_signer, ["provenant-signer-token"]);
+    let mut mounted_in = Vec::new();
+    for c in spec["initContainers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .chain(spec["containers"].as_array().unwrap())
+    {
+        let name = c["name"].as_str().unwrap();
+        if mounts(c).iter().any(|m| m.0 == "provenant-signer-token") {
+            mounted_in.push(name.to_string());
+            assert!(mounts(c).contains(&(
+                "provenant-signer-token".into(),
+                "/var/run/provenant/signer".into(),
+                true
+            )));
+        }
+    }
+    assert_eq!(mounted_in, [record_name], "the token only in the sidecar");
+}
+
+/// The pod fields the signer compares with the token, from the downward
+/// API into the snapshot, which records them in the statement.
+fn check_pod_identity_env(snapshot: &Value) {
+    let env = snapshot["env"].as_array().unwrap();
+    for (var, path) in [
+        ("POD_NAME", "metadata.name"),
+        ("POD_NAMESPACE", "metadata.namespace"),
+        ("POD_UID", "metadata.uid"),
+        ("SERVICE_ACCOUNT", "spec.serviceAccountName"),
+        ("NODE_NAME", "spec.nodeName"),
+    ] {
+        let e = env
+            .iter()
+            .find(|e| e["name"] == var)
+            .unwrap_or_else(|| panic!("{var}"));
+        assert_eq!(e["valueFrom"]["fieldRef"]["fieldPath"], path, "{var}");
+    }
+}
+
 #[test]
 fn opted_in_pod_and_remote_signer() {
-    let cfg = format!(
-        "image: {IMAGE}\nsigning:\n  signer:\n    url: https://provenant-signer.provenant-system.svc:8788\n    tokenSecretName: provenant-signer-token\npublish:\n  enabled: true\n  credentialsSecretName: registry-push\n"
+    let t = tempfile::tempdir().unwrap();
+    let (ca_file, ca_der) = signer_ca(t.path());
+    let cfg = signer_config(
+        &ca_file,
+        "publish:\n  enabled: true\n  credentialsSecretName: registry-push\n",
     );
     let h = start(&cfg);
     let (r, v) = h.admit(&fixture("opt-in-pod.json"));
@@ -495,15 +617,158 @@ fn opted_in_pod_and_remote_signer() {
     let a = args(record);
     for want in [
         "--signer=https://provenant-signer.provenant-system.svc:8788",
+        "--signer-ca=/var/run/provenant/signer/ca.crt",
         "--signer-token-file=/var/run/provenant/signer/token",
+        // Namespace team, service account default: the namespace's rule.
+        &format!("--builder-id={TEAM}"),
         "--publish",
         "--registry-config=/var/run/provenant/registry/config.json",
     ] {
-        assert!(a.contains(&want.to_string()), "{a:?}");
+        assert!(a.contains(&want.to_string()), "{a:?} lacks {want}");
     }
+    assert_eq!(
+        a.iter().filter(|x| x.starts_with("--builder-id")).count(),
+        1
+    );
     assert!(!a.iter().any(|x| x.starts_with("--key")));
     assert!(mounts(record).contains(&("work".into(), "/work".into(), true)));
+    check_signer_token(&v["patched"], "provenant-record", &ca_der);
+    check_pod_identity_env(container(init, "provenant-snapshot"));
     check_isolation(&v["patched"]);
+}
+
+/// Every profile with the signer: the builder id is the one the signer's
+/// rules give the pod's namespace and service account (kpack's
+/// `kpack-builder` has a rule of its own, Tekton's `pipeline` gets the
+/// namespace's), and the token reaches the sidecar only, native or
+/// Tekton-style.
+#[test]
+fn remote_signer_builder_ids_and_token_in_every_profile() {
+    let t = tempfile::tempdir().unwrap();
+    let (ca_file, ca_der) = signer_ca(t.path());
+    for (fixture_name, extra, record_name, builder) in [
+        ("kpack-build-pod.json", "", "provenant-record", TEAM_KPACK),
+        (
+            "tekton-taskrun-pod.json",
+            "profiles:\n  tekton:\n    nativeSidecar: false\n",
+            "sidecar-provenant-record",
+            TEAM,
+        ),
+        ("tekton-taskrun-pod.json", "", "provenant-record", TEAM),
+    ] {
+        let h = start(&signer_config(&ca_file, extra));
+        let (r, v) = h.admit(&fixture(fixture_name));
+        assert_eq!(
+            r.code,
+            0,
+            "{fixture_name}: {}\n{}\n{}",
+            r.stdout,
+            r.stderr,
+            h.log()
+        );
+        let pod = &v["patched"];
+        let spec = &pod["spec"];
+        let all = json!(spec["initContainers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .chain(spec["containers"].as_array().unwrap())
+            .collect::<Vec<_>>());
+        let a = args(container(&all, record_name));
+        assert!(
+            a.contains(&format!("--builder-id={builder}")),
+            "{fixture_name}: {a:?}"
+        );
+        check_signer_token(pod, record_name, &ca_der);
+        check_pod_identity_env(container(&all, "provenant-snapshot"));
+        check_isolation(pod);
+        assert_eq!(v["second"]["allowed"], true);
+    }
+}
+
+#[test]
+fn remote_signer_refusals_and_the_ca_handed_out() {
+    let t = tempfile::tempdir().unwrap();
+    let (ca_file, ca_der) = signer_ca(t.path());
+    // A namespace the signer has no builder id for: the signer would
+    // refuse every statement, so the pod is not instrumented (Fail: denied,
+    // saying why).
+    let cfg = signer_config(&ca_file, "").replace(
+        "      - \"*=https://ci.example.com/clusters/test/any\"\n      - \"team=",
+        "      - \"other=",
+    );
+    let h = start(&cfg);
+    let (status, v) = h.post(std::fs::read(fixture("opt-in-pod.json")).unwrap());
+    assert_eq!(status, 200);
+    assert_eq!(v["response"]["allowed"], false, "{v}");
+    let msg = v["response"]["status"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains(
+            "no builder id for namespace team (service account default) in signing.signer.builders"
+        ),
+        "{msg}"
+    );
+    // kpack's service account has a rule of its own there.
+    let (_, v) = h.post(std::fs::read(fixture("kpack-build-pod.json")).unwrap());
+    assert_eq!(v["response"]["allowed"], true, "{v}");
+    drop(h);
+
+    let h = start(&signer_config(&ca_file, ""));
+    // A build container with a token for the signer's audience could have
+    // statements about this pod signed without the sidecar: denied. A
+    // token for another audience (the API server's) is the signer's
+    // refusal to make, not the webhook's.
+    for (audience, allowed) in [
+        ("provenant-signer", false),
+        ("https://kubernetes.default.svc", true),
+    ] {
+        let mut pod = kpack_pod();
+        pod["spec"]["volumes"].as_array_mut().unwrap().push(json!({
+            "name": "my-token",
+            "projected": {"sources": [{"serviceAccountToken": {"audience": audience, "path": "t"}}]}
+        }));
+        pod["spec"]["initContainers"][4]["volumeMounts"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"name": "my-token", "mountPath": "/t"}));
+        let (_, v) = h.post(review_of(pod));
+        assert_eq!(v["response"]["allowed"], allowed, "{audience}: {v}");
+        if !allowed {
+            assert!(v["response"]["status"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("container build mounts volume my-token"));
+        }
+    }
+    // A CA the pod's creator put into the annotation is replaced by the
+    // signer's.
+    let mut r = read_json(&fixture("kpack-build-pod.json"));
+    r["request"]["object"]["metadata"]["annotations"]["provenant.dev/signer-ca"] =
+        json!("-----BEGIN CERTIFICATE-----\nMIIB...attacker\n-----END CERTIFICATE-----\n");
+    let f = t.path().join("review.json");
+    std::fs::write(&f, serde_json::to_vec(&r).unwrap()).unwrap();
+    let (res, v) = h.admit(&f);
+    assert_eq!(res.code, 0, "{}\n{}", res.stdout, res.stderr);
+    check_signer_token(&v["patched"], "provenant-record", &ca_der);
+    let genuine = v["patched"].clone();
+    // An instrumented pod whose CA was changed is not one this webhook made.
+    let mut forged = genuine.clone();
+    let other = rcgen::generate_simple_self_signed(vec!["attacker CA".into()]).unwrap();
+    forged["metadata"]["annotations"]["provenant.dev/signer-ca"] = json!(other.cert.pem());
+    let (_, v) = h.post(review_of(forged));
+    assert_eq!(v["response"]["allowed"], false, "{v}");
+    assert!(v["response"]["status"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("provenant.dev/signer-ca differs"));
+    // A renewed CA reaches the next pod without a restart.
+    let d2 = tempfile::tempdir().unwrap();
+    let (new_file, new_der) = signer_ca(d2.path());
+    std::fs::copy(&new_file, &ca_file).unwrap();
+    let (res, v) = h.admit(&fixture("kpack-build-pod.json"));
+    assert_eq!(res.code, 0, "{}", res.stderr);
+    check_signer_token(&v["patched"], "provenant-record", &new_der);
+    assert!(h.log().contains("signer CA reloaded"), "{}", h.log());
 }
 
 #[test]
@@ -769,6 +1034,41 @@ fn bad_configuration_stops_at_start_with_one_line() {
         ]);
         run(c).fails(code, needle);
     }
+    // The signer's CA file is read at start: missing, or not certificates.
+    let (ca_file, _) = signer_ca(t.path());
+    for (ca, needle) in [
+        (t.path().join("missing.crt"), "signing.signer.caFile"),
+        (t.path().join("tls.key"), "no certificate in it"),
+    ] {
+        let cfg = signer_config(&ca, "");
+        std::fs::write(t.path().join("c.yaml"), cfg).unwrap();
+        let mut c = provenant(t.path());
+        c.args([
+            "webhook",
+            "--check",
+            "--config",
+            "c.yaml",
+            "--tls-cert",
+            "tls.crt",
+            "--tls-key",
+            "tls.key",
+        ]);
+        let r = run(c).fails(3, needle);
+        assert!(r.stderr.contains(&ca.display().to_string()), "{}", r.stderr);
+    }
+    std::fs::write(t.path().join("c.yaml"), signer_config(&ca_file, "")).unwrap();
+    let mut c = provenant(t.path());
+    c.args([
+        "webhook",
+        "--check",
+        "--config",
+        "c.yaml",
+        "--tls-cert",
+        "tls.crt",
+        "--tls-key",
+        "tls.key",
+    ]);
+    run(c).ok();
     std::fs::write(t.path().join("c.yaml"), config_yaml("")).unwrap();
     let mut c = provenant(t.path());
     c.args([

@@ -93,7 +93,10 @@ fn restricted(name: &str, pod: &Value) {
             "{name}: volume {v} is not allowed under restricted"
         );
         if api_access {
-            assert_eq!(name, "provenant-signer", "{name}: only the signer mounts a token");
+            assert_eq!(
+                name, "provenant-signer",
+                "{name}: only the signer mounts a token"
+            );
         }
     }
     for c in pod["containers"].as_array().unwrap() {
@@ -224,9 +227,13 @@ fn check_kit(dir: &str, with_signer: bool) {
     // in check_signer); here, a CA of the test's in its place.
     let config_here = match parsed["signing"]["signer"]["caFile"].as_str() {
         Some(ca_file) => {
-            let ca = rcgen::generate_simple_self_signed(vec!["provenant-signer-ca".into()]).unwrap();
+            let ca =
+                rcgen::generate_simple_self_signed(vec!["provenant-signer-ca".into()]).unwrap();
             std::fs::write(t.path().join("signer-ca.crt"), ca.cert.pem()).unwrap();
-            config.replace(ca_file, &t.path().join("signer-ca.crt").display().to_string())
+            config.replace(
+                ca_file,
+                &t.path().join("signer-ca.crt").display().to_string(),
+            )
         }
         None => config.to_string(),
     };
@@ -328,14 +335,25 @@ fn check_signer(objs: &[Value], config: &Value) {
     let args = args_of(c);
     assert_eq!(args[0], "signer");
     for a in &args[1..] {
-        assert!(a.starts_with("--") && a.contains('='), "{a}: --flag=VALUE throughout");
+        assert!(
+            a.starts_with("--") && a.contains('='),
+            "{a}: --flag=VALUE throughout"
+        );
     }
     let flag = |f: &str| -> Vec<&str> {
         let prefix = format!("--{f}=");
-        args.iter().filter_map(|a| a.strip_prefix(&prefix)).collect()
+        args.iter()
+            .filter_map(|a| a.strip_prefix(&prefix))
+            .collect()
     };
     // Only service-account callers; no shared token, no plain HTTP.
-    for f in ["token-file", "builder-id", "client-ca", "oidc-jwks", "insecure-plain-http"] {
+    for f in [
+        "token-file",
+        "builder-id",
+        "client-ca",
+        "oidc-jwks",
+        "insecure-plain-http",
+    ] {
         assert!(
             !args.iter().any(|a| a.starts_with(&format!("--{f}"))),
             "{f}: {args:?}"
@@ -401,7 +419,10 @@ fn check_signer(objs: &[Value], config: &Value) {
     );
     let sa_dir = "/var/run/secrets/kubernetes.io/serviceaccount";
     assert_eq!(flag("oidc-ca"), [format!("{sa_dir}/ca.crt").as_str()]);
-    assert_eq!(flag("oidc-token-file"), [format!("{sa_dir}/token").as_str()]);
+    assert_eq!(
+        flag("oidc-token-file"),
+        [format!("{sa_dir}/token").as_str()]
+    );
     let (api, _) = volume_at(pod, c, &format!("{sa_dir}/token"));
     assert_eq!(
         api["projected"]["sources"],
@@ -413,7 +434,9 @@ fn check_signer(objs: &[Value], config: &Value) {
     let audience = flag("oidc-audience");
     assert_eq!(
         audience.first().copied().unwrap_or("provenant-signer"),
-        signer_cfg["audience"].as_str().unwrap_or("provenant-signer"),
+        signer_cfg["audience"]
+            .as_str()
+            .unwrap_or("provenant-signer"),
         "the sidecars' tokens are for the signer's audience"
     );
     // The builder ids: the signer's rules are the webhook's.
@@ -428,7 +451,10 @@ fn check_signer(objs: &[Value], config: &Value) {
 
     let (key, key_item) = volume_at(pod, c, flag("key")[0]);
     assert_eq!(key["secret"]["secretName"], "provenant-signing-key");
-    assert_eq!(items(&key["secret"]), [("cosign.key".to_string(), key_item)]);
+    assert_eq!(
+        items(&key["secret"]),
+        [("cosign.key".to_string(), key_item)]
+    );
 
     // Serves HTTPS on the declared port, probed there.
     assert_eq!(flag("listen"), ["0.0.0.0:8788"]);

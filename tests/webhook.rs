@@ -10,6 +10,8 @@
 //! (tests/interop/admission.py); a second admission of the patched pod
 //! must give no patch. Garbage requests must give a clear answer.
 mod common;
+#[path = "signer_support/mod.rs"]
+mod support;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -1139,6 +1141,438 @@ fn stage_gate_from_annotations() {
     bad["metadata"]["annotations"]["provenant.dev/require"] = json!("--key=/x");
     let (_, v) = h.post(review_of(bad));
     assert_eq!(v["response"]["allowed"], false);
+}
+
+// ---------------------------------------------------------------------------
+// The install kit's pieces together, for real: the signer run with the
+// arguments of the kit's Deployment, the webhook with the kit's
+// configuration, and the sidecar that webhook injects, signing through
+// that signer with its pod's service-account token and the CA the webhook
+// handed the pod. No cluster and no containers: each container runs as a
+// process, with exactly these conversions (kit_* below):
+// * each volume a container mounts is a directory of the test, at the
+//   mount path under a root of its own (args and env are rewritten
+//   accordingly): the key, cert-manager's TLS Secret, the signer's
+//   projected API token and cluster CA, the webhook's copy of the signer
+//   CA, the pod's `work` emptyDir, provenant's state, and the sidecar's
+//   projected volume, whose `token` is a JWT of the test's issuer for this
+//   pod and audience and whose `ca.crt` is the pod's annotation, as the
+//   kubelet would write them;
+// * the downward-API env (POD_NAME, POD_NAMESPACE, POD_UID,
+//   SERVICE_ACCOUNT, NODE_NAME) gets the values the kubelet would give;
+// * `--listen=0.0.0.0:8788` becomes a free loopback port, and the host of
+//   the signer's Service in the sidecar's `--signer` URL becomes 127.0.0.1
+//   (the test certificate carries the Certificate's dnsNames and
+//   127.0.0.1; tests/install.rs checks that the Certificate covers the
+//   Service name the webhook uses);
+// * `--oidc-issuer` becomes a stand-in for the API server's issuer
+//   endpoints over HTTPS (discovery and JWKS, only for the signer's own
+//   token), with the test's cluster CA.
+
+fn kustomize(dir: &str) -> String {
+    let kubectl = std::env::var_os("PROVENANT_KUBECTL").unwrap_or_else(|| "kubectl".into());
+    let mut c = Command::new(kubectl);
+    c.arg("kustomize")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join(dir));
+    let r = run(c);
+    assert_eq!(r.code, 0, "kubectl kustomize {dir}: {}", r.stderr);
+    r.stdout
+}
+
+fn yaml_docs(yaml: &str) -> Vec<Value> {
+    serde_yaml_ng::Deserializer::from_str(yaml)
+        .map(|d| {
+            let v: serde_yaml_ng::Value = serde::Deserialize::deserialize(d).unwrap();
+            serde_json::to_value(v).unwrap()
+        })
+        .filter(|v| !v.is_null())
+        .collect()
+}
+
+fn strs(v: &Value) -> Vec<String> {
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .map(|a| a.as_str().unwrap().to_string())
+        .collect()
+}
+
+/// A value naming a path under one of `mount_paths`, moved under `root`.
+fn kit_path(value: &str, mount_paths: &[String], root: &Path) -> String {
+    for m in mount_paths {
+        if value == m || value.starts_with(&format!("{m}/")) {
+            return format!("{}{value}", root.display());
+        }
+    }
+    value.to_string()
+}
+
+/// `--flag=PATH` and bare paths under the container's mounts, moved.
+fn kit_args(c: &Value, root: &Path) -> Vec<String> {
+    let mounts: Vec<String> = c["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["mountPath"].as_str().unwrap().to_string())
+        .collect();
+    strs(&c["args"])
+        .into_iter()
+        .map(|a| match a.split_once('=') {
+            Some((flag, v)) if flag.starts_with("--") => {
+                format!("{flag}={}", kit_path(v, &mounts, root))
+            }
+            _ => kit_path(&a, &mounts, root),
+        })
+        .collect()
+}
+
+/// The container's env as the kubelet would set it for `pod`.
+fn kit_env(c: &Value, root: &Path, pod: &support::Pod) -> Vec<(String, String)> {
+    let mounts: Vec<String> = c["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["mountPath"].as_str().unwrap().to_string())
+        .collect();
+    c["env"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| {
+            let name = e["name"].as_str().unwrap().to_string();
+            if let Some(v) = e["value"].as_str() {
+                return Some((name, kit_path(v, &mounts, root)));
+            }
+            let field = e["valueFrom"]["fieldRef"]["fieldPath"].as_str()?;
+            let v = match field {
+                "metadata.name" => pod.name.clone(),
+                "metadata.namespace" => pod.namespace.clone(),
+                "metadata.uid" => pod.uid.clone(),
+                "spec.serviceAccountName" => pod.service_account.clone(),
+                "spec.nodeName" => "node-1".into(),
+                other => panic!("downward API field {other} not converted"),
+            };
+            Some((name, v))
+        })
+        .collect()
+}
+
+/// A process's output, gathered; the receiver hears once a line contains
+/// `ready`.
+fn gather(
+    stream: impl std::io::Read + Send + 'static,
+    ready: Option<&'static str>,
+) -> (
+    std::sync::Arc<std::sync::Mutex<String>>,
+    std::sync::mpsc::Receiver<()>,
+) {
+    let all = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let a = all.clone();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for l in std::io::BufReader::new(stream)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if ready.is_some_and(|r| l.contains(r)) {
+                let _ = tx.send(());
+            }
+            let mut g = a.lock().unwrap();
+            g.push_str(&l);
+            g.push('\n');
+        }
+    });
+    (all, rx)
+}
+
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn the_kits_signer_signs_for_the_sidecar_its_webhook_injects() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let objs = yaml_docs(&kustomize("manifests/install"));
+    let find = |kind: &str, name: &str| {
+        objs.iter()
+            .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
+            .unwrap_or_else(|| panic!("{kind}/{name} not in the kit"))
+    };
+
+    // --- The signer, as its Deployment runs it.
+    let dep = find("Deployment", "provenant-signer");
+    let sc = &dep["spec"]["template"]["spec"]["containers"][0];
+    let sroot = d.join("signer-pod");
+    let key_dir = sroot.join("var/run/provenant/key");
+    std::fs::create_dir_all(&key_dir).unwrap();
+    let mut c = provenant(&key_dir);
+    c.args(["keygen", "--unencrypted", "--output-prefix", "cosign"]);
+    run(c).ok();
+    std::fs::rename(key_dir.join("cosign.pub"), d.join("cosign.pub")).unwrap();
+    // cert-manager's Secret: a leaf of the signer's CA for the
+    // Certificate's names.
+    let signer_ca = support::Ca::new("provenant-signer-ca");
+    let mut names: Vec<String> = strs(&find("Certificate", "provenant-signer")["spec"]["dnsNames"]);
+    names.push("127.0.0.1".into());
+    let (crt, key) = signer_ca.leaf(
+        "provenant-signer",
+        &names.iter().map(String::as_str).collect::<Vec<_>>(),
+        false,
+        false,
+    );
+    write(&sroot.join("var/run/provenant/tls/tls.crt"), crt.as_bytes());
+    write(&sroot.join("var/run/provenant/tls/tls.key"), key.as_bytes());
+    // The API server's issuer endpoints, and the signer's own token and
+    // cluster CA as the projected volume holds them.
+    let cluster_ca = support::Ca::new("cluster CA");
+    let srv = support::issuer_server(&cluster_ca, "the-signers-own-token", None);
+    let issuer = support::Issuer::new(&srv.url, "sa-key-1");
+    *srv.jwks.lock().unwrap() = issuer.jwks();
+    let sa_dir = sroot.join("var/run/secrets/kubernetes.io/serviceaccount");
+    write(&sa_dir.join("ca.crt"), cluster_ca.pem().as_bytes());
+    write(&sa_dir.join("token"), b"the-signers-own-token");
+    let port = free_port();
+    let args: Vec<String> = kit_args(sc, &sroot)
+        .into_iter()
+        .map(|a| {
+            if a.starts_with("--listen=") {
+                format!("--listen=127.0.0.1:{port}")
+            } else if a.starts_with("--oidc-issuer=") {
+                format!("--oidc-issuer={}", srv.url)
+            } else {
+                a
+            }
+        })
+        .collect();
+    let mut c = Command::new(bin());
+    c.current_dir(d)
+        .args(&args)
+        .env_clear()
+        .envs(kit_env(sc, &sroot, &support::Pod::new("", "", "", "")))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut signer = Killed(c.spawn().unwrap());
+    let (audit, _) = gather(signer.0.stdout.take().unwrap(), None);
+    let (signer_log, ready) = gather(signer.0.stderr.take().unwrap(), Some("signer ready"));
+    assert!(
+        ready.recv_timeout(Duration::from_secs(60)).is_ok(),
+        "the kit's signer did not start: {args:?}\n{}",
+        signer_log.lock().unwrap()
+    );
+    let audit_lines = || -> Vec<Value> {
+        audit
+            .lock()
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+
+    // --- The webhook, with the kit's configuration and its copy of the
+    // signer's CA.
+    let hook_dep = find("Deployment", "provenant-webhook");
+    let hc = &hook_dep["spec"]["template"]["spec"]["containers"][0];
+    let cm = objs
+        .iter()
+        .find(|o| {
+            o["kind"] == "ConfigMap"
+                && o["metadata"]["name"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("provenant-webhook-config")
+        })
+        .unwrap();
+    let config = cm["data"]["config.yaml"].as_str().unwrap();
+    let wroot = d.join("webhook-pod");
+    let hook_mounts: Vec<String> = hc["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["mountPath"].as_str().unwrap().to_string())
+        .collect();
+    let ca_file = yaml_docs(config)[0]["signing"]["signer"]["caFile"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let ca_here = kit_path(&ca_file, &hook_mounts, &wroot);
+    assert_ne!(ca_here, ca_file, "caFile is in a volume of the webhook");
+    write(Path::new(&ca_here), signer_ca.pem().as_bytes());
+    let h = start(&format!(
+        "image: {IMAGE}\n{}",
+        config.replace(&ca_file, &ca_here)
+    ));
+    let (r, v) = h.admit(&fixture("opt-in-pod.json"));
+    assert_eq!(r.code, 0, "{}\n{}\n{}", r.stdout, r.stderr, h.log());
+    let patched = &v["patched"];
+    let init = &patched["spec"]["initContainers"];
+    let pod = support::Pod::new(
+        patched["metadata"]["namespace"].as_str().unwrap(),
+        patched["metadata"]["name"].as_str().unwrap(),
+        "7d0c7a9e-5b1f-4c2e-9a33-0000000000b1",
+        patched["spec"]["serviceAccountName"].as_str().unwrap(),
+    );
+
+    // --- The pod: the source the fetch step cloned, the snapshot.
+    let proot = d.join("build-pod");
+    write(
+        &proot.join("work/src/main.c"),
+        b"int main(void) { return 0; }\n",
+    );
+    std::fs::create_dir_all(proot.join("work/out")).unwrap();
+    let snap = container(init, "provenant-snapshot");
+    let mut c = Command::new(bin());
+    c.current_dir(d)
+        .args(kit_args(snap, &proot))
+        .env_clear()
+        .envs(kit_env(snap, &proot, &pod));
+    run(c).ok();
+
+    // The sidecar's projected volume, as the kubelet writes it: a token
+    // for its audience and lifetime, bound to this pod; the CA from the
+    // pod's annotation.
+    let record = container(init, "provenant-record");
+    let vol = patched["spec"]["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "provenant-signer-token")
+        .unwrap();
+    let tok = &vol["projected"]["sources"][0]["serviceAccountToken"];
+    let token_dir = mounts(record)
+        .into_iter()
+        .find(|m| m.0 == "provenant-signer-token")
+        .unwrap()
+        .1;
+    let tdir = PathBuf::from(format!("{}{token_dir}", proot.display()));
+    write(
+        &tdir.join(tok["path"].as_str().unwrap()),
+        issuer
+            .token(&support::kube_claims(
+                &srv.url,
+                tok["audience"].as_str().unwrap(),
+                &pod,
+                tok["expirationSeconds"].as_i64().unwrap(),
+            ))
+            .as_bytes(),
+    );
+    write(
+        &tdir.join("ca.crt"),
+        patched["metadata"]["annotations"]["provenant.dev/signer-ca"]
+            .as_str()
+            .unwrap()
+            .as_bytes(),
+    );
+    let service = "https://provenant-signer.provenant-system.svc:8788";
+    let record_args: Vec<String> = kit_args(record, &proot)
+        .into_iter()
+        .map(|a| {
+            a.replace(
+                &format!("--signer={service}"),
+                &format!("--signer=https://127.0.0.1:{port}"),
+            )
+        })
+        .collect();
+    assert!(
+        record_args.contains(&format!("--signer=https://127.0.0.1:{port}")),
+        "{record_args:?}"
+    );
+    let mut c = Command::new(bin());
+    c.current_dir(d)
+        .args(&record_args)
+        .env_clear()
+        .envs(kit_env(record, &proot, &pod))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut sidecar = Killed(c.spawn().unwrap());
+    let (out, _) = gather(sidecar.0.stdout.take().unwrap(), None);
+    let (log, ready) = gather(sidecar.0.stderr.take().unwrap(), Some("ready: watching"));
+    assert!(
+        ready.recv_timeout(Duration::from_secs(30)).is_ok(),
+        "sidecar not ready:\n{}\nsigner:\n{}",
+        log.lock().unwrap(),
+        signer_log.lock().unwrap()
+    );
+    // Its start-up check reached the kit's signer as this pod, and agreed
+    // on the builder id.
+    let a = audit_lines();
+    assert_eq!(a.len(), 1, "{a:?}");
+    assert_eq!(a[0]["event"], "identity", "{a:?}");
+    // The build, then the kubelet's SIGTERM once it has exited.
+    write(&proot.join("work/out/app.bin"), b"\x7fELF built by make");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(sidecar.0.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = sidecar.0.wait().unwrap();
+    assert!(
+        status.success(),
+        "{}\nsigner:\n{}",
+        log.lock().unwrap(),
+        signer_log.lock().unwrap()
+    );
+
+    // The attestation on the sidecar's log verifies with the signer's key.
+    let line = {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let o = out.lock().unwrap().clone();
+            if o.lines().count() >= 1 || Instant::now() > deadline {
+                break o;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    write(&d.join("sidecar.log"), line.as_bytes());
+    let mut c = provenant(d);
+    c.args(["verify", "--key", "cosign.pub", "sidecar.log"]);
+    run(c).ok();
+    let logged: Value = serde_json::from_str(line.lines().next().unwrap()).unwrap();
+    write(
+        &d.join("envelope.json"),
+        &serde_json::to_vec(&logged["envelope"]).unwrap(),
+    );
+    let st = statement_of(&d.join("envelope.json"));
+    let builder_id = strs(&yaml_docs(config)[0]["signing"]["signer"]["builders"])[0]
+        .strip_prefix("*=")
+        .unwrap()
+        .to_string();
+    assert_eq!(st["predicate"]["runDetails"]["builder"]["id"], builder_id);
+    let p = &st["predicate"]["buildDefinition"]["internalParameters"]["pod"];
+    assert_eq!(
+        (&p["name"], &p["namespace"], &p["uid"]),
+        (&json!(pod.name), &json!(pod.namespace), &json!(pod.uid)),
+        "{st}"
+    );
+    let subjects: Vec<&str> = st["subject"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    // /work/out/app.bin in the pod.
+    assert_eq!(
+        subjects,
+        [format!("{}/work/out/app.bin", proot.display())],
+        "{st}"
+    );
+    // The signer's audit line names the pod, from its token.
+    let a = audit_lines();
+    assert_eq!(a.len(), 2, "{a:?}");
+    assert_eq!(a[1]["event"], "signed");
+    assert_eq!(a[1]["caller"]["kind"], "serviceAccount");
+    assert_eq!(a[1]["caller"]["namespace"], json!(pod.namespace));
+    assert_eq!(a[1]["caller"]["pod"], json!(pod.name));
+    assert_eq!(a[1]["caller"]["podUid"], json!(pod.uid));
+    assert_eq!(a[1]["builderId"], builder_id);
+    drop(signer);
 }
 
 // ---------------------------------------------------------------------------

@@ -74,12 +74,30 @@ fn restricted(name: &str, pod: &Value) {
         "{name}"
     );
     for v in pod["volumes"].as_array().unwrap() {
+        // Projected volumes are allowed under restricted; the kit's only
+        // one is the signer's own API token and the cluster CA, which it
+        // needs for the issuer's keys (nothing else may be projected, and
+        // nobody else mounts a token).
+        let api_access = v["projected"]["sources"].as_array().is_some_and(|srcs| {
+            srcs.iter().all(|s| {
+                let token = &s["serviceAccountToken"];
+                (token.is_object() && token["audience"].is_null())
+                    || s["configMap"]["name"] == "kube-root-ca.crt"
+            })
+        });
         assert!(
             v.get("secret").is_some()
                 || v.get("configMap").is_some()
-                || v.get("emptyDir").is_some(),
+                || v.get("emptyDir").is_some()
+                || api_access,
             "{name}: volume {v} is not allowed under restricted"
         );
+        if api_access {
+            assert_eq!(
+                name, "provenant-signer",
+                "{name}: only the signer mounts a token"
+            );
+        }
     }
     for c in pod["containers"].as_array().unwrap() {
         let s = &c["securityContext"];
@@ -204,7 +222,22 @@ fn check_kit(dir: &str, with_signer: bool) {
         "the Deployment mounts the generated ConfigMap"
     );
     let config = cm["data"]["config.yaml"].as_str().unwrap();
-    std::fs::write(t.path().join("config.yaml"), config).unwrap();
+    let parsed = docs(config).remove(0);
+    // The signer's CA file is the webhook's mount of the CA Secret (checked
+    // in check_signer); here, a CA of the test's in its place.
+    let config_here = match parsed["signing"]["signer"]["caFile"].as_str() {
+        Some(ca_file) => {
+            let ca =
+                rcgen::generate_simple_self_signed(vec!["provenant-signer-ca".into()]).unwrap();
+            std::fs::write(t.path().join("signer-ca.crt"), ca.cert.pem()).unwrap();
+            config.replace(
+                ca_file,
+                &t.path().join("signer-ca.crt").display().to_string(),
+            )
+        }
+        None => config.to_string(),
+    };
+    std::fs::write(t.path().join("config.yaml"), &config_here).unwrap();
     let ck =
         rcgen::generate_simple_self_signed(vec!["provenant-webhook.provenant-system.svc".into()])
             .unwrap();
@@ -225,6 +258,236 @@ fn check_kit(dir: &str, with_signer: bool) {
     ]);
     run(c).ok();
     assert_eq!(config.contains("signer:"), with_signer, "{config}");
+    if with_signer {
+        check_signer(&objs, &parsed);
+    } else {
+        // Nothing of the signer's is left, and the webhook does not wait
+        // for its CA.
+        for o in &objs {
+            let name = o["metadata"]["name"].as_str().unwrap();
+            assert!(!name.starts_with("provenant-signer"), "{dir}: {o}");
+        }
+        let pod = &dep["spec"]["template"]["spec"];
+        assert!(!pod.to_string().contains("signer"), "{dir}: {pod}");
+    }
+}
+
+fn args_of(c: &Value) -> Vec<&str> {
+    c["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect()
+}
+
+/// The volume a container has mounted at the directory of `file`, and
+/// the file's name in it. Mounts are whole directories, never `subPath`:
+/// kubelet does not update those when a Secret changes.
+fn volume_at<'a>(pod: &'a Value, c: &Value, file: &str) -> (&'a Value, String) {
+    for m in c["volumeMounts"].as_array().unwrap() {
+        assert!(m["subPath"].is_null() && m["subPathExpr"].is_null(), "{m}");
+    }
+    let (dir, name) = file.rsplit_once('/').unwrap();
+    let m = c["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["mountPath"] == dir)
+        .unwrap_or_else(|| panic!("nothing mounted at {dir}"));
+    assert_eq!(m["readOnly"], true, "{m}");
+    let v = pod["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == m["name"])
+        .unwrap();
+    (v, name.to_string())
+}
+
+/// The items a Secret or ConfigMap volume projects: `(key, path)`.
+fn items(source: &Value) -> Vec<(String, String)> {
+    source["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                i["key"].as_str().unwrap().to_string(),
+                i["path"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// The signer as the kit runs it, and as the webhook's configuration
+/// expects it: its own TLS from a cert-manager Certificate for the name the
+/// sidecars use, mounted as a directory; service-account identity by OIDC
+/// discovery with the cluster CA and its own token; the builder ids the
+/// webhook configuration also gives; HTTPS probes on /healthz; memory
+/// reserved; reachable only from labelled build namespaces; its CA in the
+/// webhook, which hands it to the pods.
+fn check_signer(objs: &[Value], config: &Value) {
+    let signer_cfg = &config["signing"]["signer"];
+    let dep = find(objs, "Deployment", "provenant-signer").unwrap();
+    let pod = &dep["spec"]["template"]["spec"];
+    let c = &pod["containers"][0];
+    let args = args_of(c);
+    assert_eq!(args[0], "signer");
+    for a in &args[1..] {
+        assert!(
+            a.starts_with("--") && a.contains('='),
+            "{a}: --flag=VALUE throughout"
+        );
+    }
+    let flag = |f: &str| -> Vec<&str> {
+        let prefix = format!("--{f}=");
+        args.iter()
+            .filter_map(|a| a.strip_prefix(&prefix))
+            .collect()
+    };
+    // Only service-account callers; no shared token, no plain HTTP.
+    for f in [
+        "token-file",
+        "builder-id",
+        "client-ca",
+        "oidc-jwks",
+        "insecure-plain-http",
+    ] {
+        assert!(
+            !args.iter().any(|a| a.starts_with(&format!("--{f}"))),
+            "{f}: {args:?}"
+        );
+    }
+
+    // TLS: cert-manager's Secret for the Service's name, as a directory.
+    let (cert, key) = (flag("tls-cert"), flag("tls-key"));
+    assert_eq!((cert.len(), key.len()), (1, 1), "{args:?}");
+    let (tls, cert_item) = volume_at(pod, c, cert[0]);
+    let (tls2, key_item) = volume_at(pod, c, key[0]);
+    assert_eq!(tls, tls2);
+    let secret = tls["secret"]["secretName"].as_str().unwrap();
+    let it = items(&tls["secret"]);
+    assert!(it.contains(&("tls.crt".into(), cert_item)), "{it:?}");
+    assert!(it.contains(&("tls.key".into(), key_item)), "{it:?}");
+    let certificate = objs
+        .iter()
+        .find(|o| o["kind"] == "Certificate" && o["spec"]["secretName"] == secret)
+        .expect("a Certificate for the signer's TLS Secret");
+    let svc = find(objs, "Service", "provenant-signer").unwrap();
+    let port = &svc["spec"]["ports"][0];
+    assert_eq!(port["targetPort"], "https");
+    let host = "provenant-signer.provenant-system.svc";
+    assert_eq!(
+        signer_cfg["url"],
+        format!("https://{host}:{}", port["port"]),
+        "the webhook sends the sidecars to the signer's Service"
+    );
+    assert!(certificate["spec"]["dnsNames"]
+        .as_array()
+        .unwrap()
+        .contains(&host.into()));
+    // Issued by the signer's own CA, whose certificate the webhook hands out.
+    let issuer = find(
+        objs,
+        "Issuer",
+        certificate["spec"]["issuerRef"]["name"].as_str().unwrap(),
+    )
+    .unwrap();
+    let ca_secret = issuer["spec"]["ca"]["secretName"].as_str().unwrap();
+    let ca_cert = objs
+        .iter()
+        .find(|o| o["kind"] == "Certificate" && o["spec"]["secretName"] == ca_secret)
+        .unwrap();
+    assert_eq!(ca_cert["spec"]["isCA"], true);
+    let hook = find(objs, "Deployment", "provenant-webhook").unwrap();
+    let hook_pod = &hook["spec"]["template"]["spec"];
+    let (ca_vol, ca_item) = volume_at(
+        hook_pod,
+        &hook_pod["containers"][0],
+        signer_cfg["caFile"].as_str().unwrap(),
+    );
+    assert_eq!(ca_vol["secret"]["secretName"], ca_secret);
+    // The CA's certificate only, never its key.
+    assert_eq!(items(&ca_vol["secret"]), [("ca.crt".to_string(), ca_item)]);
+
+    // Callers by service-account token: discovery at the API server with
+    // the cluster CA and the signer's own token, projected explicitly.
+    assert_eq!(
+        flag("oidc-issuer"),
+        ["https://kubernetes.default.svc.cluster.local"]
+    );
+    let sa_dir = "/var/run/secrets/kubernetes.io/serviceaccount";
+    assert_eq!(flag("oidc-ca"), [format!("{sa_dir}/ca.crt").as_str()]);
+    assert_eq!(
+        flag("oidc-token-file"),
+        [format!("{sa_dir}/token").as_str()]
+    );
+    let (api, _) = volume_at(pod, c, &format!("{sa_dir}/token"));
+    assert_eq!(
+        api["projected"]["sources"],
+        serde_json::json!([
+            {"serviceAccountToken": {"path": "token", "expirationSeconds": 3607}},
+            {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}}
+        ])
+    );
+    let audience = flag("oidc-audience");
+    assert_eq!(
+        audience.first().copied().unwrap_or("provenant-signer"),
+        signer_cfg["audience"]
+            .as_str()
+            .unwrap_or("provenant-signer"),
+        "the sidecars' tokens are for the signer's audience"
+    );
+    // The builder ids: the signer's rules are the webhook's.
+    let builders: Vec<&str> = signer_cfg["builders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b.as_str().unwrap())
+        .collect();
+    assert!(!builders.is_empty());
+    assert_eq!(flag("builder"), builders);
+
+    let (key, key_item) = volume_at(pod, c, flag("key")[0]);
+    assert_eq!(key["secret"]["secretName"], "provenant-signing-key");
+    assert_eq!(
+        items(&key["secret"]),
+        [("cosign.key".to_string(), key_item)]
+    );
+
+    // Serves HTTPS on the declared port, probed there.
+    assert_eq!(flag("listen"), ["0.0.0.0:8788"]);
+    assert_eq!(
+        c["ports"],
+        serde_json::json!([{"name": "https", "containerPort": 8788}])
+    );
+    for probe in ["readinessProbe", "livenessProbe"] {
+        let g = &c[probe]["httpGet"];
+        assert_eq!(
+            (&g["path"], &g["port"], &g["scheme"]),
+            (&"/healthz".into(), &"https".into(), &"HTTPS".into()),
+            "{probe}"
+        );
+    }
+    let r = &c["resources"];
+    assert_eq!(r["requests"]["memory"], "768Mi");
+    assert_eq!(r["limits"]["memory"], "768Mi");
+
+    // Ingress only from build namespaces, to the signer's port.
+    let np = find(objs, "NetworkPolicy", "provenant-signer").unwrap();
+    let selector = &np["spec"]["podSelector"]["matchLabels"];
+    for (k, v) in selector.as_object().unwrap() {
+        assert_eq!(&dep["spec"]["template"]["metadata"]["labels"][k], v);
+    }
+    assert_eq!(np["spec"]["policyTypes"], serde_json::json!(["Ingress"]));
+    assert_eq!(
+        np["spec"]["ingress"],
+        serde_json::json!([{
+            "from": [{"namespaceSelector": {"matchLabels": {"provenant.dev/build-namespace": "true"}}}],
+            "ports": [{"protocol": "TCP", "port": "https"}]
+        }])
+    );
 }
 
 #[test]

@@ -173,11 +173,18 @@ struct Workload<'a> {
     containers: Vec<(&'a Value, &'static str)>,
     step_template: Option<&'a Value>,
     tekton: bool,
+    /// Where the containers keep their requests and limits: `resources`,
+    /// or `computeResources` in Tekton v1 steps, sidecars and stepTemplate
+    /// (the v1 schema has no `resources` there; v1beta1 has).
+    resources_key: &'static str,
 }
 
-fn workloads<'a>(v: &'a Value, path: &str, out: &mut Vec<Workload<'a>>) {
+fn workloads<'a>(v: &'a Value, path: &str, api: &str, out: &mut Vec<Workload<'a>>) {
     match v {
         Value::Mapping(m) => {
+            // The nearest enclosing apiVersion: a Cartographer template
+            // embeds a Tekton object of its own version.
+            let api = m.get("apiVersion").and_then(|a| a.as_str()).unwrap_or(api);
             if let Some(Value::Sequence(cs)) = m.get("containers") {
                 if cs.iter().any(|c| c.get("image").is_some()) {
                     let mut containers: Vec<(&Value, &'static str)> =
@@ -194,6 +201,7 @@ fn workloads<'a>(v: &'a Value, path: &str, out: &mut Vec<Workload<'a>>) {
                         containers,
                         step_template: None,
                         tekton: false,
+                        resources_key: "resources",
                     });
                 }
             }
@@ -211,17 +219,22 @@ fn workloads<'a>(v: &'a Value, path: &str, out: &mut Vec<Workload<'a>>) {
                         containers,
                         step_template: m.get("stepTemplate"),
                         tekton: true,
+                        resources_key: if api == "tekton.dev/v1" {
+                            "computeResources"
+                        } else {
+                            "resources"
+                        },
                     });
                 }
             }
             for (k, child) in m {
                 let k = k.as_str().unwrap_or("?");
-                workloads(child, &format!("{path}.{k}"), out);
+                workloads(child, &format!("{path}.{k}"), api, out);
             }
         }
         Value::Sequence(s) => {
             for (i, child) in s.iter().enumerate() {
-                workloads(child, &format!("{path}[{i}]"), out);
+                workloads(child, &format!("{path}[{i}]"), api, out);
             }
         }
         _ => {}
@@ -283,11 +296,16 @@ fn check_workload(w: &Workload) -> Vec<String> {
     for &(c, kind) in &w.containers {
         let name = name_of(c);
         let ours = is_provenant_image(c);
-        // Tekton merges stepTemplate into every step; a step's own
-        // securityContext wins field by field.
+        // Tekton merges stepTemplate into every step (not into sidecars);
+        // a step's own securityContext wins field by field.
+        let template = if kind == "step" {
+            w.step_template
+        } else {
+            None
+        };
         let field = |key: &str| -> Option<&Value> {
             let own = c["securityContext"].get(key);
-            let tmpl = w.step_template.and_then(|t| t["securityContext"].get(key));
+            let tmpl = template.and_then(|t| t["securityContext"].get(key));
             own.or(tmpl)
         };
         let inherited = |key: &str| -> Option<&Value> {
@@ -325,8 +343,19 @@ fn check_workload(w: &Workload) -> Vec<String> {
         }
         // What each profile lets a container add.
         const BASELINE_CAPS: &[&str] = &[
-            "AUDIT_WRITE", "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "MKNOD",
-            "NET_BIND_SERVICE", "SETFCAP", "SETGID", "SETPCAP", "SETUID", "SYS_CHROOT",
+            "AUDIT_WRITE",
+            "CHOWN",
+            "DAC_OVERRIDE",
+            "FOWNER",
+            "FSETID",
+            "KILL",
+            "MKNOD",
+            "NET_BIND_SERVICE",
+            "SETFCAP",
+            "SETGID",
+            "SETPCAP",
+            "SETUID",
+            "SYS_CHROOT",
         ];
         for add in caps
             .and_then(|c| c["add"].as_sequence())
@@ -365,13 +394,20 @@ fn check_workload(w: &Workload) -> Vec<String> {
             ("limits", "cpu"),
             ("limits", "memory"),
         ] {
-            if c["resources"][kind].get(res).is_none() {
-                say(format!("container {name}: no resources.{kind}.{res}"));
+            if c[w.resources_key][kind].get(res).is_none() {
+                let field = if w.resources_key == "resources" {
+                    String::new()
+                } else {
+                    format!(" (Tekton v1: {}.{kind}.{res})", w.resources_key)
+                };
+                say(format!(
+                    "container {name}: no resources.{kind}.{res}{field}"
+                ));
             }
         }
         if ours {
-            let limit = bytes(&c["resources"]["limits"]["memory"]);
-            let request = bytes(&c["resources"]["requests"]["memory"]);
+            let limit = bytes(&c[w.resources_key]["limits"]["memory"]);
+            let request = bytes(&c[w.resources_key]["requests"]["memory"]);
             // docs/pod-mode.md, Sizing: 32Mi plus 0.6Ki per file.
             if limit.is_none_or(|l| l < 32.0 * 1024.0 * 1024.0) {
                 say(format!(
@@ -499,7 +535,7 @@ fn check_docs(docs: &[Value]) -> (usize, usize, Vec<String>) {
     for (i, d) in docs.iter().enumerate() {
         let kind = d["kind"].as_str().unwrap_or("?");
         let name = d["metadata"]["name"].as_str().unwrap_or("?");
-        workloads(d, &format!("{kind}/{name}#{i}"), &mut found);
+        workloads(d, &format!("{kind}/{name}#{i}"), "", &mut found);
     }
     let containers = found.iter().map(|w| w.containers.len()).sum();
     for w in &found {
@@ -587,7 +623,8 @@ fn the_restricted_checks_catch_each_violation() {
             "readOnlyRootFilesystem",
             "fetch-source",
             Box::new(|d| {
-                sc(container(d, "fetch-source")).insert("readOnlyRootFilesystem".into(), false.into());
+                sc(container(d, "fetch-source"))
+                    .insert("readOnlyRootFilesystem".into(), false.into());
             }),
         ),
         (
@@ -819,6 +856,67 @@ fn the_restricted_checks_catch_each_violation() {
     assert!(
         p.iter()
             .any(|l| l.contains("container build: no resources")),
+        "{p:#?}"
+    );
+
+    // Tekton v1 keeps requests and limits in computeResources: the
+    // v1beta1 place (`resources`) is not enough there, and v1beta1 is read
+    // where it keeps them. stepTemplate is merged into steps only, never
+    // into sidecars. A builder that states root (kaniko) keeps a writable
+    // root and baseline's capabilities, and nothing beyond them.
+    let template = "  stepTemplate:\n    securityContext:\n      runAsNonRoot: true\n      runAsUser: 65532\n      allowPrivilegeEscalation: false\n      readOnlyRootFilesystem: true\n      capabilities: {drop: [ALL]}\n      seccompProfile: {type: RuntimeDefault}\n";
+    let sized = "{requests: {cpu: 100m, memory: 64Mi}, limits: {cpu: '1', memory: 64Mi}}";
+    let root = "      securityContext:\n        runAsNonRoot: false\n        runAsUser: 0\n        readOnlyRootFilesystem: false\n        capabilities: {drop: [ALL], add: [CHOWN, DAC_OVERRIDE, FOWNER, SETUID, SETGID]}\n";
+    let task = |api: &str, res_key: &str, builder_sc: &str, sidecar_sc: &str| {
+        load_docs(&format!(
+            "apiVersion: {api}\nkind: Task\nmetadata: {{name: t}}\nspec:\n{template}  steps:\n    - name: build\n      image: builder\n      {res_key}: {sized}\n{builder_sc}  sidecars:\n    - name: provenant\n      image: ghcr.io/x/provenant:1\n      {res_key}: {sized}\n{sidecar_sc}"
+        ))
+    };
+    let full_sidecar = "      securityContext:\n        runAsNonRoot: true\n        runAsUser: 65532\n        allowPrivilegeEscalation: false\n        readOnlyRootFilesystem: true\n        capabilities: {drop: [ALL]}\n        seccompProfile: {type: RuntimeDefault}\n";
+    let (_, _, p) = check_docs(&task("tekton.dev/v1", "computeResources", "", full_sidecar));
+    assert!(p.is_empty(), "{p:#?}");
+    let (_, _, p) = check_docs(&task("tekton.dev/v1beta1", "resources", root, full_sidecar));
+    assert!(p.is_empty(), "{p:#?}");
+    let (_, _, p) = check_docs(&task("tekton.dev/v1", "resources", "", full_sidecar));
+    for who in ["build", "provenant"] {
+        assert!(
+            p.iter().any(|l| l.contains(&format!(
+                "container {who}: no resources.limits.memory (Tekton v1: computeResources.limits.memory)"
+            ))),
+            "{p:#?}"
+        );
+    }
+    let (_, _, p) = check_docs(&task("tekton.dev/v1", "computeResources", "", ""));
+    for needle in [
+        "container provenant: allowPrivilegeEscalation",
+        "container provenant: readOnlyRootFilesystem",
+        "container provenant: capabilities must drop ALL",
+        "container provenant: seccompProfile",
+        "container provenant: runAsNonRoot",
+    ] {
+        assert!(p.iter().any(|l| l.contains(needle)), "{needle}: {p:#?}");
+    }
+    let (_, _, p) = check_docs(&task(
+        "tekton.dev/v1",
+        "computeResources",
+        &root.replace("SETGID]", "SETGID, SYS_ADMIN]"),
+        full_sidecar,
+    ));
+    assert!(
+        p.iter()
+            .any(|l| l.contains("container build: adds capability") && l.contains("SYS_ADMIN")),
+        "{p:#?}"
+    );
+    // The builder's root without its full statement is no exception.
+    let (_, _, p) = check_docs(&task(
+        "tekton.dev/v1",
+        "computeResources",
+        &root.replace("        runAsUser: 0\n", ""),
+        full_sidecar,
+    ));
+    assert!(
+        p.iter()
+            .any(|l| l.contains("container build: readOnlyRootFilesystem must be true")),
         "{p:#?}"
     );
 }

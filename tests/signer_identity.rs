@@ -8,7 +8,6 @@ mod common;
 #[path = "signer_support/mod.rs"]
 mod support;
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
@@ -554,110 +553,6 @@ fn a_rotated_issuer_key_is_picked_up_from_the_file() {
     let old = s.issuer.token(&kube_claims(ISS, AUD, &pod, 3600));
     let (status, _) = request(&format!("{url}/v1/identity"), Some(&s.ca), Some(&old), None);
     assert_eq!(status, 200);
-}
-
-/// A stand-in for the API server's issuer endpoints over HTTPS: the
-/// discovery document and the JWKS, only to a caller with the right
-/// bearer token, and a count of the JWKS fetches.
-struct IssuerServer {
-    url: String,
-    jwks: Arc<Mutex<String>>,
-    fetches: Arc<Mutex<usize>>,
-    _rt: tokio::runtime::Runtime,
-}
-
-fn issuer_server(ca: &Ca, bearer: &'static str, doc_issuer: Option<String>) -> IssuerServer {
-    use http_body_util::Full;
-    use hyper::body::Bytes;
-    let (cert, key) = ca.leaf("issuer", &["127.0.0.1"], false, false);
-    let certs = rustls_pki_types::pem::PemObject::pem_slice_iter(cert.as_bytes())
-        .collect::<Result<Vec<rustls_pki_types::CertificateDer>, _>>()
-        .unwrap();
-    let key: rustls_pki_types::PrivateKeyDer =
-        rustls_pki_types::pem::PemObject::from_pem_slice(key.as_bytes()).unwrap();
-    let cfg = rustls::ServerConfig::builder()
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let url = format!(
-        "https://127.0.0.1:{}",
-        listener.local_addr().unwrap().port()
-    );
-    let jwks = Arc::new(Mutex::new(String::new()));
-    let fetches = Arc::new(Mutex::new(0usize));
-    let (j, f, u) = (jwks.clone(), fetches.clone(), url.clone());
-    let doc_issuer = doc_issuer.unwrap_or_else(|| url.clone());
-    rt.spawn(async move {
-        loop {
-            let Ok((tcp, _)) = listener.accept().await else {
-                continue;
-            };
-            let (acceptor, j, f, u, di) = (
-                acceptor.clone(),
-                j.clone(),
-                f.clone(),
-                u.clone(),
-                doc_issuer.clone(),
-            );
-            tokio::spawn(async move {
-                let Ok(tls) = acceptor.accept(tcp).await else {
-                    return;
-                };
-                let svc = hyper::service::service_fn(
-                    move |req: hyper::Request<hyper::body::Incoming>| {
-                        let (j, f, u, di) = (j.clone(), f.clone(), u.clone(), di.clone());
-                        async move {
-                            let authorized = req
-                                .headers()
-                                .get("authorization")
-                                .and_then(|v| v.to_str().ok())
-                                == Some(&format!("Bearer {bearer}"));
-                            let (status, body) = match (authorized, req.uri().path()) {
-                                (false, _) => (401, "{}".to_string()),
-                                (true, "/.well-known/openid-configuration") => (
-                                    200,
-                                    serde_json::json!({
-                                        "issuer": di,
-                                        "jwks_uri": format!("{u}/openid/v1/jwks"),
-                                        "response_types_supported": ["id_token"],
-                                        "subject_types_supported": ["public"],
-                                        "id_token_signing_alg_values_supported": ["RS256"],
-                                    })
-                                    .to_string(),
-                                ),
-                                (true, "/openid/v1/jwks") => {
-                                    *f.lock().unwrap() += 1;
-                                    (200, j.lock().unwrap().clone())
-                                }
-                                _ => (404, "{}".to_string()),
-                            };
-                            let mut r = hyper::Response::new(Full::new(Bytes::from(body)));
-                            *r.status_mut() = hyper::StatusCode::from_u16(status).unwrap();
-                            Ok::<_, std::convert::Infallible>(r)
-                        }
-                    },
-                );
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
-                    .await;
-            });
-        }
-    });
-    IssuerServer {
-        url,
-        jwks,
-        fetches,
-        _rt: rt,
-    }
 }
 
 /// OIDC discovery as against an API server: the issuer's document and

@@ -10,6 +10,8 @@
 //! (tests/interop/admission.py); a second admission of the patched pod
 //! must give no patch. Garbage requests must give a clear answer.
 mod common;
+#[path = "signer_support/mod.rs"]
+mod support;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -474,10 +476,132 @@ fn tekton_pod_native_and_legacy_sidecar() {
     }
 }
 
+/// A CA for the signer, as cert-manager's Secret holds it (`ca.crt`), in
+/// its own directory; returns the file and its certificate's DER.
+fn signer_ca(dir: &Path) -> (PathBuf, Vec<u8>) {
+    let ck = rcgen::generate_simple_self_signed(vec!["provenant-signer-ca".into()]).unwrap();
+    let f = dir.join("ca.crt");
+    std::fs::write(&f, ck.cert.pem()).unwrap();
+    (f, ck.cert.der().to_vec())
+}
+
+const TEAM: &str = "https://ci.example.com/clusters/test/team";
+const TEAM_KPACK: &str = "https://ci.example.com/clusters/test/team-kpack";
+
+/// The remote signer as the install kit configures it: service-account
+/// identity, builder ids for namespace `team` and its service account
+/// `kpack-builder`.
+fn signer_config(ca: &Path, extra: &str) -> String {
+    format!(
+        "image: {IMAGE}\nsigning:\n  signer:\n    url: https://provenant-signer.provenant-system.svc:8788\n    caFile: {}\n    builders:\n      - \"*=https://ci.example.com/clusters/test/any\"\n      - \"team={TEAM}\"\n      - \"team/kpack-builder={TEAM_KPACK}\"\n{extra}",
+        ca.display()
+    )
+}
+
+/// The certificates of a PEM text, as DER.
+fn pem_ders(pem: &str) -> Vec<Vec<u8>> {
+    use base64::Engine;
+    pem.split("-----BEGIN CERTIFICATE-----")
+        .skip(1)
+        .map(|b| {
+            let body: String = b
+                .split("-----END CERTIFICATE-----")
+                .next()
+                .unwrap()
+                .split_whitespace()
+                .collect();
+            base64::engine::general_purpose::STANDARD
+                .decode(body)
+                .unwrap()
+        })
+        .collect()
+}
+
+/// The sidecar's signer credentials in a patched pod: the projected token
+/// (bound to the pod, for the signer's audience, 10 minutes) and the CA
+/// from the pod's annotation, in one volume mounted into the recording
+/// sidecar only; no container of the build mounts a token for the signer.
+fn check_signer_token(pod: &Value, record_name: &str, ca_der: &[u8]) {
+    let spec = &pod["spec"];
+    let vol = spec["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "provenant-signer-token")
+        .expect("the signer token volume");
+    assert_eq!(
+        vol["projected"]["sources"],
+        json!([
+            {"serviceAccountToken": {"audience": "provenant-signer", "expirationSeconds": 600, "path": "token"}},
+            {"downwardAPI": {"items": [{"path": "ca.crt", "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.annotations['provenant.dev/signer-ca']"}}]}}
+        ])
+    );
+    let ca = pod["metadata"]["annotations"]["provenant.dev/signer-ca"]
+        .as_str()
+        .unwrap();
+    assert_eq!(pem_ders(ca), [ca_der.to_vec()]);
+    // No other volume of the pod holds a service-account token for the
+    // signer.
+    let for_signer: Vec<&str> = spec["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|v| {
+            v["projected"]["sources"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|s| s["serviceAccountToken"]["audience"] == "provenant-signer")
+        })
+        .map(|v| v["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(for_signer, ["provenant-signer-token"]);
+    let mut mounted_in = Vec::new();
+    for c in spec["initContainers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .chain(spec["containers"].as_array().unwrap())
+    {
+        let name = c["name"].as_str().unwrap();
+        if mounts(c).iter().any(|m| m.0 == "provenant-signer-token") {
+            mounted_in.push(name.to_string());
+            assert!(mounts(c).contains(&(
+                "provenant-signer-token".into(),
+                "/var/run/provenant/signer".into(),
+                true
+            )));
+        }
+    }
+    assert_eq!(mounted_in, [record_name], "the token only in the sidecar");
+}
+
+/// The pod fields the signer compares with the token, from the downward
+/// API into the snapshot, which records them in the statement.
+fn check_pod_identity_env(snapshot: &Value) {
+    let env = snapshot["env"].as_array().unwrap();
+    for (var, path) in [
+        ("POD_NAME", "metadata.name"),
+        ("POD_NAMESPACE", "metadata.namespace"),
+        ("POD_UID", "metadata.uid"),
+        ("SERVICE_ACCOUNT", "spec.serviceAccountName"),
+        ("NODE_NAME", "spec.nodeName"),
+    ] {
+        let e = env
+            .iter()
+            .find(|e| e["name"] == var)
+            .unwrap_or_else(|| panic!("{var}"));
+        assert_eq!(e["valueFrom"]["fieldRef"]["fieldPath"], path, "{var}");
+    }
+}
+
 #[test]
 fn opted_in_pod_and_remote_signer() {
-    let cfg = format!(
-        "image: {IMAGE}\nsigning:\n  signer:\n    url: https://provenant-signer.provenant-system.svc:8788\n    tokenSecretName: provenant-signer-token\npublish:\n  enabled: true\n  credentialsSecretName: registry-push\n"
+    let t = tempfile::tempdir().unwrap();
+    let (ca_file, ca_der) = signer_ca(t.path());
+    let cfg = signer_config(
+        &ca_file,
+        "publish:\n  enabled: true\n  credentialsSecretName: registry-push\n",
     );
     let h = start(&cfg);
     let (r, v) = h.admit(&fixture("opt-in-pod.json"));
@@ -495,15 +619,158 @@ fn opted_in_pod_and_remote_signer() {
     let a = args(record);
     for want in [
         "--signer=https://provenant-signer.provenant-system.svc:8788",
+        "--signer-ca=/var/run/provenant/signer/ca.crt",
         "--signer-token-file=/var/run/provenant/signer/token",
+        // Namespace team, service account default: the namespace's rule.
+        &format!("--builder-id={TEAM}"),
         "--publish",
         "--registry-config=/var/run/provenant/registry/config.json",
     ] {
-        assert!(a.contains(&want.to_string()), "{a:?}");
+        assert!(a.contains(&want.to_string()), "{a:?} lacks {want}");
     }
+    assert_eq!(
+        a.iter().filter(|x| x.starts_with("--builder-id")).count(),
+        1
+    );
     assert!(!a.iter().any(|x| x.starts_with("--key")));
     assert!(mounts(record).contains(&("work".into(), "/work".into(), true)));
+    check_signer_token(&v["patched"], "provenant-record", &ca_der);
+    check_pod_identity_env(container(init, "provenant-snapshot"));
     check_isolation(&v["patched"]);
+}
+
+/// Every profile with the signer: the builder id is the one the signer's
+/// rules give the pod's namespace and service account (kpack's
+/// `kpack-builder` has a rule of its own, Tekton's `pipeline` gets the
+/// namespace's), and the token reaches the sidecar only, native or
+/// Tekton-style.
+#[test]
+fn remote_signer_builder_ids_and_token_in_every_profile() {
+    let t = tempfile::tempdir().unwrap();
+    let (ca_file, ca_der) = signer_ca(t.path());
+    for (fixture_name, extra, record_name, builder) in [
+        ("kpack-build-pod.json", "", "provenant-record", TEAM_KPACK),
+        (
+            "tekton-taskrun-pod.json",
+            "profiles:\n  tekton:\n    nativeSidecar: false\n",
+            "sidecar-provenant-record",
+            TEAM,
+        ),
+        ("tekton-taskrun-pod.json", "", "provenant-record", TEAM),
+    ] {
+        let h = start(&signer_config(&ca_file, extra));
+        let (r, v) = h.admit(&fixture(fixture_name));
+        assert_eq!(
+            r.code,
+            0,
+            "{fixture_name}: {}\n{}\n{}",
+            r.stdout,
+            r.stderr,
+            h.log()
+        );
+        let pod = &v["patched"];
+        let spec = &pod["spec"];
+        let all = json!(spec["initContainers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .chain(spec["containers"].as_array().unwrap())
+            .collect::<Vec<_>>());
+        let a = args(container(&all, record_name));
+        assert!(
+            a.contains(&format!("--builder-id={builder}")),
+            "{fixture_name}: {a:?}"
+        );
+        check_signer_token(pod, record_name, &ca_der);
+        check_pod_identity_env(container(&all, "provenant-snapshot"));
+        check_isolation(pod);
+        assert_eq!(v["second"]["allowed"], true);
+    }
+}
+
+#[test]
+fn remote_signer_refusals_and_the_ca_handed_out() {
+    let t = tempfile::tempdir().unwrap();
+    let (ca_file, ca_der) = signer_ca(t.path());
+    // A namespace the signer has no builder id for: the signer would
+    // refuse every statement, so the pod is not instrumented (Fail: denied,
+    // saying why).
+    let cfg = signer_config(&ca_file, "").replace(
+        "      - \"*=https://ci.example.com/clusters/test/any\"\n      - \"team=",
+        "      - \"other=",
+    );
+    let h = start(&cfg);
+    let (status, v) = h.post(std::fs::read(fixture("opt-in-pod.json")).unwrap());
+    assert_eq!(status, 200);
+    assert_eq!(v["response"]["allowed"], false, "{v}");
+    let msg = v["response"]["status"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains(
+            "no builder id for namespace team (service account default) in signing.signer.builders"
+        ),
+        "{msg}"
+    );
+    // kpack's service account has a rule of its own there.
+    let (_, v) = h.post(std::fs::read(fixture("kpack-build-pod.json")).unwrap());
+    assert_eq!(v["response"]["allowed"], true, "{v}");
+    drop(h);
+
+    let h = start(&signer_config(&ca_file, ""));
+    // A build container with a token for the signer's audience could have
+    // statements about this pod signed without the sidecar: denied. A
+    // token for another audience (the API server's) is the signer's
+    // refusal to make, not the webhook's.
+    for (audience, allowed) in [
+        ("provenant-signer", false),
+        ("https://kubernetes.default.svc", true),
+    ] {
+        let mut pod = kpack_pod();
+        pod["spec"]["volumes"].as_array_mut().unwrap().push(json!({
+            "name": "my-token",
+            "projected": {"sources": [{"serviceAccountToken": {"audience": audience, "path": "t"}}]}
+        }));
+        pod["spec"]["initContainers"][4]["volumeMounts"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"name": "my-token", "mountPath": "/t"}));
+        let (_, v) = h.post(review_of(pod));
+        assert_eq!(v["response"]["allowed"], allowed, "{audience}: {v}");
+        if !allowed {
+            assert!(v["response"]["status"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("container build mounts volume my-token"));
+        }
+    }
+    // A CA the pod's creator put into the annotation is replaced by the
+    // signer's.
+    let mut r = read_json(&fixture("kpack-build-pod.json"));
+    r["request"]["object"]["metadata"]["annotations"]["provenant.dev/signer-ca"] =
+        json!("-----BEGIN CERTIFICATE-----\nMIIB...attacker\n-----END CERTIFICATE-----\n");
+    let f = t.path().join("review.json");
+    std::fs::write(&f, serde_json::to_vec(&r).unwrap()).unwrap();
+    let (res, v) = h.admit(&f);
+    assert_eq!(res.code, 0, "{}\n{}", res.stdout, res.stderr);
+    check_signer_token(&v["patched"], "provenant-record", &ca_der);
+    let genuine = v["patched"].clone();
+    // An instrumented pod whose CA was changed is not one this webhook made.
+    let mut forged = genuine.clone();
+    let other = rcgen::generate_simple_self_signed(vec!["attacker CA".into()]).unwrap();
+    forged["metadata"]["annotations"]["provenant.dev/signer-ca"] = json!(other.cert.pem());
+    let (_, v) = h.post(review_of(forged));
+    assert_eq!(v["response"]["allowed"], false, "{v}");
+    assert!(v["response"]["status"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("provenant.dev/signer-ca differs"));
+    // A renewed CA reaches the next pod without a restart.
+    let d2 = tempfile::tempdir().unwrap();
+    let (new_file, new_der) = signer_ca(d2.path());
+    std::fs::copy(&new_file, &ca_file).unwrap();
+    let (res, v) = h.admit(&fixture("kpack-build-pod.json"));
+    assert_eq!(res.code, 0, "{}", res.stderr);
+    check_signer_token(&v["patched"], "provenant-record", &new_der);
+    assert!(h.log().contains("signer CA reloaded"), "{}", h.log());
 }
 
 #[test]
@@ -769,6 +1036,41 @@ fn bad_configuration_stops_at_start_with_one_line() {
         ]);
         run(c).fails(code, needle);
     }
+    // The signer's CA file is read at start: missing, or not certificates.
+    let (ca_file, _) = signer_ca(t.path());
+    for (ca, needle) in [
+        (t.path().join("missing.crt"), "signing.signer.caFile"),
+        (t.path().join("tls.key"), "no certificate in it"),
+    ] {
+        let cfg = signer_config(&ca, "");
+        std::fs::write(t.path().join("c.yaml"), cfg).unwrap();
+        let mut c = provenant(t.path());
+        c.args([
+            "webhook",
+            "--check",
+            "--config",
+            "c.yaml",
+            "--tls-cert",
+            "tls.crt",
+            "--tls-key",
+            "tls.key",
+        ]);
+        let r = run(c).fails(3, needle);
+        assert!(r.stderr.contains(&ca.display().to_string()), "{}", r.stderr);
+    }
+    std::fs::write(t.path().join("c.yaml"), signer_config(&ca_file, "")).unwrap();
+    let mut c = provenant(t.path());
+    c.args([
+        "webhook",
+        "--check",
+        "--config",
+        "c.yaml",
+        "--tls-cert",
+        "tls.crt",
+        "--tls-key",
+        "tls.key",
+    ]);
+    run(c).ok();
     std::fs::write(t.path().join("c.yaml"), config_yaml("")).unwrap();
     let mut c = provenant(t.path());
     c.args([
@@ -839,6 +1141,438 @@ fn stage_gate_from_annotations() {
     bad["metadata"]["annotations"]["provenant.dev/require"] = json!("--key=/x");
     let (_, v) = h.post(review_of(bad));
     assert_eq!(v["response"]["allowed"], false);
+}
+
+// ---------------------------------------------------------------------------
+// The install kit's pieces together, for real: the signer run with the
+// arguments of the kit's Deployment, the webhook with the kit's
+// configuration, and the sidecar that webhook injects, signing through
+// that signer with its pod's service-account token and the CA the webhook
+// handed the pod. No cluster and no containers: each container runs as a
+// process, with exactly these conversions (kit_* below):
+// * each volume a container mounts is a directory of the test, at the
+//   mount path under a root of its own (args and env are rewritten
+//   accordingly): the key, cert-manager's TLS Secret, the signer's
+//   projected API token and cluster CA, the webhook's copy of the signer
+//   CA, the pod's `work` emptyDir, provenant's state, and the sidecar's
+//   projected volume, whose `token` is a JWT of the test's issuer for this
+//   pod and audience and whose `ca.crt` is the pod's annotation, as the
+//   kubelet would write them;
+// * the downward-API env (POD_NAME, POD_NAMESPACE, POD_UID,
+//   SERVICE_ACCOUNT, NODE_NAME) gets the values the kubelet would give;
+// * `--listen=0.0.0.0:8788` becomes a free loopback port, and the host of
+//   the signer's Service in the sidecar's `--signer` URL becomes 127.0.0.1
+//   (the test certificate carries the Certificate's dnsNames and
+//   127.0.0.1; tests/install.rs checks that the Certificate covers the
+//   Service name the webhook uses);
+// * `--oidc-issuer` becomes a stand-in for the API server's issuer
+//   endpoints over HTTPS (discovery and JWKS, only for the signer's own
+//   token), with the test's cluster CA.
+
+fn kustomize(dir: &str) -> String {
+    let kubectl = std::env::var_os("PROVENANT_KUBECTL").unwrap_or_else(|| "kubectl".into());
+    let mut c = Command::new(kubectl);
+    c.arg("kustomize")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join(dir));
+    let r = run(c);
+    assert_eq!(r.code, 0, "kubectl kustomize {dir}: {}", r.stderr);
+    r.stdout
+}
+
+fn yaml_docs(yaml: &str) -> Vec<Value> {
+    serde_yaml_ng::Deserializer::from_str(yaml)
+        .map(|d| {
+            let v: serde_yaml_ng::Value = serde::Deserialize::deserialize(d).unwrap();
+            serde_json::to_value(v).unwrap()
+        })
+        .filter(|v| !v.is_null())
+        .collect()
+}
+
+fn strs(v: &Value) -> Vec<String> {
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .map(|a| a.as_str().unwrap().to_string())
+        .collect()
+}
+
+/// A value naming a path under one of `mount_paths`, moved under `root`.
+fn kit_path(value: &str, mount_paths: &[String], root: &Path) -> String {
+    for m in mount_paths {
+        if value == m || value.starts_with(&format!("{m}/")) {
+            return format!("{}{value}", root.display());
+        }
+    }
+    value.to_string()
+}
+
+/// `--flag=PATH` and bare paths under the container's mounts, moved.
+fn kit_args(c: &Value, root: &Path) -> Vec<String> {
+    let mounts: Vec<String> = c["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["mountPath"].as_str().unwrap().to_string())
+        .collect();
+    strs(&c["args"])
+        .into_iter()
+        .map(|a| match a.split_once('=') {
+            Some((flag, v)) if flag.starts_with("--") => {
+                format!("{flag}={}", kit_path(v, &mounts, root))
+            }
+            _ => kit_path(&a, &mounts, root),
+        })
+        .collect()
+}
+
+/// The container's env as the kubelet would set it for `pod`.
+fn kit_env(c: &Value, root: &Path, pod: &support::Pod) -> Vec<(String, String)> {
+    let mounts: Vec<String> = c["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["mountPath"].as_str().unwrap().to_string())
+        .collect();
+    c["env"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| {
+            let name = e["name"].as_str().unwrap().to_string();
+            if let Some(v) = e["value"].as_str() {
+                return Some((name, kit_path(v, &mounts, root)));
+            }
+            let field = e["valueFrom"]["fieldRef"]["fieldPath"].as_str()?;
+            let v = match field {
+                "metadata.name" => pod.name.clone(),
+                "metadata.namespace" => pod.namespace.clone(),
+                "metadata.uid" => pod.uid.clone(),
+                "spec.serviceAccountName" => pod.service_account.clone(),
+                "spec.nodeName" => "node-1".into(),
+                other => panic!("downward API field {other} not converted"),
+            };
+            Some((name, v))
+        })
+        .collect()
+}
+
+/// A process's output, gathered; the receiver hears once a line contains
+/// `ready`.
+fn gather(
+    stream: impl std::io::Read + Send + 'static,
+    ready: Option<&'static str>,
+) -> (
+    std::sync::Arc<std::sync::Mutex<String>>,
+    std::sync::mpsc::Receiver<()>,
+) {
+    let all = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let a = all.clone();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for l in std::io::BufReader::new(stream)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if ready.is_some_and(|r| l.contains(r)) {
+                let _ = tx.send(());
+            }
+            let mut g = a.lock().unwrap();
+            g.push_str(&l);
+            g.push('\n');
+        }
+    });
+    (all, rx)
+}
+
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn the_kits_signer_signs_for_the_sidecar_its_webhook_injects() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let objs = yaml_docs(&kustomize("manifests/install"));
+    let find = |kind: &str, name: &str| {
+        objs.iter()
+            .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
+            .unwrap_or_else(|| panic!("{kind}/{name} not in the kit"))
+    };
+
+    // --- The signer, as its Deployment runs it.
+    let dep = find("Deployment", "provenant-signer");
+    let sc = &dep["spec"]["template"]["spec"]["containers"][0];
+    let sroot = d.join("signer-pod");
+    let key_dir = sroot.join("var/run/provenant/key");
+    std::fs::create_dir_all(&key_dir).unwrap();
+    let mut c = provenant(&key_dir);
+    c.args(["keygen", "--unencrypted", "--output-prefix", "cosign"]);
+    run(c).ok();
+    std::fs::rename(key_dir.join("cosign.pub"), d.join("cosign.pub")).unwrap();
+    // cert-manager's Secret: a leaf of the signer's CA for the
+    // Certificate's names.
+    let signer_ca = support::Ca::new("provenant-signer-ca");
+    let mut names: Vec<String> = strs(&find("Certificate", "provenant-signer")["spec"]["dnsNames"]);
+    names.push("127.0.0.1".into());
+    let (crt, key) = signer_ca.leaf(
+        "provenant-signer",
+        &names.iter().map(String::as_str).collect::<Vec<_>>(),
+        false,
+        false,
+    );
+    write(&sroot.join("var/run/provenant/tls/tls.crt"), crt.as_bytes());
+    write(&sroot.join("var/run/provenant/tls/tls.key"), key.as_bytes());
+    // The API server's issuer endpoints, and the signer's own token and
+    // cluster CA as the projected volume holds them.
+    let cluster_ca = support::Ca::new("cluster CA");
+    let srv = support::issuer_server(&cluster_ca, "the-signers-own-token", None);
+    let issuer = support::Issuer::new(&srv.url, "sa-key-1");
+    *srv.jwks.lock().unwrap() = issuer.jwks();
+    let sa_dir = sroot.join("var/run/secrets/kubernetes.io/serviceaccount");
+    write(&sa_dir.join("ca.crt"), cluster_ca.pem().as_bytes());
+    write(&sa_dir.join("token"), b"the-signers-own-token");
+    let port = free_port();
+    let args: Vec<String> = kit_args(sc, &sroot)
+        .into_iter()
+        .map(|a| {
+            if a.starts_with("--listen=") {
+                format!("--listen=127.0.0.1:{port}")
+            } else if a.starts_with("--oidc-issuer=") {
+                format!("--oidc-issuer={}", srv.url)
+            } else {
+                a
+            }
+        })
+        .collect();
+    let mut c = Command::new(bin());
+    c.current_dir(d)
+        .args(&args)
+        .env_clear()
+        .envs(kit_env(sc, &sroot, &support::Pod::new("", "", "", "")))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut signer = Killed(c.spawn().unwrap());
+    let (audit, _) = gather(signer.0.stdout.take().unwrap(), None);
+    let (signer_log, ready) = gather(signer.0.stderr.take().unwrap(), Some("signer ready"));
+    assert!(
+        ready.recv_timeout(Duration::from_secs(60)).is_ok(),
+        "the kit's signer did not start: {args:?}\n{}",
+        signer_log.lock().unwrap()
+    );
+    let audit_lines = || -> Vec<Value> {
+        audit
+            .lock()
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+
+    // --- The webhook, with the kit's configuration and its copy of the
+    // signer's CA.
+    let hook_dep = find("Deployment", "provenant-webhook");
+    let hc = &hook_dep["spec"]["template"]["spec"]["containers"][0];
+    let cm = objs
+        .iter()
+        .find(|o| {
+            o["kind"] == "ConfigMap"
+                && o["metadata"]["name"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("provenant-webhook-config")
+        })
+        .unwrap();
+    let config = cm["data"]["config.yaml"].as_str().unwrap();
+    let wroot = d.join("webhook-pod");
+    let hook_mounts: Vec<String> = hc["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["mountPath"].as_str().unwrap().to_string())
+        .collect();
+    let ca_file = yaml_docs(config)[0]["signing"]["signer"]["caFile"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let ca_here = kit_path(&ca_file, &hook_mounts, &wroot);
+    assert_ne!(ca_here, ca_file, "caFile is in a volume of the webhook");
+    write(Path::new(&ca_here), signer_ca.pem().as_bytes());
+    let h = start(&format!(
+        "image: {IMAGE}\n{}",
+        config.replace(&ca_file, &ca_here)
+    ));
+    let (r, v) = h.admit(&fixture("opt-in-pod.json"));
+    assert_eq!(r.code, 0, "{}\n{}\n{}", r.stdout, r.stderr, h.log());
+    let patched = &v["patched"];
+    let init = &patched["spec"]["initContainers"];
+    let pod = support::Pod::new(
+        patched["metadata"]["namespace"].as_str().unwrap(),
+        patched["metadata"]["name"].as_str().unwrap(),
+        "7d0c7a9e-5b1f-4c2e-9a33-0000000000b1",
+        patched["spec"]["serviceAccountName"].as_str().unwrap(),
+    );
+
+    // --- The pod: the source the fetch step cloned, the snapshot.
+    let proot = d.join("build-pod");
+    write(
+        &proot.join("work/src/main.c"),
+        b"int main(void) { return 0; }\n",
+    );
+    std::fs::create_dir_all(proot.join("work/out")).unwrap();
+    let snap = container(init, "provenant-snapshot");
+    let mut c = Command::new(bin());
+    c.current_dir(d)
+        .args(kit_args(snap, &proot))
+        .env_clear()
+        .envs(kit_env(snap, &proot, &pod));
+    run(c).ok();
+
+    // The sidecar's projected volume, as the kubelet writes it: a token
+    // for its audience and lifetime, bound to this pod; the CA from the
+    // pod's annotation.
+    let record = container(init, "provenant-record");
+    let vol = patched["spec"]["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "provenant-signer-token")
+        .unwrap();
+    let tok = &vol["projected"]["sources"][0]["serviceAccountToken"];
+    let token_dir = mounts(record)
+        .into_iter()
+        .find(|m| m.0 == "provenant-signer-token")
+        .unwrap()
+        .1;
+    let tdir = PathBuf::from(format!("{}{token_dir}", proot.display()));
+    write(
+        &tdir.join(tok["path"].as_str().unwrap()),
+        issuer
+            .token(&support::kube_claims(
+                &srv.url,
+                tok["audience"].as_str().unwrap(),
+                &pod,
+                tok["expirationSeconds"].as_i64().unwrap(),
+            ))
+            .as_bytes(),
+    );
+    write(
+        &tdir.join("ca.crt"),
+        patched["metadata"]["annotations"]["provenant.dev/signer-ca"]
+            .as_str()
+            .unwrap()
+            .as_bytes(),
+    );
+    let service = "https://provenant-signer.provenant-system.svc:8788";
+    let record_args: Vec<String> = kit_args(record, &proot)
+        .into_iter()
+        .map(|a| {
+            a.replace(
+                &format!("--signer={service}"),
+                &format!("--signer=https://127.0.0.1:{port}"),
+            )
+        })
+        .collect();
+    assert!(
+        record_args.contains(&format!("--signer=https://127.0.0.1:{port}")),
+        "{record_args:?}"
+    );
+    let mut c = Command::new(bin());
+    c.current_dir(d)
+        .args(&record_args)
+        .env_clear()
+        .envs(kit_env(record, &proot, &pod))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut sidecar = Killed(c.spawn().unwrap());
+    let (out, _) = gather(sidecar.0.stdout.take().unwrap(), None);
+    let (log, ready) = gather(sidecar.0.stderr.take().unwrap(), Some("ready: watching"));
+    assert!(
+        ready.recv_timeout(Duration::from_secs(30)).is_ok(),
+        "sidecar not ready:\n{}\nsigner:\n{}",
+        log.lock().unwrap(),
+        signer_log.lock().unwrap()
+    );
+    // Its start-up check reached the kit's signer as this pod, and agreed
+    // on the builder id.
+    let a = audit_lines();
+    assert_eq!(a.len(), 1, "{a:?}");
+    assert_eq!(a[0]["event"], "identity", "{a:?}");
+    // The build, then the kubelet's SIGTERM once it has exited.
+    write(&proot.join("work/out/app.bin"), b"\x7fELF built by make");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(sidecar.0.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = sidecar.0.wait().unwrap();
+    assert!(
+        status.success(),
+        "{}\nsigner:\n{}",
+        log.lock().unwrap(),
+        signer_log.lock().unwrap()
+    );
+
+    // The attestation on the sidecar's log verifies with the signer's key.
+    let line = {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let o = out.lock().unwrap().clone();
+            if o.lines().count() >= 1 || Instant::now() > deadline {
+                break o;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    write(&d.join("sidecar.log"), line.as_bytes());
+    let mut c = provenant(d);
+    c.args(["verify", "--key", "cosign.pub", "sidecar.log"]);
+    run(c).ok();
+    let logged: Value = serde_json::from_str(line.lines().next().unwrap()).unwrap();
+    write(
+        &d.join("envelope.json"),
+        &serde_json::to_vec(&logged["envelope"]).unwrap(),
+    );
+    let st = statement_of(&d.join("envelope.json"));
+    let builder_id = strs(&yaml_docs(config)[0]["signing"]["signer"]["builders"])[0]
+        .strip_prefix("*=")
+        .unwrap()
+        .to_string();
+    assert_eq!(st["predicate"]["runDetails"]["builder"]["id"], builder_id);
+    let p = &st["predicate"]["buildDefinition"]["internalParameters"]["pod"];
+    assert_eq!(
+        (&p["name"], &p["namespace"], &p["uid"]),
+        (&json!(pod.name), &json!(pod.namespace), &json!(pod.uid)),
+        "{st}"
+    );
+    let subjects: Vec<&str> = st["subject"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    // /work/out/app.bin in the pod.
+    assert_eq!(
+        subjects,
+        [format!("{}/work/out/app.bin", proot.display())],
+        "{st}"
+    );
+    // The signer's audit line names the pod, from its token.
+    let a = audit_lines();
+    assert_eq!(a.len(), 2, "{a:?}");
+    assert_eq!(a[1]["event"], "signed");
+    assert_eq!(a[1]["caller"]["kind"], "serviceAccount");
+    assert_eq!(a[1]["caller"]["namespace"], json!(pod.namespace));
+    assert_eq!(a[1]["caller"]["pod"], json!(pod.name));
+    assert_eq!(a[1]["caller"]["podUid"], json!(pod.uid));
+    assert_eq!(a[1]["builderId"], builder_id);
+    drop(signer);
 }
 
 // ---------------------------------------------------------------------------

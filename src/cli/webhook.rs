@@ -42,12 +42,12 @@ pub struct WebhookArgs {
 pub fn webhook(a: WebhookArgs) -> CliResult {
     let config = Config::load(&a.config, a.image.as_deref())?;
     let store = CertStore::load(&a.tls_cert, &a.tls_key)?;
+    let hook = Arc::new(Webhook::new(config)?);
     if a.check {
         println!("configuration {} and certificate ok", a.config.display());
         return Ok(exit::OK);
     }
     let tls = tls_config(store.clone())?;
-    let hook = Arc::new(Webhook::new(config));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

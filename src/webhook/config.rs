@@ -1,12 +1,13 @@
 //! The webhook's configuration file (YAML). Every object rejects unknown
 //! fields: a typo in a setting that decides where keys are mounted must
 //! stop the webhook at start, not be silently ignored.
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
 use super::WebhookError;
 use crate::provenance::{ProductsAs, DEFAULT_BUILDER_ID};
+use crate::sign::service::BuilderIds;
 
 /// Longest configuration file read (it is a few hundred bytes in practice).
 const MAX_CONFIG_BYTES: u64 = 1 << 20;
@@ -23,9 +24,11 @@ pub struct Config {
     pub image: String,
     #[serde(default = "default_pull_policy")]
     pub image_pull_policy: String,
-    /// `builder.id` written into every attestation.
-    #[serde(default = "default_builder_id")]
-    pub builder_id: String,
+    /// `builder.id` written into every attestation signed with the key
+    /// Secret (default `https://provenant.dev/builders/local/v1`). With a
+    /// signer, the signer fixes the builder ids: `signing.signer.builders`.
+    #[serde(default)]
+    pub builder_id: Option<String>,
     pub signing: Signing,
     #[serde(default)]
     pub publish: Publish,
@@ -93,14 +96,33 @@ pub struct KeySecret {
     pub password_item: Option<String>,
 }
 
-/// A `provenant signer` service; its bearer token in a Secret.
+/// A `provenant signer` that knows each sidecar by its pod's projected
+/// service-account token (docs/pod-mode.md, "Remote signer").
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RemoteSigner {
+    /// `https://...`: the sidecar sends its token there.
     pub url: String,
-    pub token_secret_name: String,
-    #[serde(default = "default_token_item")]
-    pub token_item: String,
+    /// The CA certificates (PEM) the signer's certificate chains to, as a
+    /// file the webhook reads (and reads again when it changes). Each pod
+    /// gets them in an annotation, projected into the sidecar as
+    /// `--signer-ca`: no build namespace needs a copy of its own.
+    pub ca_file: PathBuf,
+    /// The audience of the sidecar's token: the signer's
+    /// `--oidc-audience`.
+    #[serde(default = "default_audience")]
+    pub audience: String,
+    /// Lifetime of the sidecar's token; 600 (Kubernetes' minimum) keeps
+    /// a stolen one useful for the shortest time.
+    #[serde(default = "default_token_expiration")]
+    pub token_expiration_seconds: i64,
+    /// The signer's `--builder` rules, exactly as given to it
+    /// (`NAMESPACE[/SERVICEACCOUNT]=URI`, `*=URI`): the builder id each
+    /// pod's sidecar passes is the one the signer demands of that pod.
+    pub builders: Vec<String>,
+    /// `builders`, parsed by the signer's own code.
+    #[serde(skip)]
+    pub builder_ids: BuilderIds,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -218,8 +240,11 @@ fn yes() -> bool {
 fn default_pull_policy() -> String {
     "IfNotPresent".into()
 }
-fn default_builder_id() -> String {
-    DEFAULT_BUILDER_ID.into()
+fn default_audience() -> String {
+    "provenant-signer".into()
+}
+fn default_token_expiration() -> i64 {
+    600
 }
 fn default_uid() -> i64 {
     65532
@@ -229,9 +254,6 @@ fn default_grace() -> i64 {
 }
 fn default_key_item() -> String {
     "cosign.key".into()
-}
-fn default_token_item() -> String {
-    "token".into()
 }
 fn default_dockerconfig_item() -> String {
     ".dockerconfigjson".into()
@@ -300,7 +322,19 @@ impl Config {
             c.image = i.to_string();
         }
         c.validate()?;
+        if let Some(s) = c.signing.signer.as_mut() {
+            for (i, b) in s.builders.iter().enumerate() {
+                s.builder_ids
+                    .add(b)
+                    .map_err(|e| invalid(&format!("signing.signer.builders[{i}]"), e))?;
+            }
+        }
         Ok(c)
+    }
+
+    /// The builder id of statements signed with the key Secret.
+    pub fn key_builder_id(&self) -> &str {
+        self.builder_id.as_deref().unwrap_or(DEFAULT_BUILDER_ID)
     }
 
     fn validate(&self) -> Result<(), WebhookError> {
@@ -323,8 +357,8 @@ impl Config {
                 "must be Always, IfNotPresent or Never",
             ));
         }
-        if self.builder_id.is_empty() || self.builder_id.contains(char::is_whitespace) {
-            return Err(invalid("builderId", "must be a URI"));
+        if let Some(id) = &self.builder_id {
+            crate::sign::service::check_builder_uri(id).map_err(|e| invalid("builderId", e))?;
         }
         if self.run_as_user <= 0 {
             return Err(invalid(
@@ -353,19 +387,48 @@ impl Config {
                 }
             }
             (None, Some(s)) => {
-                if !(s.url.starts_with("https://") || s.url.starts_with("http://"))
-                    || s.url.contains(char::is_whitespace)
+                if !s.url.starts_with("https://")
+                    || s.url.len() <= "https://".len()
+                    || s.url
+                        .contains(|c: char| c.is_whitespace() || c.is_control())
                 {
-                    return Err(invalid("signing.signer.url", "must be an http(s) URL"));
-                }
-                if !is_object_name(&s.token_secret_name) {
                     return Err(invalid(
-                        "signing.signer.tokenSecretName",
-                        "not a Secret name",
+                        "signing.signer.url",
+                        "must be an https:// URL (the sidecar sends its token there)",
                     ));
                 }
-                if !is_item_name(&s.token_item) {
-                    return Err(invalid("signing.signer.tokenItem", "not a Secret key name"));
+                if self.builder_id.is_some() {
+                    return Err(invalid(
+                        "builderId",
+                        "the signer fixes builder ids: list its --builder rules in signing.signer.builders instead",
+                    ));
+                }
+                if !s.ca_file.is_absolute() {
+                    return Err(invalid("signing.signer.caFile", "must be an absolute path"));
+                }
+                if s.audience.is_empty()
+                    || s.audience.len() > 253
+                    || s.audience
+                        .contains(|c: char| c.is_whitespace() || c.is_control())
+                {
+                    return Err(invalid(
+                        "signing.signer.audience",
+                        "must be the signer's --oidc-audience",
+                    ));
+                }
+                // The API server refuses less than 10 minutes; more than a
+                // day is a token worth stealing.
+                if !(600..=86400).contains(&s.token_expiration_seconds) {
+                    return Err(invalid(
+                        "signing.signer.tokenExpirationSeconds",
+                        "must be 600..86400",
+                    ));
+                }
+                if s.builders.is_empty() {
+                    return Err(invalid(
+                        "signing.signer.builders",
+                        "give the signer's --builder rules (NAMESPACE[/SERVICEACCOUNT]=URI or *=URI)",
+                    ));
                 }
             }
             _ => {
@@ -458,11 +521,91 @@ mod tests {
         .unwrap_err();
         assert!(e.to_string().contains("image"), "{e}");
         let e = Config::parse(
-            &format!("{MIN}  signer: {{url: https://s, tokenSecretName: t}}\n"),
+            &format!(
+                "{MIN}  signer: {{url: https://s, caFile: /ca.crt, builders: ['*=https://b']}}\n"
+            ),
             None,
         )
         .unwrap_err();
         assert!(e.to_string().contains("exactly one"), "{e}");
+    }
+
+    const SIGNER: &str = "image: r.example/provenant@sha256:0000000000000000000000000000000000000000000000000000000000000000\nsigning:\n  signer:\n    url: https://provenant-signer.provenant-system.svc:8788\n    caFile: /var/run/provenant/signer-ca/ca.crt\n    builders: ['*=https://ci.example/any', 'team-a=https://ci.example/a', 'team-a/release=https://ci.example/a-release']\n";
+
+    #[test]
+    fn signer_builder_ids_resolve_as_the_signer_does() {
+        let c = Config::parse(SIGNER, None).unwrap();
+        let s = c.signing.signer.as_ref().unwrap();
+        assert_eq!(s.audience, "provenant-signer");
+        assert_eq!(s.token_expiration_seconds, 600);
+        let id = |ns, sa| s.builder_ids.for_service_account(ns, sa);
+        assert_eq!(
+            id("team-a", "release"),
+            Some("https://ci.example/a-release")
+        );
+        assert_eq!(id("team-a", "default"), Some("https://ci.example/a"));
+        assert_eq!(id("team-b", "default"), Some("https://ci.example/any"));
+    }
+
+    #[test]
+    fn signer_settings_are_checked() {
+        for (change, needle) in [
+            (
+                ("url: https://", "url: http://"),
+                "signing.signer.url: must be an https:// URL",
+            ),
+            (
+                ("caFile: /var", "caFile: var"),
+                "signing.signer.caFile: must be an absolute path",
+            ),
+            (
+                (
+                    "    builders: ['*=https://ci.example/any', ",
+                    "    builders: ['team a=https://x', ",
+                ),
+                "signing.signer.builders[0]: 'team a=https://x'",
+            ),
+            (
+                (
+                    "    builders: ['*=https://ci.example/any', ",
+                    "    builders: ['*=not a uri', ",
+                ),
+                "signing.signer.builders[0]: builder id 'not a uri' is not a URI",
+            ),
+            (
+                (
+                    "    caFile:",
+                    "    tokenExpirationSeconds: 599\n    caFile:",
+                ),
+                "tokenExpirationSeconds: must be 600..86400",
+            ),
+            (
+                ("    caFile:", "    tokenSecretName: t\n    caFile:"),
+                "unknown field `tokenSecretName`",
+            ),
+            (
+                ("signing:", "builderId: https://ci.example/x\nsigning:"),
+                "builderId: the signer fixes builder ids",
+            ),
+        ] {
+            let text = SIGNER.replacen(change.0, change.1, 1);
+            assert_ne!(text, SIGNER, "{needle}");
+            let e = Config::parse(&text, None).unwrap_err().to_string();
+            assert!(e.contains(needle), "{e}");
+        }
+        let e = Config::parse(
+            &SIGNER.replace(
+                "    builders: ['*=https://ci.example/any', 'team-a=https://ci.example/a', 'team-a/release=https://ci.example/a-release']\n",
+                "    builders: []\n",
+            ),
+            None,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("signing.signer.builders: give the signer's --builder rules"),
+            "{e}"
+        );
     }
 
     #[test]

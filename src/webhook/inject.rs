@@ -11,16 +11,17 @@ use std::collections::BTreeMap;
 use json_patch::jsonptr::PointerBuf;
 use json_patch::{AddOperation, Patch, PatchOperation};
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, KeyToPath,
-    ObjectFieldSelector, Pod, ResourceRequirements, SeccompProfile, SecretKeySelector,
-    SecretVolumeSource, SecurityContext, Volume, VolumeMount,
+    Capabilities, Container, DownwardAPIProjection, DownwardAPIVolumeFile, EmptyDirVolumeSource,
+    EnvVar, EnvVarSource, KeyToPath, ObjectFieldSelector, Pod, ProjectedVolumeSource,
+    ResourceRequirements, SeccompProfile, SecretKeySelector, SecretVolumeSource, SecurityContext,
+    ServiceAccountTokenProjection, Volume, VolumeMount, VolumeProjection,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use serde_json::Value;
 
 use super::config::Config;
 use super::profiles::Profile;
-use super::INJECTED_ANNOTATION;
+use super::{INJECTED_ANNOTATION, SIGNER_CA_ANNOTATION};
 
 pub const SNAPSHOT: &str = "provenant-snapshot";
 pub const RECORD: &str = "provenant-record";
@@ -29,6 +30,8 @@ pub const RECORD: &str = "provenant-record";
 pub const TEKTON_RECORD: &str = "sidecar-provenant-record";
 pub const STATE_VOLUME: &str = "provenant-state";
 pub const KEY_VOLUME: &str = "provenant-signing-key";
+/// The sidecar's projected service-account token for the signer, and the
+/// signer's CA beside it.
 pub const TOKEN_VOLUME: &str = "provenant-signer-token";
 pub const REGISTRY_VOLUME: &str = "provenant-registry";
 pub const POLICY_VOLUME: &str = "provenant-policy";
@@ -37,6 +40,8 @@ const KEY_DIR: &str = "/var/run/provenant/key";
 const TOKEN_DIR: &str = "/var/run/provenant/signer";
 const REGISTRY_DIR: &str = "/var/run/provenant/registry";
 const POLICY_DIR: &str = "/var/run/provenant/policy";
+const SIGNER_TOKEN_FILE: &str = "token";
+const SIGNER_CA_FILE: &str = "ca.crt";
 
 /// How the recording sidecar runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,6 +84,12 @@ pub struct Plan {
     /// policy they must pass.
     pub require: Vec<String>,
     pub policy_configmap: Option<String>,
+    /// `builder.id` of the attestation: the configuration's, or with a
+    /// signer the one the signer's rules give this pod's namespace and
+    /// service account.
+    pub builder_id: String,
+    /// With a signer: its CA certificates (PEM), for the pod's annotation.
+    pub signer_ca: Option<std::sync::Arc<str>>,
 }
 
 impl Plan {
@@ -110,10 +121,20 @@ fn protected_secrets(config: &Config) -> Vec<&str> {
     if let Some(k) = &config.signing.key {
         s.push(k.secret_name.as_str());
     }
-    if let Some(r) = &config.signing.signer {
-        s.push(r.token_secret_name.as_str());
-    }
     s
+}
+
+/// A projected service-account token for the signer's audience: whoever
+/// mounts one can ask the signer to sign statements about this pod.
+fn has_signer_token(v: &Volume, config: &Config) -> bool {
+    let Some(s) = &config.signing.signer else {
+        return false;
+    };
+    v.projected
+        .iter()
+        .flat_map(|p| p.sources.iter().flatten())
+        .filter_map(|src| src.service_account_token.as_ref())
+        .any(|t| t.audience.as_deref() == Some(s.audience.as_str()))
 }
 
 fn volume_secrets(v: &Volume) -> Vec<&str> {
@@ -153,6 +174,7 @@ pub fn existing(pod: &Pod, config: &Config) -> Existing {
         .filter(|v| {
             v.name.starts_with("provenant-")
                 || volume_secrets(v).iter().any(|s| protected.contains(s))
+                || has_signer_token(v, config)
         })
         .map(|v| v.name.as_str())
         .collect();
@@ -167,7 +189,7 @@ pub fn existing(pod: &Pod, config: &Config) -> Existing {
             .find(|m| guarded.contains(&m.name.as_str()))
         {
             return Existing::Forbidden(format!(
-                "container {} mounts volume {}, which only provenant's containers may mount (the signing key, the signer token or provenant's state)",
+                "container {} mounts volume {}, which only provenant's containers may mount (the signing key, a token for the signer or provenant's state)",
                 super::clip(&c.name),
                 super::clip(&m.name)
             ));
@@ -210,6 +232,7 @@ pub fn strip(pod: &Pod) -> Pod {
     let mut p = pod.clone();
     if let Some(a) = p.metadata.annotations.as_mut() {
         a.remove(INJECTED_ANNOTATION);
+        a.remove(SIGNER_CA_ANNOTATION);
     }
     if let Some(s) = p.spec.as_mut() {
         s.containers.retain(|c| !is_ours(&c.name));
@@ -281,6 +304,17 @@ pub fn matches(pod: &Pod, plan: &Plan, config: &Config) -> Result<(), String> {
             .any(|w| have_vols.get(w.name.as_str()) != Some(&w))
     {
         return Err("provenant's volumes differ".into());
+    }
+    // The CA the sidecar trusts for the signer is part of what is signed
+    // with: it must be the one this webhook hands out.
+    let have_ca = pod
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(SIGNER_CA_ANNOTATION))
+        .map(|s| s.as_str());
+    if plan.signer_ca.is_some() && have_ca != plan.signer_ca.as_deref() {
+        return Err(format!("annotation {SIGNER_CA_ANNOTATION} differs"));
     }
     Ok(())
 }
@@ -415,7 +449,7 @@ pub fn containers(plan: &Plan, config: &Config) -> (Container, Container) {
     let mut args = vec![
         "record".to_string(),
         "--completion=sigterm".into(),
-        format!("--builder-id={}", config.builder_id),
+        format!("--builder-id={}", plan.builder_id),
         format!("--products-as={}", config.products_as.get().as_str()),
     ];
     args.extend(plan.record_args.iter().cloned());
@@ -445,9 +479,13 @@ pub fn containers(plan: &Plan, config: &Config) -> (Container, Container) {
         }
     }
     if let Some(s) = &config.signing.signer {
+        // The token and the CA: in this container only.
         mounts.push(mount(TOKEN_VOLUME, TOKEN_DIR, true));
         args.push(format!("--signer={}", s.url));
-        args.push(format!("--signer-token-file={TOKEN_DIR}/token"));
+        args.push(format!("--signer-ca={TOKEN_DIR}/{SIGNER_CA_FILE}"));
+        args.push(format!(
+            "--signer-token-file={TOKEN_DIR}/{SIGNER_TOKEN_FILE}"
+        ));
     }
     if config.publish.enabled {
         args.push("--publish".into());
@@ -500,6 +538,46 @@ fn secret_volume(name: &str, secret: &str, items: Vec<(String, String)>, mode: i
     }
 }
 
+/// The sidecar's token for the signer (bound to this pod, for the
+/// signer's audience only, short-lived; the kubelet renews it) and the
+/// signer's CA from the pod's annotation. Every field is set as the API
+/// server would default it, so a reinvocation compares equal.
+fn signer_volume(s: &super::config::RemoteSigner, mode: i32) -> Volume {
+    Volume {
+        name: TOKEN_VOLUME.into(),
+        projected: Some(ProjectedVolumeSource {
+            default_mode: Some(mode),
+            sources: Some(vec![
+                VolumeProjection {
+                    service_account_token: Some(ServiceAccountTokenProjection {
+                        audience: Some(s.audience.clone()),
+                        expiration_seconds: Some(s.token_expiration_seconds),
+                        path: SIGNER_TOKEN_FILE.into(),
+                    }),
+                    ..Default::default()
+                },
+                VolumeProjection {
+                    downward_api: Some(DownwardAPIProjection {
+                        items: Some(vec![DownwardAPIVolumeFile {
+                            path: SIGNER_CA_FILE.into(),
+                            field_ref: Some(ObjectFieldSelector {
+                                api_version: Some("v1".into()),
+                                field_path: format!(
+                                    "metadata.annotations['{SIGNER_CA_ANNOTATION}']"
+                                ),
+                            }),
+                            mode: None,
+                            resource_field_ref: None,
+                        }]),
+                    }),
+                    ..Default::default()
+                },
+            ]),
+        }),
+        ..Default::default()
+    }
+}
+
 /// provenant's volumes: its state, and the key or token (and registry
 /// credentials) that only its sidecar mounts.
 pub fn volumes(plan: &Plan, config: &Config) -> Vec<Volume> {
@@ -523,12 +601,7 @@ pub fn volumes(plan: &Plan, config: &Config) -> Vec<Volume> {
         ));
     }
     if let Some(s) = &config.signing.signer {
-        v.push(secret_volume(
-            TOKEN_VOLUME,
-            &s.token_secret_name,
-            vec![(s.token_item.clone(), "token".into())],
-            mode,
-        ));
+        v.push(signer_volume(s, mode));
     }
     if let Some(cm) = &plan.policy_configmap {
         v.push(Volume {
@@ -577,16 +650,23 @@ fn to_value<T: serde::Serialize>(v: &T) -> Value {
 /// The JSONPatch that instruments `pod` according to `plan`.
 pub fn patch(pod: &Pod, plan: &Plan, config: &Config) -> Patch {
     let mut ops = Vec::new();
-    let profile = Value::String(plan.profile.name().into());
+    let mut notes = vec![(
+        INJECTED_ANNOTATION,
+        Value::String(plan.profile.name().into()),
+    )];
+    if let Some(ca) = &plan.signer_ca {
+        notes.push((SIGNER_CA_ANNOTATION, Value::String(ca.to_string())));
+    }
     if pod.metadata.annotations.is_some() {
-        ops.push(add(
-            ptr(&["metadata", "annotations", INJECTED_ANNOTATION]),
-            profile,
-        ));
+        // `add` replaces a member that exists (RFC 6902, 4.1): a CA the
+        // pod's creator put there is not the one the sidecar gets.
+        for (k, v) in notes {
+            ops.push(add(ptr(&["metadata", "annotations", k]), v));
+        }
     } else {
         ops.push(add(
             ptr(&["metadata", "annotations"]),
-            serde_json::json!({ INJECTED_ANNOTATION: profile }),
+            Value::Object(notes.into_iter().map(|(k, v)| (k.to_string(), v)).collect()),
         ));
     }
     let no_spec = k8s_openapi::api::core::v1::PodSpec::default();

@@ -15,6 +15,7 @@ pub mod config;
 pub mod inject;
 pub mod profiles;
 pub mod server;
+pub mod signer_ca;
 
 use k8s_openapi::api::core::v1::Pod;
 use kube_core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
@@ -31,6 +32,9 @@ pub const MAX_BODY: usize = 4 << 20;
 pub const INJECTED_ANNOTATION: &str = "provenant.dev/injected";
 /// Annotation (or label) by which any pod opts in.
 pub const OPT_IN: &str = "provenant.dev/inject";
+/// Annotation holding the signer's CA certificates (PEM), which the
+/// sidecar gets as `--signer-ca` through a projected downward-API file.
+pub const SIGNER_CA_ANNOTATION: &str = "provenant.dev/signer-ca";
 
 #[derive(Debug, thiserror::Error)]
 pub enum WebhookError {
@@ -83,11 +87,19 @@ pub struct Answer {
 
 pub struct Webhook {
     pub config: Config,
+    /// With a signer: its CA, read from `signing.signer.caFile`.
+    signer_ca: Option<signer_ca::SignerCa>,
 }
 
 impl Webhook {
-    pub fn new(config: Config) -> Self {
-        Webhook { config }
+    /// Reads what the configuration names (the signer's CA): a file that
+    /// is missing or not certificates stops the webhook at start.
+    pub fn new(config: Config) -> Result<Self, WebhookError> {
+        let signer_ca = match &config.signing.signer {
+            Some(s) => Some(signer_ca::SignerCa::load(&s.ca_file)?),
+            None => None,
+        };
+        Ok(Webhook { config, signer_ca })
     }
 
     /// One AdmissionReview in, one out. Never panics on any input: the
@@ -103,8 +115,9 @@ impl Webhook {
                 if let Ok(req) = TryInto::<AdmissionRequest<Pod>>::try_into(review) {
                     if let Some(pod) = req.object.as_ref().filter(|_| is_pod_create(&req)) {
                         let allow = AdmissionResponse::from(&req);
-                        let name = pod_name(pod, req.namespace.as_deref());
-                        return answer(self.decide_pod(allow, pod, &name));
+                        let ns = req.namespace.as_deref();
+                        let name = pod_name(pod, ns);
+                        return answer(self.decide_pod(allow, pod, ns, &name));
                     }
                 }
             }
@@ -169,14 +182,28 @@ impl Webhook {
                 )
             }
         };
-        let name = pod_name(&pod, req.namespace.as_deref());
-        self.decide_pod(allow, &pod, &name)
+        let ns = req.namespace.as_deref();
+        let name = pod_name(&pod, ns);
+        self.decide_pod(allow, &pod, ns, &name)
+    }
+
+    /// The plan for `pod`, with what the running webhook adds to it.
+    fn plan(
+        &self,
+        profile: profiles::Profile,
+        pod: &Pod,
+        ns: Option<&str>,
+    ) -> Result<inject::Plan, Unsupported> {
+        let mut plan = profiles::plan(profile, pod, ns, &self.config)?;
+        plan.signer_ca = self.signer_ca.as_ref().map(|c| c.current());
+        Ok(plan)
     }
 
     fn decide_pod(
         &self,
         allow: AdmissionResponse,
         pod: &Pod,
+        ns: Option<&str>,
         name: &str,
     ) -> (AdmissionResponse, String) {
         let Some(profile) = profiles::select(pod, &self.config) else {
@@ -187,7 +214,8 @@ impl Webhook {
             inject::Existing::Ours => {
                 // Reinvocation, or a pod created from an already mutated
                 // spec: the same injection again must give the same pod.
-                match profiles::plan(profile, &inject::strip(pod), &self.config)
+                match self
+                    .plan(profile, &inject::strip(pod), ns)
                     .map(|plan| inject::matches(pod, &plan, &self.config))
                 {
                     Ok(Ok(())) => {
@@ -211,7 +239,7 @@ impl Webhook {
                 );
             }
         }
-        let plan = match profiles::plan(profile, pod, &self.config) {
+        let plan = match self.plan(profile, pod, ns) {
             Ok(p) => p,
             Err(u) => return self.refuse(allow, profile.name(), &u.reason),
         };
@@ -347,6 +375,7 @@ mod tests {
             )
             .unwrap(),
         )
+        .unwrap()
     }
 
     /// Truncations and byte changes of real reviews: every one gets an

@@ -87,14 +87,62 @@ pub fn select(pod: &Pod, config: &Config) -> Option<Profile> {
     None
 }
 
-pub fn plan(profile: Profile, pod: &Pod, config: &Config) -> Result<Plan, Unsupported> {
+/// `namespace` is the admission request's (a pod being created may not
+/// name its own).
+pub fn plan(
+    profile: Profile,
+    pod: &Pod,
+    namespace: Option<&str>,
+    config: &Config,
+) -> Result<Plan, Unsupported> {
     let mut p = match profile {
         Profile::Kpack => kpack(pod),
         Profile::Tekton => tekton(pod, config),
         Profile::OptIn => opt_in(pod),
     }?;
     gate(pod, &mut p)?;
+    p.builder_id = builder_id(profile, pod, namespace, config)?;
     Ok(p)
+}
+
+/// The builder id the sidecar passes. With a signer it is the one the
+/// signer demands of this pod (its `--builder` rules, the same code
+/// resolving them): the sidecar's start-up check would fail otherwise,
+/// and the signer refuse every statement.
+fn builder_id(
+    profile: Profile,
+    pod: &Pod,
+    namespace: Option<&str>,
+    config: &Config,
+) -> Result<String, Unsupported> {
+    let Some(s) = &config.signing.signer else {
+        return Ok(config.key_builder_id().to_string());
+    };
+    let ns = namespace
+        .filter(|n| !n.is_empty())
+        .or(pod.metadata.namespace.as_deref())
+        .ok_or_else(|| Unsupported::new(profile.name(), "the pod's namespace is not known"))?;
+    // The ServiceAccount admission plugin, which runs before webhooks,
+    // sets `default` where the pod names none.
+    let spec = pod.spec.as_ref();
+    let sa = spec
+        .and_then(|s| s.service_account_name.as_deref())
+        .or(spec.and_then(|s| s.service_account.as_deref()))
+        .filter(|n| !n.is_empty())
+        .unwrap_or("default");
+    s.builder_ids
+        .for_service_account(ns, sa)
+        .map(str::to_string)
+        .ok_or_else(|| {
+            Unsupported::new(
+                profile.name(),
+                format!(
+                    "no builder id for namespace {} (service account {}) in signing.signer.builders: the signer would refuse its statements",
+                    clip(ns),
+                    clip(sa)
+                ),
+            )
+        })
 }
 
 fn gate(pod: &Pod, p: &mut Plan) -> Result<(), Unsupported> {
@@ -160,6 +208,8 @@ fn base(profile: Profile, pod: &Pod) -> Plan {
         fs_group: sc.and_then(|s| s.fs_group).is_some(),
         require: Vec::new(),
         policy_configmap: None,
+        builder_id: String::new(),
+        signer_ca: None,
     }
 }
 

@@ -199,29 +199,35 @@ impl BuilderIds {
         Ok(())
     }
 
+    /// The id a service account's statements must carry: the most
+    /// specific rule. The webhook resolves the same rules for the pods it
+    /// instruments, so that both agree by construction.
+    pub fn for_service_account(&self, namespace: &str, service_account: &str) -> Option<&str> {
+        let find = |want: &Selector| {
+            self.rules
+                .iter()
+                .find(|(s, _)| s == want)
+                .map(|(_, u)| u.as_str())
+        };
+        find(&Selector::ServiceAccount(
+            namespace.into(),
+            service_account.into(),
+        ))
+        .or_else(|| find(&Selector::Namespace(namespace.into())))
+        .or_else(|| find(&Selector::AnyNamespace))
+    }
+
     /// The id `caller`'s statements must carry: the most specific rule.
     pub fn for_caller(&self, caller: &Caller) -> Result<&str, String> {
         match caller {
-            Caller::ServiceAccount(k) => {
-                let find = |want: &Selector| {
-                    self.rules
-                        .iter()
-                        .find(|(s, _)| s == want)
-                        .map(|(_, u)| u.as_str())
-                };
-                find(&Selector::ServiceAccount(
-                    k.namespace.clone(),
-                    k.service_account.clone(),
-                ))
-                .or_else(|| find(&Selector::Namespace(k.namespace.clone())))
-                .or_else(|| find(&Selector::AnyNamespace))
+            Caller::ServiceAccount(k) => self
+                .for_service_account(&k.namespace, &k.service_account)
                 .ok_or_else(|| {
                     format!(
                         "no builder id configured for namespace {} (service account {})",
                         k.namespace, k.service_account
                     )
-                })
-            }
+                }),
             _ => self
                 .other
                 .as_deref()

@@ -363,6 +363,35 @@ fn the_gate_checks_a_directory_as_a_whole() {
     assert!(r.stderr.contains("symbolic link"), "{}", r.stderr);
 }
 
+/// Security review: an attestation vouches for a whole product root, never
+/// for a subdirectory of one. Otherwise the next stage could be handed a
+/// slice of an attested output (its `bin/`) with the siblings that belong
+/// to it (its `policy/`) dropped, and the gate would pass it.
+#[test]
+fn a_slice_of_an_attested_output_is_not_vouched_for() {
+    let t = setup();
+    let d = t.path();
+    write(&d.join("out/bin/tool"), b"tool");
+    write(&d.join("out/policy/allow.json"), b"{}");
+    run(attest_cmd(d, "source.key", &["out"], "out.intoto.jsonl")).ok();
+    write(
+        &d.join("policy.yaml"),
+        b"version: 1\nkeys:\n  - path: source.pub\nallowFailed: true\n",
+    );
+    gate_dir(d, "out", "whole").ok();
+    write(&d.join("bin/tool"), b"tool");
+    std::fs::copy(d.join("out.intoto.jsonl"), d.join("bin.intoto.jsonl")).unwrap();
+    let r = gate_dir(d, "bin", "slice");
+    assert_eq!(r.code, 5, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("no subject names its files with that content"),
+        "{}",
+        r.stderr
+    );
+    assert!(!d.join("slice/snapshot.json").exists());
+}
+
 /// Links, FIFOs and empty directories the stage before recorded are
 /// vouched for like files: same kind (and link target) passes, another
 /// fails. Both per-file and dirHash attestations.

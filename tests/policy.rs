@@ -430,7 +430,9 @@ fn claimed_subject_rule() {
     let cases = [
         (no_ann(), true, true, true),
         (claim("registry"), true, true, false),
-        (claim("oci-layout"), true, true, false),
+        // The layout's blobs are the builder's writing: not a check.
+        (claim("oci-layout"), true, false, false),
+        (claim("allowed-repository"), true, true, false),
         (claim("none"), true, false, false),
         (
             serde_json::json!({"provenant.origin": "claimed"}),

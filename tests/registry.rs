@@ -826,7 +826,8 @@ fn a_builder_cannot_choose_whose_image_gets_the_attestation() {
     let r = claim(&ours, &missing, &["--subjects", "reported"]);
     assert_ne!(r.code, 0, "{}", r.stderr);
     assert!(
-        r.stderr.contains("not in the registry by its digest"),
+        r.stderr
+            .contains("the registry does not confirm it by its digest"),
         "{}",
         r.stderr
     );
@@ -1421,6 +1422,103 @@ fn attest_and_run_publish_like_the_sidecar() {
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
     assert!(
         r.stderr.contains("4 of 4 attestations verified"),
+        "{}",
+        r.stderr
+    );
+}
+
+/// Security review: an OCI layout's `ref.name` is the builder's writing, so
+/// with an allow-list a layout claim is held to the rules of any report: it
+/// needs a repository name (the operator's `--oci-layout-image`, else the
+/// annotation) in an allowed repository, and must resolve there by its
+/// digest before it is signed as checked.
+#[test]
+fn layout_claims_go_through_the_allow_list_and_the_registry() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let reg = RegistryProc::start(&d.join("reg"), &[]);
+    let digest = push_image(d, &reg, "app:v1", "built into a layout", None);
+    let layout = d.join(format!(
+        "layout-{}",
+        sha256_hex("built into a layout".as_bytes())
+    ));
+    keygen(d, "k", "ecdsa-p256");
+    let record = |extra: &[&str]| {
+        write(
+            &d.join("ws/source/main.c"),
+            b"int main(void) { return 0; }\n",
+        );
+        let _ = std::fs::remove_dir_all(d.join("state"));
+        snapshot(d, &[]);
+        write(&d.join("done"), b"0");
+        let mut c = provenant(d);
+        c.args([
+            "record",
+            "--state",
+            "state",
+            "--key",
+            "k.key",
+            "--completion",
+            "marker:done",
+            "--subjects",
+            "reported",
+            "--oci-layout",
+        ])
+        .arg(&layout)
+        .args(extra);
+        run(c)
+    };
+    let app = format!("{}/app", reg.host());
+    // The layout names only a tag ("v1"): not the allowed repository.
+    let r = record(&["--allow-image-repo", &app]);
+    assert_ne!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("repository not in --allow-image-repo")
+            && r.stderr.contains("no image claim survived"),
+        "{}",
+        r.stderr
+    );
+    // The operator names the image: resolved by digest in the registry.
+    let r = record(&[
+        "--allow-image-repo",
+        &app,
+        "--oci-layout-image",
+        &format!("{app}:v1"),
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let line: serde_json::Value = serde_json::from_str(
+        r.stdout
+            .lines()
+            .find(|l| l.contains("payload"))
+            .unwrap_or_else(|| panic!("no attestation line: {}", r.stdout)),
+    )
+    .unwrap();
+    let st: serde_json::Value = serde_json::from_slice(
+        &base64::engine::general_purpose::STANDARD
+            .decode(line["envelope"]["payload"].as_str().unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(st["subject"][0]["name"], app.as_str());
+    assert_eq!(
+        st["subject"][0]["digest"]["sha256"],
+        digest.trim_start_matches("sha256:")
+    );
+    assert_eq!(
+        st["subject"][0]["annotations"]["provenant.claimCheck"],
+        "registry"
+    );
+    // An allowed repository the manifest was never pushed to: refuted.
+    let r = record(&[
+        "--allow-image-repo",
+        &format!("{}/*", reg.host()),
+        "--oci-layout-image",
+        &format!("{}/other", reg.host()),
+    ]);
+    assert_ne!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("the registry does not confirm it by its digest"),
         "{}",
         r.stderr
     );

@@ -89,9 +89,22 @@ pub struct SubjectOpts {
     /// OCI image layout directory the build wrote; repeatable.
     #[arg(long = "oci-layout", value_name = "DIR")]
     pub oci_layouts: Vec<PathBuf>,
+    /// The image the --oci-layout layouts hold (`REGISTRY/REPOSITORY`), as
+    /// you name it: their manifests are claims of this image, whatever the
+    /// layout's own `org.opencontainers.image.ref.name` says. kaniko's and
+    /// crane's layouts carry no name; with --allow-image-repo a layout
+    /// claim needs one.
+    #[arg(
+        long,
+        value_name = "IMAGE",
+        requires = "oci_layouts",
+        env = "PROVENANT_OCI_LAYOUT_IMAGE"
+    )]
+    pub oci_layout_image: Option<String>,
     /// Repository the build may name as the image it built
-    /// (`REGISTRY/REPOSITORY`, glob: `*` does not cross `/`, `**` does);
-    /// repeatable or comma-separated. With it, every image claim from a
+    /// (`REGISTRY/REPOSITORY`, glob: `*` does not cross `/`, `**` does;
+    /// Docker Hub short names as `docker pull` reads them; a tag or digest
+    /// is dropped); repeatable or comma-separated. With it, every image claim from a
     /// report must lie in one of these repositories and resolve there by
     /// its digest, or it is not signed. Required by --publish.
     #[arg(
@@ -129,6 +142,22 @@ impl SubjectOpts {
                 kpack_report: self.kpack_report.clone(),
                 tekton_results: self.tekton_results.clone(),
                 oci_layouts: self.oci_layouts.clone(),
+                oci_layout_image: self
+                    .oci_layout_image
+                    .as_deref()
+                    .map(|i| {
+                        crate::provenance::claimed_name(
+                            std::path::Path::new("--oci-layout-image"),
+                            i,
+                        )
+                        .map_err(|_| {
+                            UsageError(
+                                "--oci-layout-image: not an image reference (REGISTRY/REPOSITORY)"
+                                    .into(),
+                            )
+                        })
+                    })
+                    .transpose()?,
             },
             allowed: AllowedRepos::new(&self.allow_image_repos).map_err(UsageError)?,
             globs: self.subject_globs.clone(),

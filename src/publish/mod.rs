@@ -21,7 +21,7 @@ pub use registry_output::RegistryOutput;
 
 pub use auth::{AuthError, Credentials};
 pub use bundle::{Bundle, BundleError, BUNDLE_MEDIA_TYPE};
-pub use registry::{Attached, Deadline, Found, Registry, RegistryError};
+pub use registry::{Attached, Deadline, Found, Registry, RegistryError, ResolvedImage};
 pub use spool::{push_with_retry, Spool, SpoolEntry, SpoolError};
 
 use std::io::Write;

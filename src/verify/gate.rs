@@ -23,7 +23,8 @@ use sha2::{Digest as _, Sha256};
 use super::{exit, verify_bytes, Policy, VerifyError, Violation};
 use crate::digest::{EntryKind, RelPath, WalkOptions};
 use crate::provenance::{
-    HashedRoot, ResourceDescriptor, ALG_DIR_HASH, ALG_SHA256, ANN_PATH_ENCODING, ANN_ROLE,
+    clean_prefix, HashedRoot, ResourceDescriptor, ALG_DIR_HASH, ALG_SHA256, ANN_PATH_ENCODING,
+    ANN_ROLE,
 };
 use crate::untrusted;
 
@@ -297,8 +298,9 @@ fn vouches_for_dir(st: &crate::provenance::Statement, root: &HashedRoot) -> Resu
             said.insert(k, Said::File(d.clone()));
         }
     }
-    let byproducts = st
-        .provenance()
+    let provenance = st.provenance().ok();
+    let roots = provenance.as_ref().and_then(recorded_product_roots);
+    let byproducts = provenance
         .map(|p| p.run_details.byproducts)
         .unwrap_or_default();
     for b in &byproducts {
@@ -343,6 +345,15 @@ fn vouches_for_dir(st: &crate::provenance::Statement, root: &HashedRoot) -> Resu
             format!("{prefix}/{rel}")
         }
     };
+    // A prefix must be a whole product root: vouching for a subdirectory
+    // of one would let an input be a slice of an attested output with its
+    // siblings dropped (a build's `bin/` without the `policy/` beside it).
+    // provenant's statements name their roots; another tool's do not, and
+    // then the directory must account for every subject there is.
+    prefixes.retain(|p| match &roots {
+        Some(roots) => roots.contains(p),
+        None => said.keys().all(|(name, _)| is_under(p, name)),
+    });
     let mut best: Option<String> = None;
     for prefix in &prefixes {
         let by_dir_hash = dir_hash_roots.contains(prefix);
@@ -408,6 +419,41 @@ fn vouches_for_dir(st: &crate::provenance::Statement, root: &HashedRoot) -> Resu
         }
         _ => "no subject names its files with that content".into(),
     }))
+}
+
+/// The prefixes under which a provenant statement may name a whole product
+/// root: each root as recorded in `externalParameters.products`, and its
+/// parent (a file root's subjects are named under it). `None` for another
+/// build type, whose parameters mean something else.
+fn recorded_product_roots(
+    p: &crate::provenance::Provenance,
+) -> Option<std::collections::BTreeSet<String>> {
+    if p.build_definition.build_type != crate::provenance::BUILD_TYPE {
+        return None;
+    }
+    let roots = p
+        .build_definition
+        .external_parameters
+        .get("products")?
+        .as_array()?;
+    let mut out = std::collections::BTreeSet::new();
+    for r in roots.iter().filter_map(|r| r.as_str()) {
+        let r = Path::new(r);
+        out.insert(clean_prefix(r).encoded().0);
+        out.insert(
+            clean_prefix(r.parent().unwrap_or(Path::new("")))
+                .encoded()
+                .0,
+        );
+    }
+    Some(out)
+}
+
+fn is_under(prefix: &str, name: &str) -> bool {
+    prefix.is_empty()
+        || name
+            .strip_prefix(prefix)
+            .is_some_and(|rest| rest.starts_with('/'))
 }
 
 /// Checks an image requirement against the attestations attached to it.

@@ -121,8 +121,9 @@ pub enum InputChangesRule {
 pub enum ClaimedSubjectsRule {
     /// Any claim.
     Accept,
-    /// Only claims provenant checked (`provenant.claimCheck` `registry`,
-    /// `allowed-repository` or `oci-layout`).
+    /// Only claims provenant checked (`provenant.claimCheck` `registry` or
+    /// `allowed-repository`; `oci-layout` is the builder agreeing with
+    /// itself, not a check).
     Checked,
     /// No claim at all.
     Refuse,
@@ -584,7 +585,7 @@ impl Policy {
                         "a subject provenant hashed itself (policy claimedSubjects: refuse)".into()
                     }
                     r => format!(
-                        "a claimed subject checked by provenant, claimCheck registry, allowed-repository or oci-layout (policy claimedSubjects: {})",
+                        "a claimed subject checked by provenant, claimCheck registry or allowed-repository (policy claimedSubjects: {})",
                         r.as_str()
                     ),
                 },

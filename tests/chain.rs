@@ -434,6 +434,46 @@ fn recorded_links_and_empty_directories_pass_the_gate() {
     }
 }
 
+/// Security review: a link target that is not UTF-8 is percent-encoded and
+/// marked by its own annotation, so the byte 0xFF and a literal `%FF`
+/// target never pass for each other, and a plain name beside an encoded
+/// target is still found.
+#[test]
+fn an_encoded_link_target_is_not_a_literal_one() {
+    use std::os::unix::ffi::OsStrExt;
+    let t = setup();
+    let d = t.path();
+    write(
+        &d.join("policy.yaml"),
+        b"version: 1\nkeys:\n  - path: source.pub\nallowFailed: true\n",
+    );
+    let byte = std::ffi::OsStr::from_bytes(b"\xff");
+    for (n, (attested, swapped)) in [
+        (byte, std::ffi::OsStr::new("%FF")),
+        (std::ffi::OsStr::new("%FF"), byte),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let src = format!("links{n}");
+        write(&d.join(format!("{src}/a.c")), b"a");
+        std::os::unix::fs::symlink(attested, d.join(format!("{src}/lnk"))).unwrap();
+        run(attest_cmd(
+            d,
+            "source.key",
+            &[&src],
+            &format!("{src}.intoto.jsonl"),
+        ))
+        .ok();
+        gate_dir(d, &src, &format!("lok{n}")).ok();
+        std::fs::remove_file(d.join(format!("{src}/lnk"))).unwrap();
+        std::os::unix::fs::symlink(swapped, d.join(format!("{src}/lnk"))).unwrap();
+        let r = gate_dir(d, &src, &format!("lbad{n}"));
+        assert_eq!(r.code, 5, "{n}: {}", r.stderr);
+        assert!(r.stderr.contains("lnk (symlink:%FF"), "{n}: {}", r.stderr);
+    }
+}
+
 /// The gate hashes a required input once and the snapshot records exactly
 /// what was verified: a file swapped after the check is not recorded as
 /// the verified material, and where a material overlaps a required input

@@ -388,10 +388,13 @@ impl Sidecar {
             }
             byproducts.extend(changes);
         }
+        // Lexically, as the operator named them: resolving links would let
+        // a builder point the marker at one of its outputs (`.done ->
+        // out/app`) and have that output dropped from the record.
         let markers: Vec<PathBuf> = self
             .markers
             .iter()
-            .filter_map(|m| std::fs::canonicalize(m).ok())
+            .map(|m| super::snapshot::normalized(m))
             .collect();
         let selector = self.opts.subjects.selector()?;
         let mut products = Vec::new();
@@ -401,10 +404,10 @@ impl Sidecar {
             // A completion marker inside the workspace is ours, not a
             // product. Resolved once per root, not per file: finalize
             // touches 100k files.
-            let root = std::fs::canonicalize(w).ok();
+            let root = super::snapshot::normalized(w);
             let marker_rels: Vec<Vec<u8>> = markers
                 .iter()
-                .filter_map(|m| m.strip_prefix(root.as_ref()?).ok())
+                .filter_map(|m| m.strip_prefix(&root).ok())
                 .map(|r| r.as_os_str().as_encoded_bytes().to_vec())
                 .collect();
             if !marker_rels.is_empty() {

@@ -23,8 +23,8 @@ use sha2::{Digest as _, Sha256};
 use super::{exit, verify_bytes, Policy, VerifyError, Violation};
 use crate::digest::{EntryKind, RelPath, WalkOptions};
 use crate::provenance::{
-    clean_prefix, HashedRoot, ResourceDescriptor, ALG_DIR_HASH, ALG_SHA256, ANN_PATH_ENCODING,
-    ANN_ROLE,
+    clean_prefix, HashedRoot, ResourceDescriptor, ALG_DIR_HASH, ALG_SHA256,
+    ANN_LINK_TARGET_ENCODING, ANN_PATH_ENCODING, ANN_ROLE,
 };
 use crate::untrusted;
 
@@ -237,7 +237,8 @@ pub fn check_path(
 #[derive(Debug, PartialEq, Eq)]
 enum Said {
     File(String),
-    Other(String),
+    /// The `uri` and whether a link target in it is percent-encoded.
+    Other((String, bool)),
 }
 
 /// The key under which a name is compared: the name as written and
@@ -253,15 +254,16 @@ fn key_of(d: &ResourceDescriptor) -> Option<(String, bool)> {
     Some((name, encoded))
 }
 
-/// How an entry that is not a regular file is described, on both sides.
-fn other_of_entry(kind: &EntryKind) -> Option<String> {
+/// How an entry that is not a regular file is described, on both sides:
+/// the `uri`, and whether a link target in it is percent-encoded.
+fn other_of_entry(kind: &EntryKind) -> Option<(String, bool)> {
     match kind {
-        EntryKind::Symlink { target } => Some(format!(
-            "symlink:{}",
-            RelPath::from_bytes(target.clone()).encoded().0
-        )),
-        EntryKind::Special { kind } => Some(format!("special:{kind}")),
-        EntryKind::Error { .. } => Some("error:unreadable".into()),
+        EntryKind::Symlink { target } => {
+            let (t, encoded) = RelPath::from_bytes(target.clone()).encoded();
+            Some((format!("symlink:{t}"), encoded))
+        }
+        EntryKind::Special { kind } => Some((format!("special:{kind}"), false)),
+        EntryKind::Error { .. } => Some(("error:unreadable".into(), false)),
         EntryKind::File { .. } => None,
     }
 }
@@ -274,7 +276,7 @@ fn other_of_entry(kind: &EntryKind) -> Option<String> {
 fn vouches_for_dir(st: &crate::provenance::Statement, root: &HashedRoot) -> Result<(), String> {
     use std::collections::{BTreeMap, BTreeSet};
     let local_files: Vec<(&RelPath, &[u8; 32])> = root.tree.files().collect();
-    let local_other: BTreeMap<(String, bool), String> = root
+    let local_other: BTreeMap<(String, bool), (String, bool)> = root
         .tree
         .entries
         .iter()
@@ -306,7 +308,13 @@ fn vouches_for_dir(st: &crate::provenance::Statement, root: &HashedRoot) -> Resu
     for b in &byproducts {
         let product = b.annotations.get(ANN_ROLE).and_then(|v| v.as_str()) == Some("product");
         if let (true, Some(k), Some(uri)) = (product, key_of(b), b.uri.as_ref()) {
-            said.entry(k).or_insert(Said::Other(uri.clone()));
+            let target_encoded = b
+                .annotations
+                .get(ANN_LINK_TARGET_ENCODING)
+                .and_then(|v| v.as_str())
+                == Some("percent");
+            said.entry(k)
+                .or_insert(Said::Other((uri.clone(), target_encoded)));
         }
     }
     // The roots that could be this directory: the names of dirHash
@@ -372,7 +380,9 @@ fn vouches_for_dir(st: &crate::provenance::Statement, root: &HashedRoot) -> Resu
         for ((rel, enc), what) in &local_other {
             let k = (under(prefix, rel), *enc);
             if said.get(&k) != Some(&Said::Other(what.clone())) {
-                problems.push(format!("{rel} ({what}) is not in the attestation"));
+                let (uri, enc) = what;
+                let enc = if *enc { ", percent-encoded" } else { "" };
+                problems.push(format!("{rel} ({uri}{enc}) is not in the attestation"));
             }
             expected.insert(k);
         }

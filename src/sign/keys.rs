@@ -46,7 +46,11 @@ pub enum KeyError {
     Sign(String),
     #[error("signer unavailable: {0}")]
     Remote(String),
-    #[error("no signing key: pass --key FILE or --signer URL")]
+    #[error("identity token {path}: {reason}")]
+    IdentityToken { path: PathBuf, reason: String },
+    #[error("Fulcio {url}: {reason}")]
+    Fulcio { url: String, reason: String },
+    #[error("no signing key: pass --key FILE, --signer URL or --fulcio-url URL")]
     NoSigner,
     #[error("choose one way to sign: {0} were all given")]
     TwoSigners(String),

@@ -17,7 +17,7 @@ use crate::provenance::{
     AllowedRepos, MaterialsAs, OtherOutputs, ProductsAs, ReportSources, DEFAULT_BUILDER_ID,
 };
 use crate::publish::{
-    BundleFile, Deadline, EnvelopeFile, LinkFile, LinkFormat, Output, RegistryOutput,
+    BundleFile, Deadline, EnvelopeFile, LinkFile, LinkFormat, Output, RegistryOutput, WitnessSpool,
 };
 use crate::sign::{KeylessConfig, RemoteConfig, Signer, SignerConfig, WitnessConfig, Witnesses};
 
@@ -388,6 +388,28 @@ impl PublishOpts {
         std::time::Duration::from_secs(self.publish_timeout)
     }
 
+    /// Where attestations wait for the transparency log when it is down.
+    pub fn witness_output(
+        &self,
+        witnesses: &Witnesses,
+        default_spool: &Path,
+        bundle: Option<&Path>,
+    ) -> Option<Box<dyn Output>> {
+        if witnesses.is_empty() {
+            return None;
+        }
+        Some(Box::new(WitnessSpool {
+            spool_dir: self
+                .spool
+                .clone()
+                .unwrap_or_else(|| default_spool.to_path_buf()),
+            // `provenant publish` may run elsewhere: the bundle is named
+            // from the root.
+            bundle: bundle.map(|b| std::path::absolute(b).unwrap_or_else(|_| b.to_path_buf())),
+            publish: self.publish,
+        }))
+    }
+
     pub fn output(
         &self,
         registry: Option<&Arc<crate::publish::Registry>>,
@@ -496,6 +518,11 @@ impl OneShotArgs {
     /// Every output the flags ask for.
     pub fn outputs(&self, s: &OneShot, deadline: Deadline) -> Vec<Box<dyn Output>> {
         let mut outputs = file_outputs(&self.output, self.bundle.as_deref());
+        outputs.extend(self.publish.witness_output(
+            &s.witnesses,
+            Path::new(LOCAL_SPOOL),
+            self.bundle.as_deref(),
+        ));
         outputs.extend(self.link.output(&s.signer));
         outputs.extend(
             self.publish

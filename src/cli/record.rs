@@ -94,7 +94,7 @@ pub fn record(a: RecordArgs) -> CliResult {
         on_error: a.on_error,
         recheck: a.recheck,
         registry_budget: a.publish.budget(),
-        witnesses,
+        witnesses: witnesses.clone(),
     })?;
     let completed = sidecar.wait()?;
     let output = a
@@ -118,8 +118,14 @@ pub fn record(a: RecordArgs) -> CliResult {
             Box::new(LogLineOutput {
                 file: Some(output.clone()),
             }),
-            Box::new(BundleFile { path: bundle }),
+            Box::new(BundleFile {
+                path: bundle.clone(),
+            }),
         ];
+        v.extend(
+            a.publish
+                .witness_output(&witnesses, &spool, Some(bundle.as_path())),
+        );
         v.extend(a.link.output(&signer));
         v.extend(a.publish.output(registry.as_ref(), &spool, deadline));
         v

@@ -1,8 +1,10 @@
 //! Sigstore bundle v0.3 (`application/vnd.dev.sigstore.bundle.v0.3+json`,
 //! protobuf-specs `dev.sigstore.bundle.v1.Bundle` in its JSON form) holding
-//! our DSSE envelope and a public-key hint. No transparency-log entry or
-//! timestamp: provenant signs with keys, not Fulcio certificates, and the
-//! verifier is given the key (sigstore-js: `tlogThreshold: 0`).
+//! our DSSE envelope and its verification material: a public-key hint (the
+//! verifier holds the key) or the signing certificate (keyless; v0.3
+//! carries the leaf only, the chain is in the verifier's trusted root),
+//! plus the transparency-log entries and RFC 3161 timestamps the witnesses
+//! added (`sign::witness`).
 use serde::{Deserialize, Serialize};
 
 use crate::sign::{Envelope, Signature, Signed, B64};
@@ -117,6 +119,16 @@ impl<'a> Bundle<'a> {
             &envelope.payload_type,
             &envelope.signatures,
         )
+    }
+
+    /// The bundle for `envelope` with its verification material.
+    pub fn for_envelope_with(
+        envelope: &'a Envelope,
+        material: &crate::sign::VerificationMaterial,
+    ) -> Bundle<'a> {
+        let mut b = Self::for_envelope(envelope, "");
+        b.verification_material = VerificationMaterial::from(material);
+        b
     }
 
     /// The bundle for a signed attestation, with its verification material.

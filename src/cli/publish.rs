@@ -135,8 +135,12 @@ fn finish_witness(
     mut e: crate::publish::WitnessEntry,
     deadline: std::time::Instant,
 ) -> CliResult<bool> {
-    let left = match crate::sign::witness::complete(&e.pending, &e.envelope, &mut e.material, deadline)
-    {
+    let left = match crate::sign::witness::complete(
+        &e.pending,
+        &e.envelope,
+        &mut e.material,
+        deadline,
+    ) {
         Ok(left) => left,
         Err(err) => {
             tracing::error!(file = %path.display(), error = %err, "not witnessed; the file stays in the spool");

@@ -29,10 +29,18 @@ pub struct VerificationMaterial {
     /// verifier's trusted root).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub certificate: Option<RawBytes>,
+    /// v0.1/v0.2 bundles: the chain, leaf first (read, never written).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub x509_certificate_chain: Option<CertificateChain>,
     #[serde(default)]
     pub tlog_entries: Vec<serde_json::Value>,
     #[serde(default)]
     pub timestamp_verification_data: TimestampVerificationData,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertificateChain {
+    pub certificates: Vec<RawBytes>,
 }
 
 /// protobuf `bytes` in JSON: standard base64.
@@ -57,6 +65,7 @@ impl From<&crate::sign::VerificationMaterial> for VerificationMaterial {
         VerificationMaterial {
             public_key,
             certificate,
+            x509_certificate_chain: None,
             tlog_entries: m.tlog_entries.clone(),
             timestamp_verification_data: TimestampVerificationData {
                 rfc3161_timestamps: m.rfc3161_timestamps.clone(),
@@ -108,6 +117,8 @@ pub enum BundleError {
     Ambiguous(&'static str),
     #[error("bundle dsseEnvelope: {0}")]
     Envelope(String),
+    #[error("bundle verificationMaterial: {0}")]
+    Material(String),
 }
 
 impl<'a> Bundle<'a> {
@@ -222,6 +233,45 @@ impl<'a> Bundle<'a> {
             return Err(BundleError::NoSignatures);
         }
         Ok(b)
+    }
+
+    /// The verification material, as provenant verifies it: exactly one of
+    /// a public-key hint, a certificate, a certificate chain.
+    pub fn material(&self) -> Result<crate::sign::VerificationMaterial, BundleError> {
+        use crate::sign::KeyMaterial;
+        let m = &self.verification_material;
+        let der = |r: &RawBytes| {
+            crate::sign::decode_b64(&r.raw_bytes)
+                .map_err(|_| BundleError::Material("a certificate is not base64".into()))
+        };
+        let key = match (&m.public_key, &m.certificate, &m.x509_certificate_chain) {
+            (Some(k), None, None) => KeyMaterial::PublicKey {
+                hint: k.hint.clone(),
+            },
+            (None, Some(c), None) => KeyMaterial::Certificate {
+                chain: vec![der(c)?],
+            },
+            (None, None, Some(chain)) if !chain.certificates.is_empty() => {
+                KeyMaterial::Certificate {
+                    chain: chain
+                        .certificates
+                        .iter()
+                        .take(10)
+                        .map(der)
+                        .collect::<Result<_, _>>()?,
+                }
+            }
+            _ => {
+                return Err(BundleError::Material(
+                    "expected exactly one of publicKey, certificate, x509CertificateChain".into(),
+                ))
+            }
+        };
+        Ok(crate::sign::VerificationMaterial {
+            key,
+            tlog_entries: m.tlog_entries.clone(),
+            rfc3161_timestamps: m.timestamp_verification_data.rfc3161_timestamps.clone(),
+        })
     }
 
     /// The DSSE envelope inside, as provenant verifies it.

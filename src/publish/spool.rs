@@ -175,7 +175,11 @@ impl Spool {
 
     /// Writes an attestation still to be witnessed (named by its content,
     /// like [`Spool::add`]), or writes over the entry at `path`.
-    pub fn add_witness(&self, e: &WitnessEntry, path: Option<&Path>) -> Result<PathBuf, SpoolError> {
+    pub fn add_witness(
+        &self,
+        e: &WitnessEntry,
+        path: Option<&Path>,
+    ) -> Result<PathBuf, SpoolError> {
         let bytes = serde_json::to_vec(e).expect("witness entry serializes");
         let path = match path {
             Some(p) => p.to_path_buf(),

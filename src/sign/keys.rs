@@ -106,6 +106,8 @@ pub struct VerifyingKey {
     pub id: String,
     /// Where the key came from, for messages.
     pub source: String,
+    /// The SubjectPublicKeyInfo, DER.
+    pub spki: Vec<u8>,
 }
 
 impl VerifyingKey {
@@ -138,6 +140,7 @@ impl VerifyingKey {
             key,
             id: key_id_of_spki(block.contents()),
             source: source.to_string(),
+            spki: block.contents().to_vec(),
         })
     }
 
@@ -153,6 +156,14 @@ impl VerifyingKey {
         self.key
             .verify_signature(sigstore::crypto::Signature::Raw(signature), message)
             .is_ok()
+    }
+
+    /// The key as SPKI PEM (what a transparency log records).
+    pub fn pem(&self) -> String {
+        pem::encode_config(
+            &pem::Pem::new(LABEL_PUBLIC, self.spki.clone()),
+            pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
+        )
     }
 
     pub fn describe(&self) -> String {

@@ -172,16 +172,13 @@ pub fn check_path(
             .collect::<Vec<_>>()
             .join(", "),
     })?;
-    let v = verify_bytes(
-        &att.display().to_string(),
-        &bytes,
-        &policy.keys,
-        policy.threshold,
-    )
-    .map_err(|source| GateError::Verify {
-        input: label.clone(),
-        source,
-    })?;
+    let v =
+        verify_bytes(&att.display().to_string(), &bytes, &policy.trust()).map_err(|source| {
+            GateError::Verify {
+                input: label.clone(),
+                source,
+            }
+        })?;
     let violations = policy.check(&v, time::OffsetDateTime::now_utc());
     if !violations.is_empty() {
         return Err(GateError::Policy {

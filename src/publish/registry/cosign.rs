@@ -233,9 +233,15 @@ pub fn material_annotations(m: &VerificationMaterial) -> Vec<(&'static str, Stri
     let mut out = Vec::new();
     if let crate::sign::KeyMaterial::Certificate { chain } = &m.key {
         if let Some((leaf, rest)) = chain.split_first() {
-            out.push((COSIGN_CERTIFICATE_ANNOTATION, crate::sign::keyless::cert_pem(leaf)));
+            out.push((
+                COSIGN_CERTIFICATE_ANNOTATION,
+                crate::sign::keyless::cert_pem(leaf),
+            ));
             if !rest.is_empty() {
-                let pems: String = rest.iter().map(|c| crate::sign::keyless::cert_pem(c)).collect();
+                let pems: String = rest
+                    .iter()
+                    .map(|c| crate::sign::keyless::cert_pem(c))
+                    .collect();
                 out.push((COSIGN_CHAIN_ANNOTATION, pems));
             }
         }
@@ -434,7 +440,12 @@ mod tests {
             a[COSIGN_CERTIFICATE_ANNOTATION],
             "-----BEGIN CERTIFICATE-----\nAQI=\n-----END CERTIFICATE-----\n"
         );
-        assert_eq!(a[COSIGN_CHAIN_ANNOTATION].matches("BEGIN CERTIFICATE").count(), 2);
+        assert_eq!(
+            a[COSIGN_CHAIN_ANNOTATION]
+                .matches("BEGIN CERTIFICATE")
+                .count(),
+            2
+        );
         assert_eq!(
             a[COSIGN_BUNDLE_ANNOTATION],
             r#"{"SignedEntryTimestamp":"c2V0","Payload":{"body":"Ym9keQ==","integratedTime":1700000000,"logIndex":42,"logID":"00ff"}}"#

@@ -144,12 +144,7 @@ pub fn jwt_claims(token: &str) -> Result<Claims, String> {
 
 impl KeylessSigner {
     pub fn new(c: &KeylessConfig) -> Result<KeylessSigner, KeyError> {
-        let url = ServiceUrl::parse("--fulcio-url", &c.fulcio_url).map_err(|reason| {
-            KeyError::Fulcio {
-                url: c.fulcio_url.clone(),
-                reason,
-            }
-        })?;
+        let url = ServiceUrl::parse("--fulcio-url", &c.fulcio_url).map_err(KeyError::BadUrl)?;
         Ok(KeylessSigner {
             url,
             token_file: c.identity_token.clone(),
@@ -260,9 +255,9 @@ fn read_token(p: &Path) -> Result<zeroize::Zeroizing<Vec<u8>>, KeyError> {
     let mut buf = zeroize::Zeroizing::new(Vec::new());
     std::fs::File::open(p)
         .and_then(|f| f.take(MAX_TOKEN + 1).read_to_end(&mut buf))
-        .map_err(|source| KeyError::Read {
+        .map_err(|e| KeyError::IdentityToken {
             path: p.to_path_buf(),
-            source,
+            reason: format!("cannot be read: {e}"),
         })?;
     if buf.len() as u64 > MAX_TOKEN {
         return Err(KeyError::IdentityToken {

@@ -50,6 +50,8 @@ pub enum KeyError {
     IdentityToken { path: PathBuf, reason: String },
     #[error("Fulcio {url}: {reason}")]
     Fulcio { url: String, reason: String },
+    #[error("{0}")]
+    BadUrl(String),
     #[error("no signing key: pass --key FILE, --signer URL or --fulcio-url URL")]
     NoSigner,
     #[error("choose one way to sign: {0} were all given")]
@@ -208,7 +210,9 @@ pub fn write_key_file(path: &Path, contents: &str, private: bool) -> Result<(), 
 impl crate::error::ExitClass for KeyError {
     fn exit_code(&self) -> i32 {
         match self {
-            KeyError::NoSigner | KeyError::TwoSigners(_) => crate::error::exit::USAGE,
+            KeyError::NoSigner | KeyError::TwoSigners(_) | KeyError::BadUrl(_) => {
+                crate::error::exit::USAGE
+            }
             _ => crate::error::exit::CANNOT_CHECK,
         }
     }

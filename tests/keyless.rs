@@ -723,7 +723,8 @@ fn every_part_of_the_trusted_root_matters() {
     let root = read_json(&m.trusted_root);
     let tlog_key = root["tlogs"][0]["publicKey"]["rawBytes"].clone();
     let ct_key = root["ctlogs"][0]["publicKey"]["rawBytes"].clone();
-    let cases: Vec<(&str, Box<dyn Fn(&mut Value)>, &str)> = vec![
+    type Change = Box<dyn Fn(&mut Value)>;
+    let cases: Vec<(&str, Change, &str)> = vec![
         (
             "CT log key",
             Box::new(move |r: &mut Value| {

@@ -93,7 +93,8 @@ pub enum SpoolError {
 }
 
 /// A spooled file and what it holds (or why it cannot be read).
-pub type Pending = (PathBuf, Result<SpoolEntry, SpoolError>);
+pub type Spooled<T> = (PathBuf, Result<T, SpoolError>);
+pub type Pending = Spooled<SpoolEntry>;
 
 pub const WITNESS_VERSION: u32 = 1;
 
@@ -118,7 +119,7 @@ pub struct WitnessEntry {
 }
 
 /// A witness spool file and what it holds.
-pub type PendingWitnessEntry = (PathBuf, Result<WitnessEntry, SpoolError>);
+pub type PendingWitnessEntry = Spooled<WitnessEntry>;
 
 pub struct Spool {
     dir: PathBuf,
@@ -235,7 +236,7 @@ impl Spool {
 
     fn files_in<T: serde::de::DeserializeOwned>(
         dir: &Path,
-    ) -> Result<Vec<(PathBuf, Result<T, SpoolError>)>, SpoolError> {
+    ) -> Result<Vec<Spooled<T>>, SpoolError> {
         let rd = std::fs::read_dir(dir).map_err(|source| SpoolError::Io {
             path: dir.to_path_buf(),
             source,

@@ -237,7 +237,7 @@ pub fn verify(a: VerifyArgs) -> CliResult {
         invocation_id: a.invocation_id.as_deref(),
     };
     if let Some(image) = &a.image {
-        return verify_image(image, &a, &keys, threshold, policy.as_ref(), &binding);
+        return verify_image(image, &a, &trust, policy.as_ref(), &binding);
     }
     let file = a.file.clone().unwrap_or_default();
     let (label, bytes) = crate::verify::read_input(&file)?;
@@ -428,8 +428,7 @@ fn notes(v: &Verified) {
 fn verify_image(
     image: &str,
     a: &VerifyArgs,
-    keys: &[VerifyingKey],
-    threshold: usize,
+    trust: &crate::verify::Trust<'_>,
     policy: Option<&Policy>,
     binding: &Binding,
 ) -> CliResult {
@@ -444,38 +443,37 @@ fn verify_image(
     let mut first_failure: Option<String> = None;
     for f in &found {
         let label = format!("{} {}", f.source, f.digest);
-        let result =
-            crate::verify::verify_attached(&label, &f.envelope, &img.digest, keys, threshold)
-                .map_err(|e| match e {
-                    AttachedError::Unreadable(e) => e,
-                    AttachedError::Invalid(e) => e.to_string(),
-                    AttachedError::NotThisImage => format!(
-                        "{label}: signature valid but no subject has the image digest {}",
-                        img.digest
-                    ),
-                })
-                .and_then(|v| match binding.mismatch(&v) {
-                    Some(why) => Err(why),
-                    None => Ok(v),
-                })
-                .and_then(|v| {
-                    let violations = policy
-                        .map(|p| p.check(&v, time::OffsetDateTime::now_utc()))
-                        .unwrap_or_default();
-                    if violations.is_empty() {
-                        Ok(v)
-                    } else {
-                        policy_failed += 1;
-                        Err(format!(
-                            "policy: {}",
-                            violations
-                                .iter()
-                                .map(|x| x.to_string())
-                                .collect::<Vec<_>>()
-                                .join("; ")
-                        ))
-                    }
-                });
+        let result = crate::verify::verify_attached(&label, f, &img.digest, trust)
+            .map_err(|e| match e {
+                AttachedError::Unreadable(e) => e,
+                AttachedError::Invalid(e) => e.to_string(),
+                AttachedError::NotThisImage => format!(
+                    "{label}: signature valid but no subject has the image digest {}",
+                    img.digest
+                ),
+            })
+            .and_then(|v| match binding.mismatch(&v) {
+                Some(why) => Err(why),
+                None => Ok(v),
+            })
+            .and_then(|v| {
+                let violations = policy
+                    .map(|p| p.check(&v, time::OffsetDateTime::now_utc()))
+                    .unwrap_or_default();
+                if violations.is_empty() {
+                    Ok(v)
+                } else {
+                    policy_failed += 1;
+                    Err(format!(
+                        "policy: {}",
+                        violations
+                            .iter()
+                            .map(|x| x.to_string())
+                            .collect::<Vec<_>>()
+                            .join("; ")
+                    ))
+                }
+            });
         match result {
             Ok(v) => {
                 ok += 1;

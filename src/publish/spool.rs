@@ -234,9 +234,7 @@ impl Spool {
         Self::files_in(dir)
     }
 
-    fn files_in<T: serde::de::DeserializeOwned>(
-        dir: &Path,
-    ) -> Result<Vec<Spooled<T>>, SpoolError> {
+    fn files_in<T: serde::de::DeserializeOwned>(dir: &Path) -> Result<Vec<Spooled<T>>, SpoolError> {
         let rd = std::fs::read_dir(dir).map_err(|source| SpoolError::Io {
             path: dir.to_path_buf(),
             source,

@@ -420,13 +420,7 @@ pub async fn check_image(
     })?;
     let mut reasons = Vec::new();
     for f in &found {
-        let v = match super::verify_attached(
-            &f.digest,
-            &f.envelope,
-            &img.digest,
-            &policy.keys,
-            policy.threshold,
-        ) {
+        let v = match super::verify_attached(&f.digest, f, &img.digest, &policy.trust()) {
             Ok(v) => v,
             Err(e) => {
                 reasons.push(match e {

@@ -307,13 +307,13 @@ pub enum AttachedError {
 /// is that digest. `verify --image` and the `image:` gate both use it.
 pub fn verify_attached(
     label: &str,
-    envelope: &Result<Envelope, String>,
+    found: &crate::publish::Found,
     image_digest: &str,
-    keys: &[VerifyingKey],
-    threshold: usize,
+    trust: &Trust<'_>,
 ) -> Result<Verified, AttachedError> {
-    let envelope = envelope.clone().map_err(AttachedError::Unreadable)?;
-    let v = verify_envelope(label, envelope, keys, threshold).map_err(AttachedError::Invalid)?;
+    let envelope = found.envelope.clone().map_err(AttachedError::Unreadable)?;
+    let v = verify_attestation(label, envelope, found.material.as_ref(), trust)
+        .map_err(AttachedError::Invalid)?;
     let want = image_digest.trim_start_matches("sha256:");
     if v.statement
         .subject

@@ -252,6 +252,74 @@ pub fn material_annotations(m: &VerificationMaterial) -> Vec<(&'static str, Stri
     out
 }
 
+/// The verification material a cosign layer's annotations carry, read back
+/// ([`material_annotations`]'s inverse, for cosign's layers too): the
+/// certificate and chain, and the Rekor bundle as a log entry (SET only: a
+/// cosign bundle has no inclusion proof). `None` when the layer has
+/// neither; an annotation that does not parse is left out (the
+/// verification then says what is missing).
+pub fn material_from_annotations(
+    a: &std::collections::HashMap<String, String>,
+    envelope: Option<&Envelope>,
+) -> Option<VerificationMaterial> {
+    use crate::sign::KeyMaterial;
+    use base64::Engine;
+    let cert = a.get(COSIGN_CERTIFICATE_ANNOTATION);
+    let bundle = a.get(COSIGN_BUNDLE_ANNOTATION);
+    if cert.is_none() && bundle.is_none() {
+        return None;
+    }
+    let key = match cert {
+        Some(pem_text) => {
+            let mut chain: Vec<Vec<u8>> = pem::parse_many(pem_text.as_bytes())
+                .ok()?
+                .into_iter()
+                .take(1)
+                .map(|p| p.into_contents())
+                .collect();
+            if let Some(rest) = a.get(COSIGN_CHAIN_ANNOTATION) {
+                chain.extend(
+                    pem::parse_many(rest.as_bytes())
+                        .unwrap_or_default()
+                        .into_iter()
+                        .take(9)
+                        .map(|p| p.into_contents()),
+                );
+            }
+            KeyMaterial::Certificate { chain }
+        }
+        None => KeyMaterial::PublicKey {
+            hint: envelope
+                .and_then(|e| e.signatures.first())
+                .map(|s| s.keyid.clone())
+                .unwrap_or_default(),
+        },
+    };
+    let tlog_entries = bundle
+        .and_then(|b| {
+            let v: serde_json::Value = serde_json::from_str(b).ok()?;
+            let p = &v["Payload"];
+            let body = p["body"].as_str()?;
+            let decoded = base64::engine::general_purpose::STANDARD.decode(body).ok()?;
+            let kind: serde_json::Value = serde_json::from_slice(&decoded).ok()?;
+            Some(serde_json::json!({
+                "logIndex": p["logIndex"].as_i64()?.to_string(),
+                "logId": {"keyId": base64::engine::general_purpose::STANDARD.encode(hex::decode(p["logID"].as_str()?).ok()?)},
+                "kindVersion": {"kind": kind["kind"], "version": kind["apiVersion"]},
+                "integratedTime": p["integratedTime"].as_i64()?.to_string(),
+                "inclusionPromise": {"signedEntryTimestamp": v["SignedEntryTimestamp"].as_str()?},
+                "canonicalizedBody": body,
+            }))
+        })
+        .into_iter()
+        .collect();
+    Some(VerificationMaterial {
+        key,
+        tlog_entries,
+        rfc3161_timestamps: Vec::new(),
+    })
+}
+
 /// cosign's `RekorBundle` JSON for a bundle `TransparencyLogEntry`; `None`
 /// without a SET or with fields of the wrong shape.
 fn rekor_bundle(e: &serde_json::Value) -> Option<String> {
@@ -398,6 +466,7 @@ pub async fn fetch(
                 reason,
             }
             .to_string()),
+            material: None,
         }),
         TagRead::Present { doc, .. } => {
             for l in doc.manifest.layers().iter().take(super::MAX_FOUND + 1) {
@@ -406,10 +475,15 @@ pub async fn fetch(
                     Err(e @ RegistryError::Garbage { .. }) => Err(e.to_string()),
                     Err(e) => return Err(e),
                 };
+                let material = l
+                    .annotations()
+                    .as_ref()
+                    .and_then(|a| material_from_annotations(a, envelope.as_ref().ok()));
                 found.push(Found {
                     source: "cosign .att layer",
                     digest: l.digest().to_string(),
                     envelope,
+                    material,
                 });
             }
         }
@@ -430,7 +504,7 @@ mod tests {
             },
             tlog_entries: vec![serde_json::json!({
                 "logIndex": "42", "logId": {"keyId": "AP8="}, "integratedTime": "1700000000",
-                "inclusionPromise": {"signedEntryTimestamp": "c2V0"}, "canonicalizedBody": "Ym9keQ==",
+                "inclusionPromise": {"signedEntryTimestamp": "c2V0"}, "canonicalizedBody": "eyJhcGlWZXJzaW9uIjoiMC4wLjIiLCJraW5kIjoiaW50b3RvIn0=",
                 "kindVersion": {"kind": "intoto", "version": "0.0.2"}
             })],
             rfc3161_timestamps: vec![serde_json::json!({"signedTimestamp": "AA=="})],
@@ -448,10 +522,16 @@ mod tests {
         );
         assert_eq!(
             a[COSIGN_BUNDLE_ANNOTATION],
-            r#"{"SignedEntryTimestamp":"c2V0","Payload":{"body":"Ym9keQ==","integratedTime":1700000000,"logIndex":42,"logID":"00ff"}}"#
+            r#"{"SignedEntryTimestamp":"c2V0","Payload":{"body":"eyJhcGlWZXJzaW9uIjoiMC4wLjIiLCJraW5kIjoiaW50b3RvIn0=","integratedTime":1700000000,"logIndex":42,"logID":"00ff"}}"#
         );
         assert_eq!(a.len(), 3);
         assert!(material_annotations(&VerificationMaterial::public_key("ab")).is_empty());
+        // Read back: the same certificate chain and log entry.
+        let owned: std::collections::HashMap<String, String> =
+            a.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+        let back = material_from_annotations(&owned, None).unwrap();
+        assert_eq!(back.key, m.key);
+        assert_eq!(back.tlog_entries, m.tlog_entries);
     }
 
     #[test]

@@ -253,6 +253,10 @@ pub struct Found {
     pub source: &'static str,
     pub digest: String,
     pub envelope: Result<Envelope, String>,
+    /// What a verifier needs beside it: the referrer's bundle material,
+    /// or what the cosign layer's annotations carry (certificate, chain,
+    /// Rekor bundle); `None` when there is nothing beyond the envelope.
+    pub material: Option<VerificationMaterial>,
 }
 
 /// What reading a shared tag found.

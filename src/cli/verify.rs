@@ -72,8 +72,9 @@ pub struct VerifyArgs {
     /// With --policy: also trust this key, beside the policy's; repeatable.
     #[arg(long = "extra-key", value_name = "PUB", requires = "policy")]
     pub extra_keys: Vec<PathBuf>,
-    /// Policy file (YAML): trusted keys, predicate types, builder ids,
-    /// subjects, required materials, maximum age, exit status, input
+    /// Policy file (YAML): trusted keys or certificate identities (with
+    /// their trusted root), transparency log, predicate types, builder
+    /// ids, subjects, required materials, maximum age, exit status, input
     /// changes, claimed subjects (docs/trust.md).
     #[arg(long, value_name = "FILE")]
     pub policy: Option<PathBuf>,

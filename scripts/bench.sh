@@ -12,6 +12,8 @@
 #   BENCH_PERF=1      also profile `provenant digest` on workload a with perf
 #   BENCH_RUNS        timed runs per measurement, best is kept (default 3)
 #   BENCH_WEBHOOK_ONLY=1  only the admission webhook section (at the end)
+#   BENCH_KEYLESS_ONLY=1  only the keyless/Rekor section (at the end)
+#   BENCH_KEYLESS_RUNS    attestations per keyless configuration (default 20)
 #   BENCH_WS_DIR      where the finalize measure's workspaces go
 #                     (default /dev/shm/provenant-bench-ws if it has room)
 #
@@ -169,9 +171,133 @@ webhook_table() {
     echo "| first admission of a connection, TLS handshake included (closed loop) p50 / p99 | $(ms "$(jget "$c" first_p50_us)") / $(ms "$(jget "$c" first_p99_us)") ms | info | |"
     echo "| webhook peak RSS (VmHWM) | ${WH_HWM} MB | info | |"
 }
+
+# --- keyless signing and transparency log (issue 15) -------------------------
+# What Fulcio, Rekor and a timestamp authority add to one attestation:
+# `provenant attest` of one small file, BENCH_KEYLESS_RUNS (20) times in
+# each configuration, against @sigstore/mock (the sigstore-js project's mock
+# Fulcio, Rekor and TSA) served on loopback by
+# tests/interop/sigstore_mock_server.mjs:
+#   key                      a key file, nothing else (the baseline)
+#   key + Rekor              the same key, the envelope logged in Rekor
+#   keyless + Rekor          a fresh key certified by Fulcio, logged in Rekor
+#   keyless + Rekor + TSA    and an RFC 3161 timestamp
+# Wall time of the whole command (process start to exit) p50 / p90, and
+# from its log describe_sign_ms (signing; keyless: key pair, Fulcio
+# certificate, signature) and witness_ms (Rekor, TSA). Loopback has no
+# network latency: against real services add their round trips (one to
+# Fulcio, one to Rekor, one to the TSA). Needs Node.js (scripts/sigstore-js.sh
+# installs the packages); without it the section says so.
+keyless_bench() {
+    local n="${BENCH_KEYLESS_RUNS:-20}" d="$bench_dir/keyless" url pid
+    KL_N="$n"
+    KL_NOTE=""
+    mkdir -p "$d"
+    if ! command -v node >/dev/null; then
+        KL_NOTE="node not found"
+        return
+    fi
+    local js_dir
+    if ! js_dir="$("$repo/scripts/sigstore-js.sh" 2>>"$log" | tail -n 1)"; then
+        KL_NOTE="scripts/sigstore-js.sh failed (see $log)"
+        return
+    fi
+    rm -f "$d/url"
+    (sleep 100000 | SIGSTORE_JS_DIR="$js_dir" node "$repo/tests/interop/sigstore_mock_server.mjs" \
+        "$d/trusted_root.json" >"$d/url" 2>>"$log") &
+    pid=$!
+    for _ in $(seq 100); do
+        [[ -s "$d/url" ]] && break
+        sleep 0.1
+    done
+    url="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["url"])' "$d/url" 2>/dev/null || true)"
+    if [[ -z "$url" ]]; then
+        KL_NOTE="the mock did not start (see $log)"
+        kill "$pid" 2>/dev/null || true
+        return
+    fi
+    python3 - "$d/token" <<'PY'
+import base64, json, sys, time
+e = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+claims = {"iss": "https://kubernetes.default.svc.cluster.local", "sub": "system:serviceaccount:bench:builder",
+          "aud": ["sigstore"], "exp": int(time.time()) + 86400}
+open(sys.argv[1], "w").write(e(b'{"alg":"none"}') + "." + e(json.dumps(claims).encode()) + ".")
+PY
+    mkdir -p "$d/out"
+    echo "keyless bench" >"$d/out/app.bin"
+    [[ -f "$d/k.key" ]] || "$prov" --log-level warn keygen --unencrypted -o "$d/k" >>"$log" 2>&1
+    local -a cfg_names=("key" "key + Rekor" "keyless + Rekor" "keyless + Rekor + TSA")
+    local -a cfg_args=(
+        "--key $d/k.key"
+        "--key $d/k.key --rekor-url $url"
+        "--fulcio-url $url --identity-token $d/token --rekor-url $url"
+        "--fulcio-url $url --identity-token $d/token --rekor-url $url --tsa-url $url"
+    )
+    declare -gA KL
+    local i c t0 wall
+    for c in 0 1 2 3; do
+        say "keyless: ${cfg_names[$c]}, $n attestations"
+        : >"$d/times.$c"
+        for ((i = 0; i < n; i++)); do
+            t0="$(date +%s%N)"
+            # shellcheck disable=SC2086
+            if ! "$prov" attest --product "$d/out" -o "$d/att.jsonl" --bundle "$d/att.sigstore.json" \
+                ${cfg_args[$c]} 2>"$d/attest.log"; then
+                cat "$d/attest.log" >>"$log"
+                KL_NOTE="${cfg_names[$c]}: attest failed (see $log)"
+                break
+            fi
+            wall=$((($(date +%s%N) - t0) / 1000))
+            echo "$wall $(grep -o 'describe_sign_ms=[0-9]*' "$d/attest.log" | cut -d= -f2) $(grep -o 'witness_ms=[0-9]*' "$d/attest.log" | cut -d= -f2)" >>"$d/times.$c"
+        done
+        KL[$c]="$(python3 - "$d/times.$c" <<'PY'
+import statistics, sys
+rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
+if not rows:
+    print("NA NA NA NA"); sys.exit()
+def pct(xs, p):
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
+wall = [int(r[0]) / 1000 for r in rows]
+sign = [int(r[1]) for r in rows if len(r) > 1]
+wit = [int(r[2]) for r in rows if len(r) > 2]
+print(f"{pct(wall, 50):.1f} {pct(wall, 90):.1f} {statistics.median(sign) if sign else 'NA'} {statistics.median(wit) if wit else 'NA'}")
+PY
+)"
+    done
+    KL_NAMES=("${cfg_names[@]}")
+    kill "$pid" 2>/dev/null || true
+    pkill -P "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+}
+keyless_table() {
+    echo
+    echo "### Keyless signing and the transparency log: one attestation, against @sigstore/mock on loopback"
+    echo
+    if [[ -n "$KL_NOTE" && -z "${KL[0]:-}" ]]; then
+        echo "N/A: $KL_NOTE"
+        return
+    fi
+    [[ -n "$KL_NOTE" ]] && echo "Note: $KL_NOTE" && echo
+    echo "$KL_N attestations per configuration (\`provenant attest\` of one small file, envelope and bundle written)."
+    echo
+    echo "| configuration | wall p50 / p90 | sign (median) | witness: Rekor, TSA (median) | overhead over a key file (p50) |"
+    echo "|---|---:|---:|---:|---:|"
+    local base c w50 w90 sg wi
+    read -r base _ _ _ <<<"${KL[0]}"
+    for c in 0 1 2 3; do
+        read -r w50 w90 sg wi <<<"${KL[$c]:-NA NA NA NA}"
+        echo "| ${KL_NAMES[$c]} | $w50 / $w90 ms | $sg ms | $wi ms | $(if [[ "$w50" == NA || "$base" == NA ]]; then echo NA; else awk -v a="$w50" -v b="$base" 'BEGIN {printf "%+.1f ms", a - b}'; fi) |"
+    done
+}
 if [[ "${BENCH_WEBHOOK_ONLY:-0}" == 1 ]]; then
     webhook_bench
     webhook_table
+    exit 0
+fi
+if [[ "${BENCH_KEYLESS_ONLY:-0}" == 1 ]]; then
+    keyless_bench
+    keyless_table
     exit 0
 fi
 
@@ -696,3 +822,8 @@ fi
 # no longer use.
 webhook_bench
 webhook_table
+
+# Keyless signing and Rekor, after the webhook (each has the machine to
+# itself).
+keyless_bench
+keyless_table

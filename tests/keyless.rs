@@ -793,3 +793,51 @@ fn every_part_of_the_trusted_root_matters() {
     ]);
     run(c).fails(exit::CANNOT_CHECK, "trusted root root.json");
 }
+
+/// The sidecar (`record`) signs keyless with its pod's token, logs in
+/// Rekor and timestamps; the bundle in the state directory verifies with
+/// sigstore-js and provenant. The log line's bare envelope has no
+/// certificate: `verify` points at the bundle.
+#[test]
+fn the_sidecar_signs_keyless() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    setup(d);
+    let m = MockSigstore::start(d);
+    write(
+        &d.join("ws/source/main.c"),
+        b"int main(void) { return 0; }\n",
+    );
+    snapshot(d, &[]);
+    write(&d.join("ws/out/app.bin"), b"\x7fELF keyless");
+    write(&d.join("done"), b"0\n");
+    let mut c = provenant(d);
+    c.args([
+        "record",
+        "--state",
+        "state",
+        "--completion",
+        "marker:done",
+        "--fulcio-url",
+        &m.url,
+        "--identity-token",
+        "token",
+        "--rekor-url",
+        &m.url,
+        "--tsa-url",
+        &m.url,
+    ]);
+    let r = run(c).ok();
+    assert!(r.stderr.contains("witness_ms="), "{}", r.stderr);
+    let r = js(
+        d,
+        &m,
+        "state/provenance.sigstore.json",
+        &["--timestamp-threshold", "2"],
+    );
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let v = verify_keyless(d, &m, "state/provenance.sigstore.json", SA).ok();
+    assert!(v.stdout.contains("ws/out/app.bin"), "{}", v.stdout);
+    verify_keyless(d, &m, "state/provenance.intoto.jsonl", SA)
+        .fails(exit::CANNOT_CHECK, "verify the Sigstore bundle");
+}

@@ -42,7 +42,7 @@ const MAX_ANSWER: usize = 256 << 10;
 /// Most certificates in a chain.
 const MAX_CHAIN: usize = 10;
 /// One certificate, request and retries included.
-const FULCIO_BUDGET: Duration = Duration::from_secs(30);
+const FULCIO_BUDGET: Duration = Duration::from_secs(15);
 const SIGNING_CERT: &str = "api/v2/signingCert";
 /// Issuers whose tokens are proven by their `email` claim, as sigstore-js
 /// (`extractJWTSubject`) and Fulcio treat them.
@@ -145,6 +145,9 @@ pub fn jwt_claims(token: &str) -> Result<Claims, String> {
 impl KeylessSigner {
     pub fn new(c: &KeylessConfig) -> Result<KeylessSigner, KeyError> {
         let url = ServiceUrl::parse("--fulcio-url", &c.fulcio_url).map_err(KeyError::BadUrl)?;
+        // The key pair is made after the build; its random generator is
+        // seeded now, beside the hashing (see `warm_up_rng`).
+        super::warm_up_rng();
         Ok(KeylessSigner {
             url,
             token_file: c.identity_token.clone(),

@@ -68,6 +68,8 @@ pub enum VerifyError {
     NeedsIdentity { path: String },
     #[error("{path}: {what}")]
     NeedsTrustedRoot { path: String, what: &'static str },
+    #[error("{path}: no certificate to check the identity of: a DSSE envelope or log line carries none (verify the Sigstore bundle written beside it, .sigstore.json), and no --key was given")]
+    NoCertificate { path: String },
 }
 
 impl VerifyError {
@@ -83,9 +85,9 @@ impl VerifyError {
             } => exit::CANNOT_CHECK,
             VerifyError::Policy { .. } | VerifyError::NotBound { .. } => exit::POLICY,
             VerifyError::Sigstore { source, .. } => crate::error::ExitClass::exit_code(source),
-            VerifyError::NeedsIdentity { .. } | VerifyError::NeedsTrustedRoot { .. } => {
-                exit::CANNOT_CHECK
-            }
+            VerifyError::NeedsIdentity { .. }
+            | VerifyError::NeedsTrustedRoot { .. }
+            | VerifyError::NoCertificate { .. } => exit::CANNOT_CHECK,
             VerifyError::Envelope { .. }
             | VerifyError::Statement { .. }
             | VerifyError::Input { .. }
@@ -168,6 +170,11 @@ pub fn verify_attestation(
             signed_by: vec![checked.signer.to_string()],
             certificate: Some(checked.signer),
             tlog_entries: checked.tlog_entries,
+        });
+    }
+    if trust.keys.is_empty() && trust.sigstore.is_some_and(|r| !r.identities.is_empty()) {
+        return Err(VerifyError::NoCertificate {
+            path: label.to_string(),
         });
     }
     let mut v = verify_envelope(label, envelope, trust.keys, trust.threshold)?;

@@ -68,7 +68,13 @@ const ca = await mock.initializeCA(ec(), ctlog);
 // The checkpoint's origin and signature name are the host of this URL, which
 // sigstore-js matches against the trusted log's baseUrl.
 const tlog = await mock.initializeTLog(url, ec());
-const tsa = await mock.initializeTSA(ec());
+// The TSA's clock is a Date updated before each request, skipping the
+// milliseconds that end in 0: DER drops trailing zeros from a
+// GeneralizedTime's fraction (X.690 11.7.3), as pkijs writes it
+// ("...28.69Z"), but @sigstore/core 3.2.1 parses fractions of exactly three
+// digits only and would refuse one timestamp in ten as "invalid time".
+const tsaClock = new Date();
+const tsa = await mock.initializeTSA(ec(), tsaClock);
 
 const handlers = [
   mock.fulcioHandler(ca, { strict: true }),
@@ -163,6 +169,10 @@ server.on('request', (req, res) => {
     if (rekorDown && p === '/api/v1/log/entries') {
       res.writeHead(503, { 'content-type': 'text/plain' }).end('rekor is down (test control)');
       return;
+    }
+    if (p === '/api/v1/timestamp') {
+      tsaClock.setTime(Date.now());
+      if (tsaClock.getUTCMilliseconds() % 10 === 0) tsaClock.setTime(tsaClock.getTime() + 1);
     }
     try {
       const out = await h.fn(body);

@@ -374,11 +374,12 @@ mod tests {
             String::from_utf8(canonical_json(&v)).unwrap(),
             "{\"A\":{\"y\":\"\\\"\",\"z\":-2},\"a\":[true,null,\"x\\n\\u0001é\"],\"b\":1}"
         );
-        // UTF-16 order: U+FF5E sorts before U+1F600 (a surrogate pair).
-        let v = json!({"\u{1F600}": 1, "\u{FF5E}": 2});
+        // UTF-16 order (RFC 8785), not code-point order: U+1F600 is the
+        // surrogate pair D83D DE00, so it sorts before U+FF5E.
+        let v = json!({"\u{FF5E}": 2, "\u{1F600}": 1});
         assert_eq!(
             String::from_utf8(canonical_json(&v)).unwrap(),
-            "{\"\u{FF5E}\":2,\"\u{1F600}\":1}"
+            "{\"\u{1F600}\":1,\"\u{FF5E}\":2}"
         );
     }
 

@@ -1217,12 +1217,19 @@ mod tests {
                         &root
                     ));
                 }
+                // The same proof for the tree one leaf larger: refused
+                // against that tree's root. (Against this tree's root it
+                // may pass when the path has the same shape, as in every
+                // RFC 9162 verifier: the signed checkpoint binds size and
+                // root together, and that is checked apart.)
+                let mut grown = leaves.clone();
+                grown.push(h(n as u8));
                 assert!(!merkle_inclusion(
                     m as i64,
                     n as i64 + 1,
                     &leaves[m],
                     &p,
-                    &root
+                    &tree(&grown)
                 ));
                 assert!(!merkle_inclusion(
                     m as i64,

@@ -200,7 +200,7 @@ fn garbage_policies_and_attestations_fail_clearly() {
         ),
         (
             "version: 1\nkeys: []\n",
-            "keys: at least one trusted key is required",
+            "keys: at least one trusted key (keys) or certificate identity (identities) is required",
         ),
         ("version: 1\nkeys:\n  - path: missing.pub\n", "missing.pub"),
         ("version: 1\nkeys:\n  - path: k.key\n", "a public key"),

@@ -173,16 +173,13 @@ pub fn check_path(
             .collect::<Vec<_>>()
             .join(", "),
     })?;
-    let v = verify_bytes(
-        &att.display().to_string(),
-        &bytes,
-        &policy.keys,
-        policy.threshold,
-    )
-    .map_err(|source| GateError::Verify {
-        input: label.clone(),
-        source,
-    })?;
+    let v =
+        verify_bytes(&att.display().to_string(), &bytes, &policy.trust()).map_err(|source| {
+            GateError::Verify {
+                input: label.clone(),
+                source,
+            }
+        })?;
     let violations = policy.check(&v, time::OffsetDateTime::now_utc());
     if !violations.is_empty() {
         return Err(GateError::Policy {
@@ -479,13 +476,7 @@ pub async fn check_image(
     })?;
     let mut reasons = Vec::new();
     for f in &found {
-        let v = match super::verify_attached(
-            &f.digest,
-            &f.envelope,
-            &img.digest,
-            &policy.keys,
-            policy.threshold,
-        ) {
+        let v = match super::verify_attached(&f.digest, f, &img.digest, &policy.trust()) {
             Ok(v) => v,
             Err(e) => {
                 reasons.push(match e {

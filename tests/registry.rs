@@ -167,6 +167,27 @@ fn push_image(
 /// The sidecar flow (snapshot, record) for a builder that reported `image`
 /// with `digest` through Tekton results; returns the record run.
 fn record_image(d: &Path, image: &str, digest: &str, extra: &[&str]) -> Run {
+    let build = || {
+        write(&d.join("ws/out/image.tar"), digest.as_bytes());
+        write(
+            &d.join("results/IMAGE_URL"),
+            format!("{image}\n").as_bytes(),
+        );
+        write(
+            &d.join("results/IMAGE_DIGEST"),
+            format!("{digest}\n").as_bytes(),
+        );
+    };
+    let mut args = vec!["--tekton-results", "results", "--publish"];
+    // The operator allows exactly the repository the build pushes to.
+    args.extend(["--allow-image-repo", image]);
+    args.extend(extra);
+    sidecar(d, build, &args)
+}
+
+/// Snapshot, then `build`, then `record` (marker completion, key `k.key`)
+/// with `args`.
+fn sidecar(d: &Path, build: impl FnOnce(), args: &[&str]) -> Run {
     if !d.join("k.key").exists() {
         keygen(d, "k", "ecdsa-p256");
     }
@@ -176,15 +197,7 @@ fn record_image(d: &Path, image: &str, digest: &str, extra: &[&str]) -> Run {
     );
     let _ = std::fs::remove_dir_all(d.join("state"));
     snapshot(d, &[]);
-    write(&d.join("ws/out/image.tar"), digest.as_bytes());
-    write(
-        &d.join("results/IMAGE_URL"),
-        format!("{image}\n").as_bytes(),
-    );
-    write(
-        &d.join("results/IMAGE_DIGEST"),
-        format!("{digest}\n").as_bytes(),
-    );
+    build();
     write(&d.join("done"), b"0");
     let mut c = provenant(d);
     c.args([
@@ -195,14 +208,8 @@ fn record_image(d: &Path, image: &str, digest: &str, extra: &[&str]) -> Run {
         "k.key",
         "--completion",
         "marker:done",
-        "--tekton-results",
-        "results",
-        "--publish",
-        // The operator allows exactly the repository the build pushes to.
-        "--allow-image-repo",
-        image,
     ])
-    .args(extra);
+    .args(args);
     run(c)
 }
 
@@ -1442,31 +1449,11 @@ fn layout_claims_go_through_the_allow_list_and_the_registry() {
         "layout-{}",
         sha256_hex("built into a layout".as_bytes())
     ));
-    keygen(d, "k", "ecdsa-p256");
+    let layout_arg = layout.display().to_string();
     let record = |extra: &[&str]| {
-        write(
-            &d.join("ws/source/main.c"),
-            b"int main(void) { return 0; }\n",
-        );
-        let _ = std::fs::remove_dir_all(d.join("state"));
-        snapshot(d, &[]);
-        write(&d.join("done"), b"0");
-        let mut c = provenant(d);
-        c.args([
-            "record",
-            "--state",
-            "state",
-            "--key",
-            "k.key",
-            "--completion",
-            "marker:done",
-            "--subjects",
-            "reported",
-            "--oci-layout",
-        ])
-        .arg(&layout)
-        .args(extra);
-        run(c)
+        let mut args = vec!["--subjects", "reported", "--oci-layout", &layout_arg];
+        args.extend(extra);
+        sidecar(d, || {}, &args)
     };
     let app = format!("{}/app", reg.host());
     // The layout names only a tag ("v1"): not the allowed repository.

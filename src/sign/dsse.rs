@@ -291,8 +291,13 @@ impl Unsigned {
         signer: &dyn Signer,
         meanwhile: impl FnOnce() + Send,
     ) -> Result<Signed, KeyError> {
-        let (sig, ()) = rayon::join(|| signer.sign(&self.buf[self.start..]), meanwhile);
-        let payload = base64_literal(self.payload());
+        // The base64 of the payload (22 MB for 100k subjects) does not
+        // wait for the signature: on a second core it costs the finalize
+        // nothing, where after signing it added ~10 ms.
+        let ((sig, ()), payload) = rayon::join(
+            || rayon::join(|| signer.sign(&self.buf[self.start..]), meanwhile),
+            || base64_literal(self.payload()),
+        );
         Ok(Signed {
             payload_len: self.buf.len() - self.room,
             payload_type: self.payload_type,

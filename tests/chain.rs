@@ -390,6 +390,24 @@ fn a_slice_of_an_attested_output_is_not_vouched_for() {
         r.stderr
     );
     assert!(!d.join("slice/snapshot.json").exists());
+    // A statement whose subjects were chosen (`--subject 'bin/**'`)
+    // attests nothing beside bin/: the directory drops nothing attested.
+    let mut c = attest_cmd(d, "source.key", &["out"], "bin.intoto.jsonl");
+    c.args(["--subject", "bin/**"]);
+    run(c).ok();
+    gate_dir(d, "bin", "chosen").ok();
+    // Nested roots do not open a way in: `out/bin` lies inside the root
+    // `out`, under which `policy/allow.json` is attested too.
+    let mut c = attest_cmd(
+        d,
+        "source.key",
+        &["out", "out/bin/tool"],
+        "bin.intoto.jsonl",
+    );
+    c.args(["--subject", "**"]);
+    run(c).ok();
+    let r = gate_dir(d, "bin", "nested");
+    assert_eq!(r.code, 5, "{}", r.stderr);
 }
 
 /// Links, FIFOs and empty directories the stage before recorded are

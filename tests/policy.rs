@@ -447,6 +447,26 @@ fn claimed_subject_rule() {
             false,
         ),
     ];
+    // `confirmed`: only what the registry confirmed by digest.
+    for (ann, want) in [
+        (claim("registry"), true),
+        (claim("allowed-repository"), false),
+        (claim("oci-layout"), false),
+        (no_ann(), true),
+    ] {
+        let r = check_statement(d, &mk(ann.clone()), "claimedSubjects: confirmed\n");
+        if want {
+            assert_eq!(r.code, 0, "confirmed {ann}: {}", r.stderr);
+        } else {
+            let r = r.fails(5, "1 policy violation(s)");
+            assert!(
+                violation_lines(&r)[0]
+                    .contains("claimCheck registry (policy claimedSubjects: confirmed)"),
+                "{}",
+                r.stderr
+            );
+        }
+    }
     for (ann, accept, checked, refuse) in cases {
         let st = mk(ann.clone());
         for (rule, want) in [

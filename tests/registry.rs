@@ -473,14 +473,16 @@ fn basic_auth_from_docker_config() {
             "https://x.example/2",
         ],
     );
-    // The sidecar still succeeds (the attestation is in the log and the
-    // file); the push failed and the spooled copy waits for `publish`.
-    assert_eq!(r.code, 0, "{}", r.stderr);
+    // Credentials the registry refuses cannot confirm the claim, and a
+    // 401/403 is also what a registry answers for a repository the builder
+    // made up: the claim is refused, and the operator told why.
     assert!(
-        r.stderr.contains("not attached to") && r.stderr.contains("is kept in"),
+        r.stderr
+            .contains("the registry does not let our credentials read it"),
         "{}",
         r.stderr
     );
+    assert!(!r.stderr.contains("attestation attached"), "{}", r.stderr);
 }
 
 #[test]

@@ -124,9 +124,10 @@ pub struct Entry {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tree {
     pub root: PathBuf,
-    /// What the root was when it was hashed, from the same `fstat` that
-    /// chose how to read it: a later look at the path could see another
-    /// kind swapped in by the builder.
+    /// What the root was when it was hashed, from the stat that chose how
+    /// to read it (with `root_nofollow`, the `fstat` of the descriptor that
+    /// was read; otherwise a swap before the read makes the read fail): a
+    /// later look at the path could see another kind swapped in.
     pub root_is_dir: bool,
     /// Sorted by path bytes.
     pub entries: Vec<Entry>,

@@ -162,6 +162,16 @@ fn confirm(
         // A layout names its image in an annotation the builder wrote (or
         // the operator with --oci-layout-image): with an allow-list it is
         // held to the same rules as any report.
+        // A layout that names nothing is listed under its directory (for
+        // the record); that path is the operator's, not an image name.
+        let unnamed = c.source == ClaimSource::OciLayout
+            && c.file
+                .parent()
+                .is_some_and(|dir| dir.display().to_string() == c.name);
+        if unnamed {
+            refused.refuse(&c, "the OCI layout does not name an image repository (org.opencontainers.image.ref.name, or --oci-layout-image)");
+            continue;
+        }
         if c.source == ClaimSource::OciLayout {
             match provenance::claimed_name(&c.file, &c.name) {
                 Ok(n) => c.name = n,
@@ -210,18 +220,15 @@ fn confirm(
             Asked::Answered(Ok(_)) => {
                 refused.refuse(&c, "the registry returned another digest");
             }
-            // Down, 5xx, or out of time while asking: an outage, which
-            // the builder does not control. Credentials the registry does
-            // not accept are the operator's to fix: the claim stays in the
-            // allowed repository with its digest unconfirmed (what
-            // `allowed-repository` says), rather than losing the build's
-            // attestation to an expired password. Publishing asks again.
+            // Down, 5xx, or out of time while asking: an outage, which the
+            // builder does not easily bring about. Not a 401/403 (GHCR and
+            // Docker Hub answer so for a repository that does not exist or
+            // is not ours to read, which the builder chooses by naming it)
+            // and not a 429 (the builder shares the pod's address and can
+            // spend its rate limit): those refute the claim below.
             Asked::Answered(Err(e))
-                if e.is_transient()
-                    || matches!(
-                        e,
-                        RegistryError::Deadline { .. } | RegistryError::Auth { .. }
-                    ) =>
+                if !e.is_rate_limited()
+                    && (e.is_transient() || matches!(e, RegistryError::Deadline { .. })) =>
             {
                 tracing::warn!(image = %shown_name, error = %e, "the registry could not confirm the claimed image now; signed as in an allowed repository, digest unconfirmed");
                 c.check = ClaimCheck::AllowedRepository;
@@ -232,9 +239,14 @@ fn confirm(
                 c.check = ClaimCheck::AllowedRepository;
                 out.push(c);
             }
-            // No such manifest, no such repository, a reference the
-            // registry refuses: a builder can cause each by what it names,
-            // so each refutes the claim.
+            // No such manifest, no such repository, not ours to read, rate
+            // limited, a reference the registry refuses: a builder can
+            // cause each by what it names or does, so each refutes the
+            // claim.
+            Asked::Answered(Err(e @ RegistryError::Auth { .. })) => {
+                tracing::debug!(image = %shown_name, error = %e, "registry refused the claim");
+                refused.refuse(&c, "the registry does not let our credentials read it (no such repository, or --registry-auth is wrong for it)");
+            }
             Asked::Answered(Err(e)) => {
                 tracing::debug!(image = %shown_name, error = %e, "registry refused the claim");
                 refused.refuse(&c, "the registry does not confirm it by its digest");

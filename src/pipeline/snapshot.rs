@@ -223,9 +223,13 @@ fn agree(v: &HashedRoot, m: &HashedRoot, excludes: &Excludes) -> Result<(), Gate
         } else if m.is_dir {
             p.strip_prefix(sub.as_slice())
                 .map(|r| r.strip_prefix(b"/").unwrap_or(r).to_vec())
-        } else {
+        } else if p == sub.as_slice() {
             // The material is one file: its entry is named by the file name.
             m.tree.entries.first().map(|e| e.path.as_bytes().to_vec())
+        } else {
+            // Below what is now one file: kept under its own path (it has
+            // a `/`, so it meets no file name) and reported as gone.
+            Some(p.to_vec())
         }
     };
     let m_key = |p: &[u8]| -> Option<Vec<u8>> { (!v_inner || in_region(p)).then(|| p.to_vec()) };
@@ -386,6 +390,13 @@ mod tests {
         for e in [o.map(|e| e.to_string()), s.map(|e| e.to_string()), i] {
             assert!(e.expect("a changed file is caught").contains("changed"));
         }
+        // The directory under the input swapped for a file holding what
+        // one of its files held: not the same entries.
+        let (_, _, i) = check(&|| {
+            std::fs::remove_dir_all(d.join("ws/in/sub")).unwrap();
+            write(&d.join("ws/in/sub"), b"b");
+        });
+        assert!(i.is_some(), "a directory turned file is caught");
         // Outside the input, or left out by the excludes: not compared.
         let (o, s, i) = check(&|| {
             write(&d.join("ws/elsewhere.c"), b"e");

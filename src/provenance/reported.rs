@@ -489,13 +489,20 @@ pub fn from_oci_layout(
             check: ClaimCheck::OciLayout,
         }])
     };
-    // The same blob listed twice is read and hashed once.
+    // The same blob under the same name is claimed once; under two names
+    // (`reg/a:v1`, `reg/b:v1`) it is two claims. At most 64 either way.
     let mut seen = HashSet::new();
     Ok(index
         .manifests
         .iter()
         .enumerate()
-        .filter(|(_, m)| seen.insert(m.digest.as_str()))
+        .filter(|(_, m)| {
+            let name = image.or(m
+                .annotations
+                .get("org.opencontainers.image.ref.name")
+                .map(String::as_str));
+            seen.insert((m.digest.as_str(), name))
+        })
         .map(|(i, m)| one(i, m))
         .collect())
 }
@@ -568,18 +575,25 @@ fn normalize_pattern(p: &str) -> String {
     // A whole image reference allows its repository, so a Task can pass
     // its `image` param as written (`reg/app:v1`).
     let p = image_repository(p);
-    let first = p.split('/').next().unwrap_or(p);
-    if first.contains(['*', '?', '[', '{']) {
+    if p == "**" {
         return p.to_string();
     }
-    if !p.contains('/') {
+    // `app` and `*` are official images, as `docker pull app` reads it.
+    let Some((first, rest)) = p.split_once('/') else {
         return format!("docker.io/library/{p}");
+    };
+    let first = if first == "index.docker.io" {
+        "docker.io"
+    } else {
+        first
+    };
+    if first == "docker.io" && !rest.contains('/') {
+        return format!("docker.io/library/{rest}");
     }
-    if first == "index.docker.io" {
-        return format!("docker.io{}", &p[first.len()..]);
-    }
-    if first.contains(['.', ':']) || first == "localhost" {
-        return p.to_string();
+    // A registry (a dot, a port, localhost), or any registry by a glob:
+    // kept; otherwise a Docker Hub user's repository.
+    if first.contains(['.', ':', '*', '?', '[', '{']) || first == "localhost" {
+        return format!("{first}/{rest}");
     }
     format!("docker.io/{p}")
 }
@@ -719,6 +733,16 @@ mod tests {
             "docker.io/library/busybox is not in team/"
         );
         assert!(a(&["index.docker.io/team/*"]).allows("team/app"));
+        for official in [
+            "docker.io/busybox",
+            "index.docker.io/busybox",
+            "*",
+            "docker.io/*",
+        ] {
+            assert!(a(&[official]).allows("busybox"), "{official}");
+            assert!(!a(&[official]).allows("team/app"), "{official}");
+        }
+        assert!(a(&["**"]).allows("team/app") && a(&["**"]).allows("reg.example/a/b"));
         assert!(!hub.allows("not a reference"));
         let tagged = a(&[
             "registry.example.com/team/app:v1",

@@ -186,6 +186,11 @@ pub enum SubjectOrigin {
 }
 
 impl SubjectOrigin {
+    /// A claim the registry confirmed by its digest when it was signed.
+    pub fn is_confirmed_claim(&self) -> bool {
+        matches!(self, SubjectOrigin::Claimed { check: Some(c), .. } if c == "registry")
+    }
+
     /// A claim provenant checked before signing: against the registry, or
     /// at least against the operator's allow-list of repositories when the
     /// registry could not be asked (`allowed-repository`: the claim cannot

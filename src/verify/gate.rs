@@ -350,13 +350,15 @@ fn vouches_for_dir(st: &crate::provenance::Statement, root: &HashedRoot) -> Resu
             format!("{prefix}/{rel}")
         }
     };
-    // A prefix must be a whole product root: vouching for a subdirectory
-    // of one would let an input be a slice of an attested output with its
-    // siblings dropped (a build's `bin/` without the `policy/` beside it).
-    // provenant's statements name their roots; another tool's do not, and
-    // then the directory must account for every subject there is.
+    // The directory must not be a slice of an attested output with
+    // attested siblings dropped (a build's `bin/` without the `policy/`
+    // beside it). provenant's statements name their product roots: inside
+    // a root, everything attested under it must lie under the prefix (a
+    // `--subject dist/**` statement still vouches for `dist`); another
+    // tool's statement names no roots, and the directory must then account
+    // for every subject there is.
     prefixes.retain(|p| match &roots {
-        Some(roots) => roots.contains(p),
+        Some(roots) => whole_within_roots(p, roots, &said),
         None => said.keys().all(|(name, _)| is_under(p, name)),
     });
     let mut best: Option<String> = None;
@@ -428,10 +430,35 @@ fn vouches_for_dir(st: &crate::provenance::Statement, root: &HashedRoot) -> Resu
     }))
 }
 
-/// The prefixes under which a provenant statement may name a whole product
-/// root: each root as recorded in `externalParameters.products`, and its
-/// parent (a file root's subjects are named under it). `None` for another
-/// build type, whose parameters mean something else.
+/// Whether `prefix` stands for a whole part of what the statement attests:
+/// it contains a recorded root, or lies inside roots under which nothing
+/// attested falls outside it. A prefix related to no root is refused.
+fn whole_within_roots<V>(
+    prefix: &str,
+    roots: &std::collections::BTreeSet<String>,
+    said: &std::collections::BTreeMap<(String, bool), V>,
+) -> bool {
+    let mut related = false;
+    for r in roots {
+        if r == prefix || is_under(r, prefix) {
+            related = true;
+            let all_inside = said
+                .keys()
+                .filter(|(name, _)| is_under(r, name))
+                .all(|(name, _)| is_under(prefix, name));
+            if !all_inside {
+                return false;
+            }
+        } else if is_under(prefix, r) {
+            related = true;
+        }
+    }
+    related
+}
+
+/// The product roots of a provenant statement, as recorded in
+/// `externalParameters.products` (cleaned as subject names are). `None`
+/// for another build type, whose parameters mean something else.
 fn recorded_product_roots(
     p: &crate::provenance::Provenance,
 ) -> Option<std::collections::BTreeSet<String>> {
@@ -445,13 +472,7 @@ fn recorded_product_roots(
         .as_array()?;
     let mut out = std::collections::BTreeSet::new();
     for r in roots.iter().filter_map(|r| r.as_str()) {
-        let r = Path::new(r);
-        out.insert(clean_prefix(r).encoded().0);
-        out.insert(
-            clean_prefix(r.parent().unwrap_or(Path::new("")))
-                .encoded()
-                .0,
-        );
+        out.insert(clean_prefix(Path::new(r)).encoded().0);
     }
     Some(out)
 }

@@ -154,6 +154,10 @@ pub enum ClaimedSubjectsRule {
     /// `allowed-repository`; `oci-layout` is the builder agreeing with
     /// itself, not a check).
     Checked,
+    /// Only claims the registry confirmed by digest when they were signed
+    /// (`registry`): `allowed-repository` also covers a registry that did
+    /// not answer in time, which a builder may be able to bring about.
+    Confirmed,
     /// No claim at all.
     Refuse,
 }
@@ -163,6 +167,7 @@ impl ClaimedSubjectsRule {
         match self {
             ClaimedSubjectsRule::Accept => "accept",
             ClaimedSubjectsRule::Checked => "checked",
+            ClaimedSubjectsRule::Confirmed => "confirmed",
             ClaimedSubjectsRule::Refuse => "refuse",
         }
     }
@@ -637,6 +642,7 @@ impl Policy {
                 let ok = match self.claimed_subjects {
                     ClaimedSubjectsRule::Accept => true,
                     ClaimedSubjectsRule::Checked => origin.is_checked_claim(),
+                    ClaimedSubjectsRule::Confirmed => origin.is_confirmed_claim(),
                     ClaimedSubjectsRule::Refuse => false,
                 };
                 if !ok {
@@ -691,6 +697,9 @@ impl Policy {
                 expected: match self.claimed_subjects {
                     ClaimedSubjectsRule::Refuse => {
                         "a subject provenant hashed itself (policy claimedSubjects: refuse)".into()
+                    }
+                    ClaimedSubjectsRule::Confirmed => {
+                        "a claimed subject the registry confirmed by digest, claimCheck registry (policy claimedSubjects: confirmed)".into()
                     }
                     r => format!(
                         "a claimed subject checked by provenant, claimCheck registry or allowed-repository (policy claimedSubjects: {})",

@@ -673,17 +673,32 @@ pub async fn read_blob(
 }
 
 /// `{"errors":[{"code":..,"message":..}]}` -> "CODE: message; ..."
+#[derive(serde::Deserialize)]
+struct ErrorEnvelope {
+    errors: Vec<ErrorEntry>,
+}
+
+#[derive(serde::Deserialize)]
+struct ErrorEntry {
+    code: Option<String>,
+    message: Option<String>,
+}
+
+/// The distribution error codes in a reply body (at most 3).
+fn registry_codes(body: &[u8]) -> Vec<String> {
+    serde_json::from_slice::<ErrorEnvelope>(body)
+        .map(|e| {
+            e.errors
+                .into_iter()
+                .take(3)
+                .filter_map(|x| x.code)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 fn registry_message(body: &[u8]) -> Option<String> {
-    #[derive(serde::Deserialize)]
-    struct Envelope {
-        errors: Vec<Entry>,
-    }
-    #[derive(serde::Deserialize)]
-    struct Entry {
-        code: Option<String>,
-        message: Option<String>,
-    }
-    let e: Envelope = serde_json::from_slice(body).ok()?;
+    let e: ErrorEnvelope = serde_json::from_slice(body).ok()?;
     let parts: Vec<String> = e
         .errors
         .iter()
@@ -701,6 +716,11 @@ fn registry_message(body: &[u8]) -> Option<String> {
         .collect();
     (!parts.is_empty()).then(|| sanitize(&parts.join("; "), 300))
 }
+
+/// The operations whose failures can be writers racing (see
+/// [`status_error`]).
+pub(crate) const PUSHING_MANIFEST: &str = "pushing a manifest";
+pub(crate) const UPLOADING_BLOB: &str = "uploading a blob";
 
 pub fn status_error(
     repo: &Repo,
@@ -727,11 +747,17 @@ pub fn status_error(
     // whose blob another writer was committing with these codes. Tried
     // again, the put succeeds; left as a refusal, the attestation waited
     // in the spool for the next `provenant publish`.
-    let racing = status.as_u16() == 400
-        && ["DIGEST_INVALID", "MANIFEST_BLOB_UNKNOWN", "BLOB_UNKNOWN"]
-            .iter()
-            .any(|c| detail.contains(c))
-        || status.as_u16() == 404 && detail.contains("BLOB_UPLOAD_UNKNOWN");
+    let writing = what == UPLOADING_BLOB || what == PUSHING_MANIFEST;
+    let codes = registry_codes(body);
+    let racing = writing
+        && codes.iter().any(|c| match status.as_u16() {
+            400 => matches!(
+                c.as_str(),
+                "DIGEST_INVALID" | "MANIFEST_BLOB_UNKNOWN" | "BLOB_UNKNOWN"
+            ),
+            404 => c == "BLOB_UPLOAD_UNKNOWN",
+            _ => false,
+        });
     match status.as_u16() {
         _ if racing => RegistryError::Registry {
             image,

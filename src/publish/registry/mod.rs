@@ -117,6 +117,12 @@ impl RegistryError {
     pub fn is_transient(&self) -> bool {
         matches!(self, RegistryError::Registry { .. })
     }
+
+    /// A 429: worth retrying when publishing, but something a client on
+    /// the same address (the builder) can bring about.
+    pub fn is_rate_limited(&self) -> bool {
+        matches!(self, RegistryError::Registry { message, .. } if message.starts_with("HTTP 429 "))
+    }
 }
 
 pub fn sha256_digest(bytes: &[u8]) -> String {
@@ -422,7 +428,7 @@ impl Registry {
         deadline: &Deadline,
         cap: Option<Duration>,
     ) -> Result<reqwest::header::HeaderMap, RegistryError> {
-        let what = "pushing a manifest";
+        let what = client::PUSHING_MANIFEST;
         let url = self.client.url(repo, &format!("manifests/{reference}"));
         let resp = self
             .client
@@ -456,7 +462,7 @@ impl Registry {
         deadline: &Deadline,
     ) -> Result<String, RegistryError> {
         let d = sha256_digest(bytes);
-        let what = "uploading a blob";
+        let what = client::UPLOADING_BLOB;
         let head = self.client.url(repo, &format!("blobs/{d}"));
         let resp = self
             .client

@@ -550,7 +550,14 @@ fn run_without_key_uses_one_dev_key() {
         first.stderr
     );
     let key1 = std::fs::read(d.join(".provenant/dev.key")).unwrap();
-    mk();
+    // "warns on every use" (README): the key that exists already is
+    // announced as loudly as the one just made.
+    let second = mk();
+    assert!(
+        second.stderr.contains("DEVELOPMENT KEY"),
+        "loud warning on the second use too: {}",
+        second.stderr
+    );
     assert_eq!(
         key1,
         std::fs::read(d.join(".provenant/dev.key")).unwrap(),

@@ -325,8 +325,19 @@ fn check_workload(w: &Workload) -> Vec<String> {
         }
         // What each profile lets a container add.
         const BASELINE_CAPS: &[&str] = &[
-            "AUDIT_WRITE", "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "MKNOD",
-            "NET_BIND_SERVICE", "SETFCAP", "SETGID", "SETPCAP", "SETUID", "SYS_CHROOT",
+            "AUDIT_WRITE",
+            "CHOWN",
+            "DAC_OVERRIDE",
+            "FOWNER",
+            "FSETID",
+            "KILL",
+            "MKNOD",
+            "NET_BIND_SERVICE",
+            "SETFCAP",
+            "SETGID",
+            "SETPCAP",
+            "SETUID",
+            "SYS_CHROOT",
         ];
         for add in caps
             .and_then(|c| c["add"].as_sequence())
@@ -587,7 +598,8 @@ fn the_restricted_checks_catch_each_violation() {
             "readOnlyRootFilesystem",
             "fetch-source",
             Box::new(|d| {
-                sc(container(d, "fetch-source")).insert("readOnlyRootFilesystem".into(), false.into());
+                sc(container(d, "fetch-source"))
+                    .insert("readOnlyRootFilesystem".into(), false.into());
             }),
         ),
         (

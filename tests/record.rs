@@ -17,9 +17,14 @@ struct Sidecar {
 fn spawn_record(d: &Path, args: &[&str]) -> Sidecar {
     let mut c = provenant(d);
     c.args(["record", "--state", "state", "--key", "k.key"])
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        .args(args);
+    spawn(c)
+}
+
+/// Starts `c` (a sidecar, however it is wrapped) with its stderr read line
+/// by line.
+fn spawn(mut c: std::process::Command) -> Sidecar {
+    c.stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = c.spawn().unwrap();
     let err = child.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
@@ -62,18 +67,24 @@ fn setup(d: &Path) {
 
 /// Waits until the sidecar logs that its watch and triggers are in place.
 fn wait_ready(s: &mut Sidecar) {
-    let deadline = Instant::now() + Duration::from_secs(20);
+    wait_for(s, "ready: watching the workspace");
+}
+
+/// Waits (60 s at most: a deadline for a hung sidecar, not a timing) until
+/// the sidecar logs a line containing `needle`; returns that line.
+fn wait_for(s: &mut Sidecar, needle: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline {
         if let Ok(line) = s.stderr.recv_timeout(Duration::from_millis(100)) {
-            let ready = line.contains("ready: watching the workspace");
+            let found = line.contains(needle);
             s.seen.push_str(&line);
             s.seen.push('\n');
-            if ready {
-                return;
+            if found {
+                return line;
             }
         }
     }
-    panic!("sidecar never became ready; stderr:\n{}", s.seen);
+    panic!("the sidecar never logged {needle:?}; stderr:\n{}", s.seen);
 }
 
 fn the_line(r: &Run) -> serde_json::Value {
@@ -611,6 +622,22 @@ fn products_as_dirhash_is_one_subject_for_the_workspace() {
     );
 }
 
+/// `provenant record` in a user namespace of its own (as root maps to
+/// root there), after `setup` runs there as root: how a test sets the
+/// namespace's own inotify limits (/proc/sys/user/*) for the sidecar alone.
+fn record_in_userns(d: &Path, setup: &str) -> std::process::Command {
+    let mut c = std::process::Command::new("unshare");
+    c.current_dir(d)
+        .env_remove("COSIGN_PASSWORD")
+        .env("PROVENANT_LOG", "info")
+        .args(["--user", "--map-root-user", "sh", "-c"])
+        .arg(format!(
+            "{setup} && exec {} record --state state --key k.key --completion marker:done",
+            bin().display()
+        ));
+    c
+}
+
 /// No inotify at all (here: a user namespace allowed zero inotify
 /// instances): the sidecar says so and hashes the workspace when the build
 /// ends, with the same result.
@@ -620,27 +647,17 @@ fn without_inotify_the_workspace_is_hashed_at_the_end() {
     let d = t.path();
     setup(d);
     snapshot(d, &[]);
-    let builder = std::thread::spawn({
-        let d = d.to_path_buf();
-        move || {
-            std::thread::sleep(Duration::from_millis(800));
-            write(&d.join("ws/out/app"), b"built without a watcher");
-            std::fs::write(d.join("done"), b"0\n").unwrap();
-        }
-    });
-    let mut c = std::process::Command::new("unshare");
-    c.current_dir(d).args(["--user", "--map-root-user", "sh", "-c"]).arg(format!(
-        "echo 0 > /proc/sys/user/max_inotify_instances && exec {} record --state state --key k.key --completion marker:done",
-        bin().display()
+    let mut child = spawn(record_in_userns(
+        d,
+        "echo 0 > /proc/sys/user/max_inotify_instances",
     ));
-    let r = run(c);
-    builder.join().unwrap();
+    wait_for(&mut child, "cannot start the watcher");
+    wait_ready(&mut child);
+    write(&d.join("ws/out/app"), b"built without a watcher");
+    std::fs::write(d.join("done"), b"0\n").unwrap();
+    let r = finish(child);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    assert!(
-        r.stderr.contains("cannot start the watcher") && r.stderr.contains("hashed from scratch"),
-        "{}",
-        r.stderr
-    );
+    assert!(r.stderr.contains("hashed from scratch"), "{}", r.stderr);
     let st = statement_of_line(&the_line(&r));
     assert_eq!(
         names_and_digests(&st["subject"]),
@@ -649,4 +666,50 @@ fn without_inotify_the_workspace_is_hashed_at_the_end() {
             sha256_hex(b"built without a watcher")
         )]
     );
+}
+
+/// The inotify watch limit (fs.inotify.max_user_watches; here the user
+/// namespace's own limit of 3 watches: the workspace and the two
+/// directories of its sources) reached while the build makes directories:
+/// the sidecar says which directory it could not watch and how to raise
+/// the limit, and hashes that root from scratch at the end instead of
+/// missing what was written where it could not look.
+#[test]
+fn past_the_watch_limit_the_root_is_hashed_from_scratch() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    setup(d);
+    snapshot(d, &[]);
+    let mut child = spawn(record_in_userns(
+        d,
+        "echo 3 > /proc/sys/user/max_inotify_watches",
+    ));
+    wait_ready(&mut child);
+    let mut want = Vec::new();
+    for i in 0..6 {
+        let name = format!("ws/out/d{i}/sub/f{i}");
+        let content = format!("file {i} in a directory the watcher cannot watch");
+        write(&d.join(&name), content.as_bytes());
+        want.push((name, sha256_hex(content.as_bytes())));
+    }
+    let warning = wait_for(&mut child, "cannot watch");
+    assert!(
+        warning.contains(&format!(
+            "cannot watch {}/ws/",
+            d.canonicalize().unwrap().display()
+        )) && warning
+            .contains("No space left on device (os error 28) (raise fs.inotify.max_user_watches)")
+            && warning.contains("hashing this root from scratch at the end"),
+        "{warning}"
+    );
+    // Written after the watcher gave up on the index: found all the same.
+    write(&d.join("ws/out/late/x"), b"late");
+    want.push(("ws/out/late/x".into(), sha256_hex(b"late")));
+    std::fs::write(d.join("done"), b"0\n").unwrap();
+    let r = finish(child);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains(" degraded=1 "), "{}", r.stderr);
+    let st = statement_of_line(&the_line(&r));
+    want.sort();
+    assert_eq!(names_and_digests(&st["subject"]), want);
 }

@@ -3,7 +3,7 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -488,58 +488,124 @@ fn bad_setups_fail_with_one_line() {
     run(c).fails(3, "state/snapshot.json is not a provenant snapshot");
 }
 
+/// Waits (60 s at most) until the hook flag `flag` exists; returns what it
+/// says (the path being written).
+fn wait_flag(flag: &Path, child: &mut Sidecar) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(what) = std::fs::read_to_string(flag) {
+            return what;
+        }
+        if let Ok(Some(status)) = child.child.try_wait() {
+            panic!("the sidecar ended ({status}) before the hook was reached");
+        }
+        assert!(Instant::now() < deadline, "the hook was never reached");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The names in `dir`, sorted.
+fn names_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// SIGKILL while finalize writes its outputs, at the two moments that
+/// matter, reached through the write hook (src/testhook.rs) rather than
+/// guessed with sleeps: the envelope complete in its temporary file but not
+/// yet renamed, and the envelope in place but the bundle not yet. The final
+/// names only ever hold complete, valid attestations.
 #[test]
 fn killing_the_sidecar_mid_finalize_leaves_no_partial_attestation() {
     let t = tempfile::tempdir().unwrap();
     let d = t.path();
     setup(d);
     snapshot(d, &[]);
-    // Enough work that finalize takes a while.
-    for i in 0..3000 {
+    for i in 0..300 {
         write(
             &d.join(format!("ws/out/d{}/f{i}", i % 30)),
             format!("{i}").repeat(200).as_bytes(),
         );
     }
-    let out = d.join("state/provenance.intoto.jsonl");
-    let bundle = d.join("state/provenance.sigstore.json");
-    for delay_ms in [0u64, 5, 10, 20, 40, 80, 160] {
-        let _ = std::fs::remove_file(&out);
-        let _ = std::fs::remove_file(&bundle);
-        let _ = std::fs::remove_file(d.join("done"));
-        std::fs::write(d.join("done"), b"0").unwrap();
-        // Marker already present: finalize starts at once.
-        let mut child = spawn_record(d, &["--completion", "marker:done"]);
-        std::thread::sleep(Duration::from_millis(delay_ms));
-        let _ = child.child.kill();
-        let _ = child.child.wait();
-        if out.exists() {
-            // Whatever is there must be whole and valid.
-            let mut c = provenant(d);
-            c.args(["verify", "--key", "k.pub", "state/provenance.intoto.jsonl"]);
-            run(c).ok();
-        }
-        // So must the bundle, written after it.
-        if bundle.exists() {
-            let mut c = provenant(d);
-            c.args(["verify", "--key", "k.pub", "state/provenance.sigstore.json"]);
-            run(c).ok();
-        }
-    }
-    // The final name only ever holds complete envelopes; temp files never
-    // carry that name.
-    let names: Vec<String> = std::fs::read_dir(d.join("state"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
+    std::fs::write(d.join("done"), b"0").unwrap();
+    let state = d.join("state");
+    let out = state.join("provenance.intoto.jsonl");
+    let bundle = state.join("provenance.sigstore.json");
+    let flag = d.join("pause");
+    let temp_of = |name: &str| {
+        names_in(&state)
+            .into_iter()
+            .filter(|n| n.starts_with(&format!(".{name}.")) && n.ends_with(".tmp"))
+            .collect::<Vec<_>>()
+    };
+    let spawn_paused = || {
+        let mut c = provenant(d);
+        c.args([
+            "record",
+            "--state",
+            "state",
+            "--key",
+            "k.key",
+            "--completion",
+            "marker:done",
+        ])
+        .env("PROVENANT_TEST_PAUSE_BEFORE_COMMIT", &flag);
+        spawn(c)
+    };
+    let kill = |mut s: Sidecar| {
+        s.child.kill().unwrap();
+        let status = s.child.wait().unwrap();
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(status.signal(), Some(libc::SIGKILL), "{status}");
+    };
+
+    // 1. Killed with the envelope written in full beside its name.
+    let mut s = spawn_paused();
+    let writing = wait_flag(&flag, &mut s);
+    assert_eq!(writing, "state/provenance.intoto.jsonl");
+    assert!(!out.exists() && !bundle.exists(), "{:?}", names_in(&state));
+    let temps = temp_of("provenance.intoto.jsonl");
+    assert_eq!(temps.len(), 1, "{:?}", names_in(&state));
+    let temp = state.join(&temps[0]);
     assert!(
-        names.iter().all(|n| n == "snapshot.json"
-            || n == "provenance.intoto.jsonl"
-            || n == "provenance.sigstore.json"
-            || n.starts_with(".provenance.intoto.jsonl.tmp-")
-            || n.starts_with(".provenance.sigstore.json.tmp-")),
-        "{names:?}"
+        std::fs::metadata(&temp).unwrap().len() > 300 * 64,
+        "{temp:?}"
     );
+    kill(s);
+    assert!(!out.exists() && !bundle.exists(), "{:?}", names_in(&state));
+    // What was left is only the temporary file, by a name no reader takes
+    // for the attestation.
+    assert_eq!(
+        names_in(&state),
+        vec![temps[0].clone(), "snapshot.json".to_string()]
+    );
+    std::fs::remove_file(&temp).unwrap();
+    std::fs::remove_file(&flag).unwrap();
+
+    // 2. Killed between the envelope and the bundle: the envelope is whole
+    //    and valid, the bundle not there at all.
+    let mut s = spawn_paused();
+    assert_eq!(wait_flag(&flag, &mut s), "state/provenance.intoto.jsonl");
+    std::fs::remove_file(&flag).unwrap();
+    assert_eq!(wait_flag(&flag, &mut s), "state/provenance.sigstore.json");
+    assert!(out.exists() && !bundle.exists(), "{:?}", names_in(&state));
+    assert_eq!(temp_of("provenance.sigstore.json").len(), 1);
+    kill(s);
+    assert!(!bundle.exists(), "{:?}", names_in(&state));
+    let mut c = provenant(d);
+    c.args(["verify", "--key", "k.pub", "state/provenance.intoto.jsonl"]);
+    let r = run(c).ok();
+    assert_eq!(r.stdout.lines().count(), 300, "{}", r.stdout);
+    let mut c = Command::new(interop_python());
+    c.arg(interop_script("sslib_verify.py"))
+        .arg(&out)
+        .arg(d.join("k.pub"));
+    let r = run(c);
+    assert_eq!(r.code, 0, "securesystemslib: {}{}", r.stdout, r.stderr);
 }
 
 /// Finalize uses what the watcher hashed while the build ran, also when
@@ -551,12 +617,36 @@ fn finalize_reuses_the_watchers_digests() {
     let d = t.path();
     setup(d);
     snapshot(d, &[]);
-    let mut child = spawn_record(d, &["--completion", "marker:done"]);
+    let mut c = provenant(d);
+    c.args([
+        "record",
+        "--state",
+        "state",
+        "--key",
+        "k.key",
+        "--completion",
+        "marker:done",
+    ])
+    .env("PROVENANT_LOG", "info,provenant::watch=debug");
+    let mut child = spawn(c);
     wait_ready(&mut child);
     for i in 0..200 {
         write(&d.join(format!("ws/out/f{i}")), format!("{i}").as_bytes());
     }
-    std::thread::sleep(Duration::from_millis(1500));
+    // The build ends once the watcher has hashed all it wrote (and the two
+    // sources), which its debug log says, however long that takes here.
+    loop {
+        let line = wait_for(&mut child, "hashing caught up");
+        let hashed: u64 = line
+            .split(" hashed=")
+            .nth(1)
+            .and_then(|s| s.split_whitespace().next())
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("no hashed= in {line:?}"));
+        if hashed >= 202 {
+            break;
+        }
+    }
     std::fs::write(d.join("done"), b"0").unwrap();
     let r = finish(child);
     assert_eq!(r.code, 0, "{}", r.stderr);

@@ -628,6 +628,11 @@ mod tests {
         let deep = format!("a = {}{}", "[".repeat(100_000), "]".repeat(100_000));
         assert!(!toml_depth_ok(&deep));
         assert!(toml_depth_ok("[image]\ntags = [\"a[b\"]\ndigest = \"x\"\n"));
+        // The cap is exact: MAX_TOML_DEPTH levels pass, one more does not.
+        let nested = |n: usize| format!("a = {}{}", "[".repeat(n), "]".repeat(n));
+        assert!(toml_depth_ok(&nested(MAX_TOML_DEPTH)));
+        assert!(toml::from_str::<toml::Table>(&nested(MAX_TOML_DEPTH)).is_ok());
+        assert!(!toml_depth_ok(&nested(MAX_TOML_DEPTH + 1)));
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("report.toml");
         std::fs::write(&p, &deep).unwrap();

@@ -54,15 +54,6 @@ impl<'a, S: Serialize, P: Serialize> StatementRef<'a, S, P> {
     }
 }
 
-impl PartialEq for Statement {
-    fn eq(&self, other: &Self) -> bool {
-        self.type_ == other.type_
-            && self.subject == other.subject
-            && self.predicate_type == other.predicate_type
-            && self.predicate.as_ref().map(|p| p.get()) == other.predicate.as_ref().map(|p| p.get())
-    }
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum StatementError {
     #[error("statement is not valid JSON: {0}")]

@@ -144,11 +144,15 @@ fn encrypted_cosign_key_roundtrip_and_wrong_password() {
     ]);
     run(c).fails(CANNOT_CHECK, "cosign.key is encrypted: set COSIGN_PASSWORD");
 
-    // keygen never overwrites a key.
+    // keygen never overwrites a key, and says so as docs/troubleshooting.md
+    // quotes it.
     let mut c = provenant(d);
     c.env("COSIGN_PASSWORD", "x")
         .args(["keygen", "--output-prefix", "cosign"]);
-    run(c).fails(CANNOT_CHECK, "already exists");
+    run(c).fails(
+        CANNOT_CHECK,
+        "provenant: error: cosign.key already exists; refusing to overwrite a key (remove it first)",
+    );
 }
 
 #[test]

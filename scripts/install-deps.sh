@@ -15,8 +15,6 @@ command -v zsh >/dev/null || need+=(zsh)
 command -v fish >/dev/null || need+=(fish)
 command -v groff >/dev/null || need+=(groff-base)
 command -v man >/dev/null || need+=(man-db)
-# sigstore-js (tests/interop/sigstore-js) runs on the machine's Node.js.
-command -v npm >/dev/null || need+=(npm)
 # The documented log recipe (tests/audit.rs) and GNU sha256sum -c, which
 # checks `provenant digest` output.
 command -v jq >/dev/null || need+=(jq)
@@ -55,3 +53,8 @@ if ! command -v kubectl >/dev/null || ! kubectl_ok; then
     ln -sf /opt/provenant-kubectl/bin/kubectl /usr/local/bin/kubectl
     kubectl_ok || { echo "install-deps: kubectl kustomize does not work" >&2; exit 1; }
 fi
+
+# Node.js ^20.17 || >=22.9 with npm for sigstore-js and tekton-lint (Debian
+# 12's own nodejs is 18): the machine's where it is suitable, otherwise the
+# pinned one from PyPI (scripts/nodejs.sh says which, or why it cannot).
+"$(dirname "$0")/nodejs.sh"

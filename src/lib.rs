@@ -26,6 +26,7 @@ pub mod provenance;
 pub mod publish;
 pub mod sign;
 pub mod sink;
+pub mod testhook;
 pub mod untrusted;
 pub mod verify;
 pub mod watch;

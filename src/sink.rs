@@ -347,6 +347,8 @@ fn replace(
             f.sync_all()?;
         }
         drop(f);
+        // Tests kill the process here: the name must hold nothing new yet.
+        crate::testhook::pause(crate::testhook::BEFORE_COMMIT, &path.display().to_string());
         if opts.create_only {
             rename_noreplace(&tmp, path)?;
         } else {

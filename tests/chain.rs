@@ -574,3 +574,112 @@ fn an_input_swapped_after_the_gate_is_not_recorded() {
     );
     assert!(!d.join("outer/snapshot.json").exists());
 }
+
+/// `name` (a small file) and its attestation `name.intoto.jsonl` from a
+/// build that exited 0, signed with `key` by the source stage's builder.
+fn attested_file(d: &Path, name: &str, key: &str) {
+    write(&d.join(name), format!("contents of {name}\n").as_bytes());
+    let mut c = provenant(d);
+    c.args([
+        "run",
+        "--product",
+        name,
+        "--key",
+        &format!("{key}.key"),
+        "-o",
+        &format!("{name}.intoto.jsonl"),
+        "--builder-id",
+        "https://ci.example.com/source/main",
+        "--",
+        "true",
+    ]);
+    run(c).ok();
+}
+
+/// Stage two's gate over several inputs, into the state directory `state`.
+fn gate_many(d: &Path, state: &str, inputs: &[&str]) -> Run {
+    let mut c = provenant(d);
+    c.args(["snapshot", "--state", state, "--policy", "many.yaml"]);
+    for i in inputs {
+        c.args(["--require", i]);
+    }
+    c.args(["--workspace", "ws"]);
+    std::fs::create_dir_all(d.join("ws")).unwrap();
+    run(c)
+}
+
+/// Several `--require` inputs: every one is checked, wherever the one that
+/// fails stands, and the build never starts then (no snapshot); when all
+/// pass, each is recorded.
+#[test]
+fn every_required_input_is_checked() {
+    let t = setup();
+    let d = t.path();
+    write(
+        &d.join("many.yaml"),
+        b"version: 1\nkeys:\n  - path: source.pub\nbuilderIds:\n  - https://ci.example.com/source/*\n",
+    );
+    for name in ["a.txt", "b.txt", "changed.txt"] {
+        attested_file(d, name, "source");
+    }
+    attested_file(d, "forged.txt", "mallory");
+    write(&d.join("bare.txt"), b"nobody attested this\n");
+    write(&d.join("changed.txt"), b"changed after it was attested\n");
+
+    let r = gate_many(d, "all-good", &["a.txt", "b.txt"]).ok();
+    assert_eq!(
+        r.stderr
+            .matches("input vouched for by the previous stage")
+            .count(),
+        2,
+        "{}",
+        r.stderr
+    );
+    let snap = read_json(&d.join("all-good/snapshot.json"));
+    let names: Vec<&str> = snap["references"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|x| x["name"].as_str())
+        .collect();
+    assert_eq!(names, ["attestation:a.txt", "attestation:b.txt"], "{snap}");
+
+    let cases: &[(&[&str], i32, &str)] = &[
+        // Last, first, in the middle: a key the policy does not trust.
+        (
+            &["a.txt", "b.txt", "forged.txt"],
+            exit::INVALID,
+            "forged.txt: forged.txt.intoto.jsonl: no signature verifies with the trusted key(s) source.pub (",
+        ),
+        (
+            &["forged.txt", "a.txt"],
+            exit::INVALID,
+            "forged.txt: forged.txt.intoto.jsonl: no signature verifies",
+        ),
+        (
+            &["a.txt", "forged.txt", "b.txt"],
+            exit::INVALID,
+            "forged.txt: forged.txt.intoto.jsonl: no signature verifies",
+        ),
+        // No attestation at all.
+        (
+            &["a.txt", "bare.txt"],
+            exit::CANNOT_CHECK,
+            "bare.txt: no attestation found (looked for bare.txt.intoto.jsonl",
+        ),
+        // Attested, then changed.
+        (
+            &["changed.txt", "b.txt"],
+            exit::POLICY,
+            "changed.txt: the attestation does not vouch for this input",
+        ),
+    ];
+    for (i, (inputs, code, needle)) in cases.iter().enumerate() {
+        let state = format!("state-{i}");
+        gate_many(d, &state, inputs).fails(*code, needle);
+        assert!(
+            !d.join(&state).join("snapshot.json").exists(),
+            "{inputs:?}: the build must not start"
+        );
+    }
+}

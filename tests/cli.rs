@@ -144,11 +144,15 @@ fn encrypted_cosign_key_roundtrip_and_wrong_password() {
     ]);
     run(c).fails(CANNOT_CHECK, "cosign.key is encrypted: set COSIGN_PASSWORD");
 
-    // keygen never overwrites a key.
+    // keygen never overwrites a key, and says so as docs/troubleshooting.md
+    // quotes it.
     let mut c = provenant(d);
     c.env("COSIGN_PASSWORD", "x")
         .args(["keygen", "--output-prefix", "cosign"]);
-    run(c).fails(CANNOT_CHECK, "already exists");
+    run(c).fails(
+        CANNOT_CHECK,
+        "provenant: error: cosign.key already exists; refusing to overwrite a key (remove it first)",
+    );
 }
 
 #[test]
@@ -550,7 +554,14 @@ fn run_without_key_uses_one_dev_key() {
         first.stderr
     );
     let key1 = std::fs::read(d.join(".provenant/dev.key")).unwrap();
-    mk();
+    // "warns on every use" (README): the key that exists already is
+    // announced as loudly as the one just made.
+    let second = mk();
+    assert!(
+        second.stderr.contains("DEVELOPMENT KEY"),
+        "loud warning on the second use too: {}",
+        second.stderr
+    );
     assert_eq!(
         key1,
         std::fs::read(d.join(".provenant/dev.key")).unwrap(),
@@ -715,10 +726,15 @@ fn verify_reads_a_pod_log_from_stdin() {
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
-    assert!(stderr.contains("Verified OK: -"), "{stderr}");
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains("out/"),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
+    assert!(stderr.contains("Verified OK: -:2 "), "{stderr}");
+    // Exactly the subjects of the one attestation line, as on disk; the
+    // runtime's and the builder's lines print nothing.
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!(
+            "sha256:{}  out/app.bin\nsha256:{}  out/app.sha\n",
+            sha256_hex(b"\x7fELF-not-really"),
+            sha256_hex(b"checksum\n")
+        )
     );
 }

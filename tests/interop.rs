@@ -318,25 +318,6 @@ fn provenant_verifies_envelopes_signed_by_sslib() {
     }
 }
 
-/// sigstore-js (@sigstore/verify), installed by scripts/sigstore-js.sh.
-fn sigstore_js(bundle: &Path, key: &Path, key_id: &str) -> Run {
-    let dir = std::env::var_os("SIGSTORE_JS_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/sigstore-js"));
-    assert!(
-        dir.join("node_modules/@sigstore/verify").is_dir(),
-        "sigstore-js missing in {}: run scripts/test.sh (scripts/sigstore-js.sh installs it)",
-        dir.display()
-    );
-    let mut c = Command::new("node");
-    c.env("SIGSTORE_JS_DIR", &dir)
-        .arg(interop_script("sigstore_verify.mjs"))
-        .arg(bundle)
-        .arg(key)
-        .arg(key_id);
-    run(c)
-}
-
 #[test]
 fn sigstore_js_verifies_our_bundles() {
     for alg in ["ecdsa-p256", "ed25519"] {

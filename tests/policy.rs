@@ -35,7 +35,10 @@ fn attestation(d: &Path, fail: bool) {
     }
     c.args(["--", "sh", "-c", cmd]);
     let r = run(c);
-    assert!(r.code == 0 || fail, "{}", r.stderr);
+    // `run` passes the command's exit code through (README), and a failed
+    // build is attested with --attest-failed: exactly 3, and a file.
+    assert_eq!(r.code, if fail { 3 } else { 0 }, "{}", r.stderr);
+    assert!(d.join("att.jsonl").is_file(), "{}", r.stderr);
 }
 
 fn check(d: &Path, policy: &str) -> Run {
@@ -166,14 +169,19 @@ fn each_rule_accepts_and_rejects() {
     );
     let mut c = provenant(d);
     c.args(["verify", "--policy", "p.yaml", "att.jsonl"]);
-    run(c).fails(4, "att.jsonl");
+    // The policy's key is the only one trusted, and it did not sign.
+    let r = run(c).fails(
+        4,
+        "att.jsonl: no signature verifies with the trusted key(s) other.pub (",
+    );
+    assert!(!r.stderr.contains("k.pub"), "{}", r.stderr);
     write(
         &d.join("p.yaml"),
         b"version: 1\nkeys:\n  - path: k.pub\n  - path: other.pub\nthreshold: 2\n",
     );
     let mut c = provenant(d);
     c.args(["verify", "--policy", "p.yaml", "att.jsonl"]);
-    run(c).fails(4, "att.jsonl");
+    run(c).fails(4, "att.jsonl: only 1 trusted key(s) signed, 2 required");
 }
 
 #[test]
@@ -665,7 +673,10 @@ fn keys_are_authoritative_and_rules_apply_per_predicate_type() {
     assert_eq!(r.code, 2, "--key must not widen the policy: {}", r.stderr);
     let mut c = provenant(d);
     c.args(["verify", "--policy", "p.yaml", "o.jsonl"]);
-    run(c).fails(4, "o.jsonl");
+    run(c).fails(
+        4,
+        "o.jsonl: no signature verifies with the trusted key(s) k.pub (",
+    );
     let mut c = provenant(d);
     c.args([
         "verify",

@@ -3,7 +3,7 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -17,9 +17,14 @@ struct Sidecar {
 fn spawn_record(d: &Path, args: &[&str]) -> Sidecar {
     let mut c = provenant(d);
     c.args(["record", "--state", "state", "--key", "k.key"])
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        .args(args);
+    spawn(c)
+}
+
+/// Starts `c` (a sidecar, however it is wrapped) with its stderr read line
+/// by line.
+fn spawn(mut c: std::process::Command) -> Sidecar {
+    c.stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = c.spawn().unwrap();
     let err = child.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
@@ -62,18 +67,24 @@ fn setup(d: &Path) {
 
 /// Waits until the sidecar logs that its watch and triggers are in place.
 fn wait_ready(s: &mut Sidecar) {
-    let deadline = Instant::now() + Duration::from_secs(20);
+    wait_for(s, "ready: watching the workspace");
+}
+
+/// Waits (60 s at most: a deadline for a hung sidecar, not a timing) until
+/// the sidecar logs a line containing `needle`; returns that line.
+fn wait_for(s: &mut Sidecar, needle: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline {
         if let Ok(line) = s.stderr.recv_timeout(Duration::from_millis(100)) {
-            let ready = line.contains("ready: watching the workspace");
+            let found = line.contains(needle);
             s.seen.push_str(&line);
             s.seen.push('\n');
-            if ready {
-                return;
+            if found {
+                return line;
             }
         }
     }
-    panic!("sidecar never became ready; stderr:\n{}", s.seen);
+    panic!("the sidecar never logged {needle:?}; stderr:\n{}", s.seen);
 }
 
 fn the_line(r: &Run) -> serde_json::Value {
@@ -505,58 +516,124 @@ fn bad_setups_fail_with_one_line() {
     run(c).fails(3, "state/snapshot.json is not a provenant snapshot");
 }
 
+/// Waits (60 s at most) until the hook flag `flag` exists; returns what it
+/// says (the path being written).
+fn wait_flag(flag: &Path, child: &mut Sidecar) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(what) = std::fs::read_to_string(flag) {
+            return what;
+        }
+        if let Ok(Some(status)) = child.child.try_wait() {
+            panic!("the sidecar ended ({status}) before the hook was reached");
+        }
+        assert!(Instant::now() < deadline, "the hook was never reached");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The names in `dir`, sorted.
+fn names_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// SIGKILL while finalize writes its outputs, at the two moments that
+/// matter, reached through the write hook (src/testhook.rs) rather than
+/// guessed with sleeps: the envelope complete in its temporary file but not
+/// yet renamed, and the envelope in place but the bundle not yet. The final
+/// names only ever hold complete, valid attestations.
 #[test]
 fn killing_the_sidecar_mid_finalize_leaves_no_partial_attestation() {
     let t = tempfile::tempdir().unwrap();
     let d = t.path();
     setup(d);
     snapshot(d, &[]);
-    // Enough work that finalize takes a while.
-    for i in 0..3000 {
+    for i in 0..300 {
         write(
             &d.join(format!("ws/out/d{}/f{i}", i % 30)),
             format!("{i}").repeat(200).as_bytes(),
         );
     }
-    let out = d.join("state/provenance.intoto.jsonl");
-    let bundle = d.join("state/provenance.sigstore.json");
-    for delay_ms in [0u64, 5, 10, 20, 40, 80, 160] {
-        let _ = std::fs::remove_file(&out);
-        let _ = std::fs::remove_file(&bundle);
-        let _ = std::fs::remove_file(d.join("done"));
-        std::fs::write(d.join("done"), b"0").unwrap();
-        // Marker already present: finalize starts at once.
-        let mut child = spawn_record(d, &["--completion", "marker:done"]);
-        std::thread::sleep(Duration::from_millis(delay_ms));
-        let _ = child.child.kill();
-        let _ = child.child.wait();
-        if out.exists() {
-            // Whatever is there must be whole and valid.
-            let mut c = provenant(d);
-            c.args(["verify", "--key", "k.pub", "state/provenance.intoto.jsonl"]);
-            run(c).ok();
-        }
-        // So must the bundle, written after it.
-        if bundle.exists() {
-            let mut c = provenant(d);
-            c.args(["verify", "--key", "k.pub", "state/provenance.sigstore.json"]);
-            run(c).ok();
-        }
-    }
-    // The final name only ever holds complete envelopes; temp files never
-    // carry that name.
-    let names: Vec<String> = std::fs::read_dir(d.join("state"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
+    std::fs::write(d.join("done"), b"0").unwrap();
+    let state = d.join("state");
+    let out = state.join("provenance.intoto.jsonl");
+    let bundle = state.join("provenance.sigstore.json");
+    let flag = d.join("pause");
+    let temp_of = |name: &str| {
+        names_in(&state)
+            .into_iter()
+            .filter(|n| n.starts_with(&format!(".{name}.")) && n.ends_with(".tmp"))
+            .collect::<Vec<_>>()
+    };
+    let spawn_paused = || {
+        let mut c = provenant(d);
+        c.args([
+            "record",
+            "--state",
+            "state",
+            "--key",
+            "k.key",
+            "--completion",
+            "marker:done",
+        ])
+        .env("PROVENANT_TEST_PAUSE_BEFORE_COMMIT", &flag);
+        spawn(c)
+    };
+    let kill = |mut s: Sidecar| {
+        s.child.kill().unwrap();
+        let status = s.child.wait().unwrap();
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(status.signal(), Some(libc::SIGKILL), "{status}");
+    };
+
+    // 1. Killed with the envelope written in full beside its name.
+    let mut s = spawn_paused();
+    let writing = wait_flag(&flag, &mut s);
+    assert_eq!(writing, "state/provenance.intoto.jsonl");
+    assert!(!out.exists() && !bundle.exists(), "{:?}", names_in(&state));
+    let temps = temp_of("provenance.intoto.jsonl");
+    assert_eq!(temps.len(), 1, "{:?}", names_in(&state));
+    let temp = state.join(&temps[0]);
     assert!(
-        names.iter().all(|n| n == "snapshot.json"
-            || n == "provenance.intoto.jsonl"
-            || n == "provenance.sigstore.json"
-            || n.starts_with(".provenance.intoto.jsonl.tmp-")
-            || n.starts_with(".provenance.sigstore.json.tmp-")),
-        "{names:?}"
+        std::fs::metadata(&temp).unwrap().len() > 300 * 64,
+        "{temp:?}"
     );
+    kill(s);
+    assert!(!out.exists() && !bundle.exists(), "{:?}", names_in(&state));
+    // What was left is only the temporary file, by a name no reader takes
+    // for the attestation.
+    assert_eq!(
+        names_in(&state),
+        vec![temps[0].clone(), "snapshot.json".to_string()]
+    );
+    std::fs::remove_file(&temp).unwrap();
+    std::fs::remove_file(&flag).unwrap();
+
+    // 2. Killed between the envelope and the bundle: the envelope is whole
+    //    and valid, the bundle not there at all.
+    let mut s = spawn_paused();
+    assert_eq!(wait_flag(&flag, &mut s), "state/provenance.intoto.jsonl");
+    std::fs::remove_file(&flag).unwrap();
+    assert_eq!(wait_flag(&flag, &mut s), "state/provenance.sigstore.json");
+    assert!(out.exists() && !bundle.exists(), "{:?}", names_in(&state));
+    assert_eq!(temp_of("provenance.sigstore.json").len(), 1);
+    kill(s);
+    assert!(!bundle.exists(), "{:?}", names_in(&state));
+    let mut c = provenant(d);
+    c.args(["verify", "--key", "k.pub", "state/provenance.intoto.jsonl"]);
+    let r = run(c).ok();
+    assert_eq!(r.stdout.lines().count(), 300, "{}", r.stdout);
+    let mut c = Command::new(interop_python());
+    c.arg(interop_script("sslib_verify.py"))
+        .arg(&out)
+        .arg(d.join("k.pub"));
+    let r = run(c);
+    assert_eq!(r.code, 0, "securesystemslib: {}{}", r.stdout, r.stderr);
 }
 
 /// Finalize uses what the watcher hashed while the build ran, also when
@@ -568,12 +645,36 @@ fn finalize_reuses_the_watchers_digests() {
     let d = t.path();
     setup(d);
     snapshot(d, &[]);
-    let mut child = spawn_record(d, &["--completion", "marker:done"]);
+    let mut c = provenant(d);
+    c.args([
+        "record",
+        "--state",
+        "state",
+        "--key",
+        "k.key",
+        "--completion",
+        "marker:done",
+    ])
+    .env("PROVENANT_LOG", "info,provenant::watch=debug");
+    let mut child = spawn(c);
     wait_ready(&mut child);
     for i in 0..200 {
         write(&d.join(format!("ws/out/f{i}")), format!("{i}").as_bytes());
     }
-    std::thread::sleep(Duration::from_millis(1500));
+    // The build ends once the watcher has hashed all it wrote (and the two
+    // sources), which its debug log says, however long that takes here.
+    loop {
+        let line = wait_for(&mut child, "hashing caught up");
+        let hashed: u64 = line
+            .split(" hashed=")
+            .nth(1)
+            .and_then(|s| s.split_whitespace().next())
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("no hashed= in {line:?}"));
+        if hashed >= 202 {
+            break;
+        }
+    }
     std::fs::write(d.join("done"), b"0").unwrap();
     let r = finish(child);
     assert_eq!(r.code, 0, "{}", r.stderr);
@@ -639,6 +740,22 @@ fn products_as_dirhash_is_one_subject_for_the_workspace() {
     );
 }
 
+/// `provenant record` in a user namespace of its own (as root maps to
+/// root there), after `setup` runs there as root: how a test sets the
+/// namespace's own inotify limits (/proc/sys/user/*) for the sidecar alone.
+fn record_in_userns(d: &Path, setup: &str) -> std::process::Command {
+    let mut c = std::process::Command::new("unshare");
+    c.current_dir(d)
+        .env_remove("COSIGN_PASSWORD")
+        .env("PROVENANT_LOG", "info")
+        .args(["--user", "--map-root-user", "sh", "-c"])
+        .arg(format!(
+            "{setup} && exec {} record --state state --key k.key --completion marker:done",
+            bin().display()
+        ));
+    c
+}
+
 /// No inotify at all (here: a user namespace allowed zero inotify
 /// instances): the sidecar says so and hashes the workspace when the build
 /// ends, with the same result.
@@ -648,27 +765,17 @@ fn without_inotify_the_workspace_is_hashed_at_the_end() {
     let d = t.path();
     setup(d);
     snapshot(d, &[]);
-    let builder = std::thread::spawn({
-        let d = d.to_path_buf();
-        move || {
-            std::thread::sleep(Duration::from_millis(800));
-            write(&d.join("ws/out/app"), b"built without a watcher");
-            std::fs::write(d.join("done"), b"0\n").unwrap();
-        }
-    });
-    let mut c = std::process::Command::new("unshare");
-    c.current_dir(d).args(["--user", "--map-root-user", "sh", "-c"]).arg(format!(
-        "echo 0 > /proc/sys/user/max_inotify_instances && exec {} record --state state --key k.key --completion marker:done",
-        bin().display()
+    let mut child = spawn(record_in_userns(
+        d,
+        "echo 0 > /proc/sys/user/max_inotify_instances",
     ));
-    let r = run(c);
-    builder.join().unwrap();
+    wait_for(&mut child, "cannot start the watcher");
+    wait_ready(&mut child);
+    write(&d.join("ws/out/app"), b"built without a watcher");
+    std::fs::write(d.join("done"), b"0\n").unwrap();
+    let r = finish(child);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    assert!(
-        r.stderr.contains("cannot start the watcher") && r.stderr.contains("hashed from scratch"),
-        "{}",
-        r.stderr
-    );
+    assert!(r.stderr.contains("hashed from scratch"), "{}", r.stderr);
     let st = statement_of_line(&the_line(&r));
     assert_eq!(
         names_and_digests(&st["subject"]),
@@ -677,4 +784,50 @@ fn without_inotify_the_workspace_is_hashed_at_the_end() {
             sha256_hex(b"built without a watcher")
         )]
     );
+}
+
+/// The inotify watch limit (fs.inotify.max_user_watches; here the user
+/// namespace's own limit of 3 watches: the workspace and the two
+/// directories of its sources) reached while the build makes directories:
+/// the sidecar says which directory it could not watch and how to raise
+/// the limit, and hashes that root from scratch at the end instead of
+/// missing what was written where it could not look.
+#[test]
+fn past_the_watch_limit_the_root_is_hashed_from_scratch() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    setup(d);
+    snapshot(d, &[]);
+    let mut child = spawn(record_in_userns(
+        d,
+        "echo 3 > /proc/sys/user/max_inotify_watches",
+    ));
+    wait_ready(&mut child);
+    let mut want = Vec::new();
+    for i in 0..6 {
+        let name = format!("ws/out/d{i}/sub/f{i}");
+        let content = format!("file {i} in a directory the watcher cannot watch");
+        write(&d.join(&name), content.as_bytes());
+        want.push((name, sha256_hex(content.as_bytes())));
+    }
+    let warning = wait_for(&mut child, "cannot watch");
+    assert!(
+        warning.contains(&format!(
+            "cannot watch {}/ws/",
+            d.canonicalize().unwrap().display()
+        )) && warning
+            .contains("No space left on device (os error 28) (raise fs.inotify.max_user_watches)")
+            && warning.contains("hashing this root from scratch at the end"),
+        "{warning}"
+    );
+    // Written after the watcher gave up on the index: found all the same.
+    write(&d.join("ws/out/late/x"), b"late");
+    want.push(("ws/out/late/x".into(), sha256_hex(b"late")));
+    std::fs::write(d.join("done"), b"0\n").unwrap();
+    let r = finish(child);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains(" degraded=1 "), "{}", r.stderr);
+    let st = statement_of_line(&the_line(&r));
+    want.sort();
+    assert_eq!(names_and_digests(&st["subject"]), want);
 }

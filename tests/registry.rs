@@ -343,6 +343,48 @@ fn attach_read_back_and_check_independently() {
     ]);
     let m: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     assert_eq!(m["subject"]["digest"], digest.as_str());
+    // The Sigstore bundle as the registry serves it (the referrer's layer,
+    // fetched by skopeo), verified by sigstore-js with our key under its
+    // key id, and by provenant.
+    let ref_layout = d.join("referrer-layout");
+    let r = skopeo(&[
+        "copy",
+        "--quiet",
+        "--src-tls-verify=false",
+        "--preserve-digests",
+        &format!("docker://{}/team/app@{referrer}", reg.host()),
+        &format!("oci:{}:referrer", ref_layout.display()),
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let bundle_layers = m["layers"].as_array().unwrap();
+    assert_eq!(bundle_layers.len(), 1, "{m}");
+    assert_eq!(
+        bundle_layers[0]["mediaType"],
+        "application/vnd.dev.sigstore.bundle.v0.3+json"
+    );
+    let pulled = ref_layout.join("blobs/sha256").join(
+        bundle_layers[0]["digest"]
+            .as_str()
+            .unwrap()
+            .trim_start_matches("sha256:"),
+    );
+    let key_id = {
+        let pem = pem::parse(std::fs::read(d.join("k.pub")).unwrap()).unwrap();
+        sha256_hex(pem.contents())
+    };
+    let r = sigstore_js(&pulled, &d.join("k.pub"), &key_id);
+    assert_eq!(r.code, 0, "sigstore-js: {}{}", r.stdout, r.stderr);
+    assert_eq!(r.stdout.trim(), format!("OK {key_id}"));
+    keygen(d, "stranger", "ecdsa-p256");
+    let r = sigstore_js(&pulled, &d.join("stranger.pub"), &key_id);
+    assert_eq!(
+        r.code, 1,
+        "sigstore-js, wrong key: {}{}",
+        r.stdout, r.stderr
+    );
+    let mut c = provenant(d);
+    c.arg("verify").arg("--key").arg("k.pub").arg(&pulled);
+    run(c).ok();
 
     // verify --image, by tag and by digest: both layouts, both verified.
     for reference in [format!("{image}:v1"), format!("{image}@{digest}")] {
@@ -647,7 +689,9 @@ fn bad_registries_and_references_fail_clearly() {
             }
         });
         let r = verify_image(d, &format!("127.0.0.1:{port}/app:v1"), &[]);
-        assert!(r.code == 3 || r.code == 4, "{}\n{}", r.stdout, r.stderr);
+        // The image's own manifest could not be had: nothing was checked,
+        // which is "could not check", never "invalid attestation".
+        assert_eq!(r.code, exit::CANNOT_CHECK, "{}\n{}", r.stdout, r.stderr);
         let errors: Vec<&str> = r
             .stderr
             .lines()
@@ -751,6 +795,60 @@ fn gate_and_policy_on_an_image() {
         "{}",
         r.stdout
     );
+
+    // The attestation copied next to another image, as anyone who may push
+    // to that repository can: found there, validly signed, and refused by
+    // verify --image and by the gate, since no subject is that image.
+    let other = push_image(d, &reg, "other:v1", "not the gated image", None);
+    let att_tag = |dg: &str| format!("{}.att", dg.replace(':', "-"));
+    let r = skopeo(&[
+        "copy",
+        "--quiet",
+        "--src-tls-verify=false",
+        "--dest-tls-verify=false",
+        "--preserve-digests",
+        &format!("docker://{}/app:{}", reg.host(), att_tag(&digest)),
+        &format!("docker://{}/other:{}", reg.host(), att_tag(&other)),
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let other_ref = format!("{}/other@{other}", reg.host());
+    let not_this = format!("signature valid but no subject has the image digest {other}");
+    let r =
+        verify_image(d, &other_ref, &[]).fails(4, "none of the 1 attached attestation(s) verified");
+    assert!(r.stderr.contains(&not_this), "{}", r.stderr);
+    let results: Vec<&str> = r.stdout.lines().collect();
+    assert_eq!(results.len(), 1, "{}", r.stdout);
+    assert!(
+        results[0].starts_with("FAIL  cosign .att layer sha256:")
+            && results[0].ends_with(&not_this),
+        "{}",
+        r.stdout
+    );
+    // The same attestation still vouches for its own image.
+    let r = verify_image(d, &format!("{image}@{digest}"), &[]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let mut c = provenant(d);
+    c.args([
+        "snapshot",
+        "--state",
+        "other-state",
+        "--require",
+        &format!("image:{other_ref}"),
+        "--policy",
+        "policy.yaml",
+        "--workspace",
+        "ws2",
+    ]);
+    let r = run(c).fails(
+        5,
+        &format!("image:{other_ref}: the attestation does not vouch for this input: sha256:"),
+    );
+    assert!(
+        r.stderr.contains(": no subject has the image digest"),
+        "{}",
+        r.stderr
+    );
+    assert!(!d.join("other-state/snapshot.json").exists());
 }
 
 /// The builder writes the image it "built" into its results: here an image

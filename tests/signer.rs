@@ -555,3 +555,50 @@ fn a_signer_without_authentication_does_not_start() {
     ]))
     .fails(3, "--tls-cert missing.crt");
 }
+
+/// A signer that answers with more than the client's 64 KiB cap (a
+/// compromised or misconfigured one, or something else listening on its
+/// port) is cut off at the cap: the client does not buffer the answer, and
+/// says why with one line before anything is hashed. The answer here is a
+/// public key response padded to 1 MiB, sent in 4 KiB pieces.
+#[test]
+fn an_oversized_signer_answer_is_refused_at_the_cap() {
+    use std::io::{Read, Write};
+    let (_t, d) = workdir();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let mut req = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                match conn.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => req.extend_from_slice(&buf[..n]),
+                }
+            }
+            let body = format!(
+                "{{\"publicKey\":\"{}\",\"keyId\":\"x\"}}",
+                "A".repeat(1 << 20)
+            );
+            let head = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+                body.len()
+            );
+            if conn.write_all(head.as_bytes()).is_err() {
+                continue;
+            }
+            for piece in body.as_bytes().chunks(4096) {
+                if conn.write_all(piece).is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    run(attest_via(&d, &url, &[], "x.jsonl")).fails(
+        3,
+        &format!("{url}/v1/publickey: response larger than 65536 bytes"),
+    );
+    assert!(!d.join("x.jsonl").exists());
+}

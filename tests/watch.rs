@@ -7,10 +7,24 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use provenant::digest::{self, ErrorPolicy, Tree, WalkOptions};
 use provenant::watch::{Watch, WatchOptions};
+
+/// Waits until the watcher has hashed at least `n` files in all (60 s at
+/// most: a deadline for a watcher that never does, not a timing).
+fn wait_hashed(watch: &Watch, n: u64) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while watch.stats().hashed.load(Ordering::Relaxed) < n {
+        assert!(
+            Instant::now() < deadline,
+            "the watcher hashed {} of {n} files",
+            watch.stats().hashed.load(Ordering::Relaxed)
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
 
 /// Finishes the watch and returns each root's tree as the sidecar sees it.
 fn observe(watch: Watch, roots: &[PathBuf], opts: &WalkOptions) -> (Vec<Tree>, usize) {
@@ -100,13 +114,9 @@ fn busy_build_gives_exactly_the_post_hoc_digests() {
     common::write(&root.join("pre-existing/a.txt"), b"before the watch\n");
     let watch = Watch::start(std::slice::from_ref(&root), &WatchOptions::default()).unwrap();
     let _open = busy_build(&root);
-    // The sidecar notices the end of a build a moment after it.
-    std::thread::sleep(Duration::from_millis(300));
-    let hashed = watch.stats().hashed.load(Ordering::Relaxed);
-    assert!(
-        hashed > 2000,
-        "the watcher should have hashed most files while they were written: {hashed}"
-    );
+    // Most files are hashed while the build runs, before it ends: the
+    // watch is still running while this waits.
+    wait_hashed(&watch, 2000);
     let degraded = assert_exact(watch, std::slice::from_ref(&root), &WalkOptions::default());
     assert_eq!(degraded, 0);
 }
@@ -138,8 +148,8 @@ fn writes_inotify_reports_unusually_are_seen() {
     std::fs::write(root.join("truncated"), vec![b'b'; 8192]).unwrap();
     std::fs::write(root.join("linked"), b"original").unwrap();
     let watch = Watch::start(std::slice::from_ref(&root), &WatchOptions::default()).unwrap();
-    // Let the watcher hash the first versions.
-    std::thread::sleep(Duration::from_millis(200));
+    // The first versions are hashed before they change.
+    wait_hashed(&watch, 3);
 
     // Written through a shared mapping after the descriptor is closed: no
     // write(2), the close event only comes when the mapping goes.
@@ -162,8 +172,8 @@ fn writes_inotify_reports_unusually_are_seen() {
             )
         };
         assert_ne!(p, libc::MAP_FAILED);
+        // No event: the mapping still holds the file open.
         drop(f);
-        std::thread::sleep(Duration::from_millis(100));
         // SAFETY: p is a live mapping of 8192 bytes.
         unsafe {
             std::ptr::write_bytes(p.cast::<u8>(), b'Z', 100);
@@ -184,8 +194,9 @@ fn writes_inotify_reports_unusually_are_seen() {
         .unwrap();
     keep.write_at(b"CHANGED!", 0).unwrap();
     // chmod +x after the content was hashed: the mode is recorded too.
+    let before = watch.stats().hashed.load(Ordering::Relaxed);
     std::fs::write(root.join("script"), b"#!/bin/sh\n").unwrap();
-    std::thread::sleep(Duration::from_millis(100));
+    wait_hashed(&watch, before + 1);
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(root.join("script"), std::fs::Permissions::from_mode(0o755)).unwrap();
 
@@ -205,7 +216,8 @@ fn renamed_directories_keep_their_files_and_names() {
     for i in 0..100 {
         std::fs::write(root.join(format!("stage/deep/er/{i}")), format!("{i}")).unwrap();
     }
-    std::thread::sleep(Duration::from_millis(100));
+    // Hashed under the staging name before the move.
+    wait_hashed(&watch, 100);
     // Staged, then moved into place (npm and many builders do this).
     std::fs::rename(root.join("stage"), root.join("final")).unwrap();
     // Written under the new name through the moved directory.
@@ -214,7 +226,8 @@ fn renamed_directories_keep_their_files_and_names() {
     std::fs::rename(outside.join("in"), root.join("in")).unwrap();
     std::fs::create_dir(root.join("leaving")).unwrap();
     std::fs::write(root.join("leaving/x"), b"x").unwrap();
-    std::thread::sleep(Duration::from_millis(50));
+    // final/deep/er/new, in/sub/came-in and leaving/x known before x leaves.
+    wait_hashed(&watch, 103);
     std::fs::rename(root.join("leaving"), outside.join("left")).unwrap();
     // Written after leaving: not ours.
     std::fs::write(outside.join("left/y"), b"y").unwrap();
@@ -229,9 +242,11 @@ fn renamed_directories_keep_their_files_and_names() {
 
 #[test]
 fn a_queue_overflow_costs_time_not_accuracy() {
-    // A watcher that reads its queue only every 3 s, and a build raising far
-    // more than the kernel's 16384 queued events meanwhile: a real
-    // IN_Q_OVERFLOW. The root is then hashed from scratch, and exact.
+    // A watcher that, once events arrive, waits the longest batch (60 s)
+    // before reading them unless the build ends first, and a build raising
+    // far more than the kernel's queue holds meanwhile: a real
+    // IN_Q_OVERFLOW, read when the watch finishes. The root is then hashed
+    // from scratch, and exact.
     let t = tempfile::tempdir().unwrap();
     let root = t.path().to_path_buf();
     let queued = std::fs::read_to_string("/proc/sys/fs/inotify/max_queued_events")
@@ -241,22 +256,32 @@ fn a_queue_overflow_costs_time_not_accuracy() {
     let watch = Watch::start(
         std::slice::from_ref(&root),
         &WatchOptions {
-            batch: Duration::from_secs(3),
+            batch: Duration::from_secs(60),
             ..Default::default()
         },
     )
     .unwrap();
-    // Wake the watcher so that it starts its long pause.
-    std::fs::write(root.join("first"), b"1").unwrap();
-    std::thread::sleep(Duration::from_millis(50));
     for i in 0..queued / 2 + 100 {
         // Three events each: create, modify, close.
         std::fs::write(root.join(format!("f{i}")), format!("{i}")).unwrap();
     }
-    std::thread::sleep(Duration::from_millis(3500));
-    assert!(watch.stats().overflows.load(Ordering::Relaxed) > 0);
-    let degraded = assert_exact(watch, std::slice::from_ref(&root), &WalkOptions::default());
-    assert_eq!(degraded, 1);
+    // Nothing read yet: the overflow is in the queue, not guessed at.
+    assert_eq!(watch.stats().events.load(Ordering::Relaxed), 0);
+    let mut observed = watch.finish();
+    observed.resolve(ErrorPolicy::Fail).unwrap();
+    let degraded = observed.degraded();
+    assert_eq!(degraded.len(), 1, "{degraded:?}");
+    assert!(
+        degraded[0].1.contains("the inotify queue overflowed"),
+        "{degraded:?}"
+    );
+    let tree = observed
+        .tree(&root, &WalkOptions::default(), false)
+        .unwrap()
+        .unwrap();
+    let post_hoc = digest::hash_tree(&root, &WalkOptions::default()).unwrap();
+    assert_eq!(tree.entries.len(), queued / 2 + 100);
+    assert_eq!(tree.entries, post_hoc.entries);
 }
 
 #[test]
@@ -285,38 +310,72 @@ fn nested_roots_and_excludes_match_their_own_walks() {
     assert_exact(watch, &[ws.clone(), src.clone()], &opts);
 }
 
+/// The hook of the race test below: where the hashing threads pause.
+const PAUSE_BEFORE_HASH: &str = "PROVENANT_TEST_PAUSE_BEFORE_HASH";
+
 #[test]
 fn a_digest_follows_a_rename_only_for_the_same_inode() {
     // The watcher applies events a moment after they happen, and a hash job
     // opens a path as it is when it runs. Here the job for `a` runs after
     // `a` was renamed to `b` and a new `a` written, but before the rename's
     // events are read: the digest it took is the new `a`'s, and must not
-    // move to `b` with the rename.
-    let t = tempfile::tempdir().unwrap();
-    let root = t.path().to_path_buf();
+    // move to `b` with the rename. The hashing hook (src/testhook.rs) holds
+    // the job while the test renames, and the watcher reads no event before
+    // the watch finishes (a 60 s batch), so the scenario is reached every
+    // time; the test checks that it was.
+    //
+    // The hook is read from the environment when a watch starts, so the
+    // test runs itself again with it set, alone in its process.
+    const NAME: &str = "a_digest_follows_a_rename_only_for_the_same_inode";
+    let Some(flag) = std::env::var_os(PAUSE_BEFORE_HASH).map(PathBuf::from) else {
+        let t = tempfile::tempdir().unwrap();
+        let o = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", NAME, "--nocapture", "--test-threads=1"])
+            .env(PAUSE_BEFORE_HASH, t.path().join("pause"))
+            .output()
+            .unwrap();
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            o.status.success()
+                && out.contains(&format!("test {NAME} ... ok"))
+                && out.contains("test result: ok. 1 passed"),
+            "the run with the hook failed or did not run the test:\n{out}\n{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        return;
+    };
+    let root = flag.parent().unwrap().join("ws");
+    std::fs::create_dir(&root).unwrap();
+    std::fs::write(root.join("a"), b"version one").unwrap();
     let watch = Watch::start(
         std::slice::from_ref(&root),
         &WatchOptions {
-            batch: Duration::from_secs(2),
+            batch: Duration::from_secs(60),
             threads: 1,
             ..Default::default()
         },
     )
     .unwrap();
-    // Keeps the one hashing thread busy when the batch is handed over.
-    std::fs::write(root.join("big"), vec![7u8; 256 << 20]).unwrap();
-    std::fs::write(root.join("a"), b"version one").unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while watch.stats().events.load(Ordering::Relaxed) == 0 {
-        assert!(std::time::Instant::now() < deadline, "no batch read");
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    // The batch is being read now; once it is, `big` is being hashed
-    // (~150 ms) and the job for `a` waits behind it.
-    std::thread::sleep(Duration::from_millis(40));
+    // The scan queued `a`; its job is about to open it.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let held = loop {
+        if let Ok(what) = std::fs::read_to_string(&flag) {
+            break what;
+        }
+        assert!(Instant::now() < deadline, "the hash job never started");
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    assert_eq!(
+        Path::new(&held),
+        std::fs::canonicalize(&root).unwrap().join("a")
+    );
     std::fs::rename(root.join("a"), root.join("b")).unwrap();
     std::fs::write(root.join("a"), b"version two").unwrap();
-    // The rename is read in the next batch, after the job for `a` ran.
-    std::thread::sleep(Duration::from_millis(2500));
+    std::fs::remove_file(&flag).unwrap();
+    // The job stored what it read (the new `a`) before any event of the
+    // rename was read: the race, reached.
+    wait_hashed(&watch, 1);
+    assert_eq!(watch.stats().events.load(Ordering::Relaxed), 0);
+    assert_eq!(watch.stats().stale.load(Ordering::Relaxed), 0);
     assert_exact(watch, std::slice::from_ref(&root), &WalkOptions::default());
 }

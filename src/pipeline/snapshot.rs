@@ -62,7 +62,8 @@ pub fn snapshot(
     };
     // The gate first: a build whose inputs are not vouched for never starts.
     let (upstream, verified) = gate(opts, &walk, registry)?;
-    test_pause("PROVENANT_TEST_PAUSE_AFTER_GATE");
+    // Tests of races change an input here (tests/chain.rs).
+    crate::testhook::pause(crate::testhook::AFTER_GATE, "gate passed");
     if opts.materials.is_empty() && opts.workspaces.is_empty() {
         return Err(PipelineError::Usage(
             "nothing to snapshot: give --material and/or --workspace".into(),
@@ -94,23 +95,6 @@ pub fn snapshot(
     let files: usize = snap.materials.iter().map(|r| r.entries.len()).sum();
     tracing::info!(snapshot = %path.display(), materials = files, "snapshot written");
     Ok(path)
-}
-
-/// Tests of races (tests/chain.rs) change an input between the gate and the
-/// snapshot: when `var` names a file, it is created, and this waits (30 s
-/// at most) until the test removes it. Only the pod's operator sets the
-/// environment of the init container; the builder cannot.
-fn test_pause(var: &str) {
-    let Some(flag) = std::env::var_os(var).map(PathBuf::from) else {
-        return;
-    };
-    if std::fs::write(&flag, b"").is_err() {
-        return;
-    }
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while flag.exists() && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
 }
 
 /// `p` absolute and without `.`/`..` or doubled slashes, for comparing

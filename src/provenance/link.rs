@@ -46,22 +46,21 @@ fn artifacts(list: &[ResourceDescriptor]) -> BTreeMap<String, BTreeMap<String, S
 }
 
 impl Link {
-    /// The link for step `name` from a statement we just made.
+    /// The link for step `name` from a statement we just made. A
+    /// predicate that does not read back is an error: a link without its
+    /// materials would fail every MATCH rule for a reason nobody could see.
     pub fn from_statement(
         name: &str,
         st: &Statement,
         command: &[String],
         exit_code: Option<i32>,
-    ) -> Link {
-        let deps = st
-            .provenance()
-            .map(|p| p.build_definition.resolved_dependencies)
-            .unwrap_or_default();
+    ) -> Result<Link, super::StatementError> {
+        let deps = st.provenance()?.build_definition.resolved_dependencies;
         let mut byproducts = BTreeMap::new();
         if let Some(c) = exit_code {
             byproducts.insert("return-value".to_string(), serde_json::json!(c));
         }
-        Link {
+        Ok(Link {
             type_: "link".into(),
             name: name.into(),
             materials: artifacts(&deps),
@@ -69,7 +68,7 @@ impl Link {
             byproducts,
             command: command.to_vec(),
             environment: BTreeMap::new(),
-        }
+        })
     }
 
     /// The classic signed Metablock of this link, as JSON bytes.
@@ -88,8 +87,10 @@ impl Link {
         serde_json::to_vec(&block).map_err(|e| crate::sign::KeyError::Sign(e.to_string()))
     }
 
-    pub fn to_bytes(&self) -> Vec<u8> {
-        serde_json::to_vec(self).unwrap_or_default()
+    /// The link as JSON, the DSSE payload; an error, never empty bytes to
+    /// sign.
+    pub fn to_bytes(&self) -> Result<Vec<u8>, serde_json::Error> {
+        serde_json::to_vec(self)
     }
 
     /// `<step>.<first 8 of keyid>.link`
@@ -170,5 +171,29 @@ mod tests {
             "{\"a\":\"q\\\"\\\\\n\u{e9}\",\"b\":[1,true,null],\"\u{e9}\":{}}"
         );
         assert!(super::canonical_json(&serde_json::json!(1.5)).is_err());
+    }
+
+    /// A predicate that does not read back gives no link, rather than a
+    /// link without materials.
+    #[test]
+    fn a_statement_without_provenance_makes_no_link() {
+        let mut st = serde_json::json!({
+            "_type": "https://in-toto.io/Statement/v1",
+            "subject": [{"name": "out/app", "digest": {"sha256": "ab".repeat(32)}}],
+            "predicateType": "https://slsa.dev/provenance/v1",
+            "predicate": {"buildDefinition": {"buildType": "x", "externalParameters": {},
+                "resolvedDependencies": [{"name": "src/a.c", "digest": {"sha256": "cd".repeat(32)}}]},
+                "runDetails": {"builder": {"id": "b"}, "metadata": {}}}
+        });
+        let parse = |v: &serde_json::Value| {
+            super::Statement::parse(&serde_json::to_vec(v).unwrap()).unwrap()
+        };
+        let link = super::Link::from_statement("build", &parse(&st), &[], Some(0)).unwrap();
+        assert_eq!(link.materials.len(), 1, "{link:?}");
+        assert_eq!(link.products.len(), 1, "{link:?}");
+        let bytes = link.to_bytes().unwrap();
+        assert_eq!(serde_json::from_slice::<super::Link>(&bytes).unwrap(), link);
+        st["predicate"] = serde_json::json!({"not": "provenance"});
+        assert!(super::Link::from_statement("build", &parse(&st), &[], Some(0)).is_err());
     }
 }

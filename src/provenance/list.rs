@@ -313,4 +313,29 @@ mod tests {
             }
         }
     }
+
+    /// The sidecar sizes its output buffer from the hint, under a memory
+    /// limit that grows by well under 1 KiB per file (docs/pod-mode.md): the
+    /// hint must cover the JSON of a tree's files and not overshoot it by
+    /// more than a little, whatever the lengths of the prefix and the names.
+    #[test]
+    fn the_size_hint_is_close_to_the_serialized_size() {
+        for (prefix, name_len) in [("", 1), ("out", 8), ("workspace/out", 40), ("p", 200)] {
+            let prefix = RelPath::from_bytes(prefix.as_bytes().to_vec());
+            let entries: Vec<Entry> = (0..50u8)
+                .map(|i| {
+                    let name = format!("{i:02}{}", "n".repeat(name_len));
+                    entry(name.as_bytes(), file(i))
+                })
+                .collect();
+            let mut list = DescriptorList::new();
+            list.push_entries(&prefix, &entries, true);
+            let actual = serde_json::to_string(&list).unwrap().len();
+            let hint = list.json_size_hint();
+            assert!(
+                hint >= actual * 9 / 10 && hint <= actual * 12 / 10,
+                "prefix {prefix:?}, names of {name_len}: hint {hint} for {actual} bytes"
+            );
+        }
+    }
 }

@@ -54,15 +54,6 @@ impl<'a, S: Serialize, P: Serialize> StatementRef<'a, S, P> {
     }
 }
 
-impl PartialEq for Statement {
-    fn eq(&self, other: &Self) -> bool {
-        self.type_ == other.type_
-            && self.subject == other.subject
-            && self.predicate_type == other.predicate_type
-            && self.predicate.as_ref().map(|p| p.get()) == other.predicate.as_ref().map(|p| p.get())
-    }
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum StatementError {
     #[error("statement is not valid JSON: {0}")]
@@ -78,22 +69,25 @@ pub enum StatementError {
 }
 
 impl Statement {
-    pub fn new_slsa(subject: Vec<ResourceDescriptor>, predicate: &Provenance) -> Self {
-        Statement {
+    /// A failure to serialize the predicate is an error, never a
+    /// statement without one.
+    pub fn new_slsa(
+        subject: Vec<ResourceDescriptor>,
+        predicate: &Provenance,
+    ) -> Result<Self, StatementError> {
+        Ok(Statement {
             type_: STATEMENT_TYPE_V1.to_string(),
             subject,
             predicate_type: SLSA_PROVENANCE_V1.to_string(),
-            // Serializing our own typed struct cannot fail: it has only
-            // string keys and no non-finite floats.
-            predicate: serde_json::value::to_raw_value(predicate).ok(),
-        }
+            predicate: Some(serde_json::value::to_raw_value(predicate)?),
+        })
     }
 
     /// Canonical bytes we sign: compact JSON with struct field order fixed by
     /// the types and map keys sorted (BTreeMap), so equal statements give
-    /// equal bytes.
-    pub fn to_bytes(&self) -> Vec<u8> {
-        serde_json::to_vec(self).unwrap_or_default()
+    /// equal bytes. An error is returned, never empty bytes to sign.
+    pub fn to_bytes(&self) -> Result<Vec<u8>, StatementError> {
+        Ok(serde_json::to_vec(self)?)
     }
 
     /// Parse and check the Statement-level rules of the spec.
@@ -238,12 +232,16 @@ mod tests {
         let streamed = serde_json::to_vec(&StatementRef::slsa(&subjects, &provenance)).unwrap();
         let typed = Statement::parse(&streamed).unwrap();
         assert_eq!(typed.subject.len(), 50);
-        assert_eq!(typed.to_bytes(), streamed);
+        assert_eq!(typed.to_bytes().unwrap(), streamed);
         let p = typed.provenance().unwrap();
         assert_eq!(p.build_definition.resolved_dependencies.len(), 8);
         assert_eq!(
             serde_json::to_vec(&p).unwrap(),
             serde_json::to_vec(&provenance).unwrap()
         );
+        // Built from the typed parts, the same bytes again: the predicate
+        // is in them, never silently left out.
+        let built = Statement::new_slsa(typed.subject.clone(), &p).unwrap();
+        assert_eq!(built.to_bytes().unwrap(), streamed);
     }
 }

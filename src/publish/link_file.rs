@@ -53,21 +53,23 @@ impl Output for LinkFile {
             .payload_bytes()
             .map_err(|e| link_err(e.to_string()))?;
         let statement = Statement::parse(&payload).map_err(|e| link_err(e.to_string()))?;
-        let (command, exit_code) = match statement.provenance() {
-            Ok(p) => (
-                p.build_definition
-                    .external_parameters
-                    .get("command")
-                    .and_then(|c| serde_json::from_value::<Vec<String>>(c.clone()).ok())
-                    .unwrap_or_default(),
-                exit_code_of(&p),
-            ),
-            Err(_) => (Vec::new(), None),
+        // Our own statement: a predicate or command that does not read back
+        // is a bug to report, not a link to write without them.
+        let p = statement
+            .provenance()
+            .map_err(|e| link_err(e.to_string()))?;
+        let command = match p.build_definition.external_parameters.get("command") {
+            Some(c) => serde_json::from_value::<Vec<String>>(c.clone())
+                .map_err(|e| link_err(format!("externalParameters.command: {e}")))?,
+            None => Vec::new(),
         };
-        let link = Link::from_statement(&self.step, &statement, &command, exit_code);
+        let exit_code = exit_code_of(&p);
+        let link = Link::from_statement(&self.step, &statement, &command, exit_code)
+            .map_err(|e| link_err(e.to_string()))?;
         let bytes = match self.format {
             LinkFormat::Dsse => {
-                Envelope::sign(IN_TOTO_PAYLOAD_TYPE, &link.to_bytes(), self.signer.as_ref())?
+                let payload = link.to_bytes().map_err(|e| link_err(e.to_string()))?;
+                Envelope::sign(IN_TOTO_PAYLOAD_TYPE, &payload, self.signer.as_ref())?
                     .to_json()
                     .into_bytes()
             }

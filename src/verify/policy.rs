@@ -938,5 +938,11 @@ mod tests {
         assert_eq!(yaml_depth("a: \"[[[[\" # [[[[\n"), 1);
         let deep: String = (0..40).map(|i| format!("{}a:\n", " ".repeat(i))).collect();
         assert!(yaml_depth(&deep) > MAX_DEPTH);
+        // Wide is not deep: leaving a block closes its level, so a policy
+        // with many sibling sections is as deep as one of them.
+        let wide: String = (0..40)
+            .map(|i| format!("k{i}:\n  - a: 1\n    b: 2\n"))
+            .collect();
+        assert_eq!(yaml_depth(&wide), 2);
     }
 }

@@ -19,6 +19,10 @@ pub(super) fn hash_jobs(shared: &Shared, tops: &[Top], jobs: Vec<Job>, git_blobs
             done.push((j, None));
             continue;
         }
+        if let Some(flag) = &shared.pause_before_hash {
+            let abs = tops[j.top].abs.join(j.rel.as_path());
+            crate::testhook::pause_at(flag, &abs.display().to_string());
+        }
         let rel = j.rel.as_bytes();
         let (parent, base) = match rel.iter().rposition(|b| *b == b'/') {
             Some(i) => (&rel[..i], &rel[i + 1..]),
@@ -69,5 +73,11 @@ pub(super) fn hash_jobs(shared: &Shared, tops: &[Top], jobs: Vec<Job>, git_blobs
     *n -= count;
     if *n == 0 {
         shared.settled.notify_all();
+        // What tests and a curious operator wait for: everything handed
+        // to the hashing threads so far is in the index.
+        tracing::debug!(
+            hashed = shared.stats.hashed.load(Ordering::Relaxed),
+            "hashing caught up"
+        );
     }
 }

@@ -128,6 +128,8 @@ struct Shared {
     settled: Condvar,
     finishing: AtomicBool,
     stats: WatchStats,
+    /// [`crate::testhook::BEFORE_HASH`], read once when the watch starts.
+    pause_before_hash: Option<PathBuf>,
 }
 
 impl Shared {
@@ -236,6 +238,7 @@ impl Watch {
             settled: Condvar::new(),
             finishing: AtomicBool::new(false),
             stats: WatchStats::default(),
+            pause_before_hash: crate::testhook::flag(crate::testhook::BEFORE_HASH),
         });
         let mut lp = Loop {
             ino,

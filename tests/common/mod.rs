@@ -215,6 +215,25 @@ pub fn interop_script(name: &str) -> PathBuf {
         .join(name)
 }
 
+/// sigstore-js (@sigstore/verify), installed by scripts/sigstore-js.sh.
+pub fn sigstore_js(bundle: &Path, key: &Path, key_id: &str) -> Run {
+    let dir = std::env::var_os("SIGSTORE_JS_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/sigstore-js"));
+    assert!(
+        dir.join("node_modules/@sigstore/verify").is_dir(),
+        "sigstore-js missing in {}: run scripts/test.sh (scripts/sigstore-js.sh installs it)",
+        dir.display()
+    );
+    let mut c = std::process::Command::new("node");
+    c.env("SIGSTORE_JS_DIR", &dir)
+        .arg(interop_script("sigstore_verify.mjs"))
+        .arg(bundle)
+        .arg(key)
+        .arg(key_id);
+    run(c)
+}
+
 /// A DSSE envelope (compact JSON) of `statement`, signed with the private
 /// key `dir/KEY.key` through the library: how tests make hand-made
 /// statements that a real key signed.

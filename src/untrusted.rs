@@ -53,12 +53,10 @@ pub enum UntrustedError {
     },
 }
 
-/// A path as it may be shown in a message: control characters and
-/// non-UTF-8 bytes escaped, so a name the builder chose cannot start a new
-/// log line or rewrite the terminal.
-pub fn shown(p: &Path) -> String {
-    let s = String::from_utf8_lossy(p.as_os_str().as_bytes());
-    s.escape_debug().to_string()
+/// A path as errors name it: escaped (`crate::escape`), so a name the
+/// builder chose cannot start a new log line or rewrite the terminal.
+fn shown(p: &Path) -> String {
+    crate::escape::path(p).into_owned()
 }
 
 fn refused(path: &Path, reason: impl Into<String>) -> UntrustedError {
@@ -475,7 +473,12 @@ mod tests {
     }
 
     #[test]
-    fn shown_escapes_control_characters() {
-        assert_eq!(shown(Path::new("a\nb\u{1b}[2K")), "a\\nb\\u{1b}[2K");
+    fn errors_escape_the_name() {
+        let d = tempfile::tempdir().unwrap();
+        let evil = d.path().join("a\nb\u{1b}[2K");
+        std::fs::write(&evil, vec![b'x'; 100]).unwrap();
+        let e = read_file(&evil, 10).unwrap_err().to_string();
+        assert!(!e.contains('\n') && !e.contains('\u{1b}'), "{e:?}");
+        assert!(e.contains("a\\nb\\x1b[2K"), "{e}");
     }
 }

@@ -107,13 +107,13 @@ fn confirm(
     );
     let mut out = Vec::new();
     for mut c in claims {
-        let shown_name = crate::untrusted::shown(std::path::Path::new(&c.name));
+        let shown_name = crate::escape::field(&c.name).into_owned();
         if c.check == ClaimCheck::OciLayout {
             out.push(c);
             continue;
         }
         if !allowed.allows(&c.name) {
-            tracing::warn!(image = %shown_name, file = %crate::untrusted::shown(&c.file), allowed = ?allowed.patterns(), "image claim refused, not signed: repository not in --allow-image-repo");
+            tracing::warn!(image = %shown_name, file = %crate::escape::path(&c.file), allowed = ?allowed.patterns(), "image claim refused, not signed: repository not in --allow-image-repo");
             continue;
         }
         let pinned = c.pinned();

@@ -230,7 +230,7 @@ fn agree(a: &HashedRoot, b: &HashedRoot) -> Result<(), GateError> {
                 input: inner.given.display().to_string(),
                 detail: format!(
                     "{} changed between the gate's check and the snapshot; refusing to record it",
-                    RelPath::from_bytes(rel).encoded().0.escape_debug()
+                    RelPath::from_bytes(rel).shown()
                 ),
             });
         }

@@ -12,6 +12,11 @@
 #   BENCH_PERF=1      also profile `provenant digest` on workload a with perf
 #   BENCH_RUNS        timed runs per measurement, best is kept (default 3)
 #   BENCH_WEBHOOK_ONLY=1  only the admission webhook section (at the end)
+#   BENCH_KEYLESS_ONLY=1  only the keyless/Rekor section (at the end)
+#   BENCH_SIGNER_ONLY=1   only the remote signer section (50 clients)
+#   BENCH_SIGNER_CLIENTS, BENCH_SIGNER_REQUESTS  its clients (50) and
+#                         signatures per client (40)
+#   BENCH_KEYLESS_RUNS    attestations per keyless configuration (default 20)
 #   BENCH_WS_DIR      where the finalize measure's workspaces go
 #                     (default /dev/shm/provenant-bench-ws if it has room)
 #
@@ -353,9 +358,239 @@ if [[ "${BENCH_REAL_ONLY:-0}" == 1 ]]; then
     exit 0
 fi
 
+
+# --- keyless signing and transparency log (issue 15) -------------------------
+# What Fulcio, Rekor and a timestamp authority add to one attestation:
+# `provenant attest` of one small file, BENCH_KEYLESS_RUNS (20) times in
+# each configuration, against @sigstore/mock (the sigstore-js project's mock
+# Fulcio, Rekor and TSA) served on loopback by
+# tests/interop/sigstore_mock_server.mjs:
+#   key                      a key file, nothing else (the baseline)
+#   key + Rekor              the same key, the envelope logged in Rekor
+#   keyless + Rekor          a fresh key certified by Fulcio, logged in Rekor
+#   keyless + Rekor + TSA    and an RFC 3161 timestamp
+# Wall time of the whole command (process start to exit) p50 / p90, and
+# from its log describe_sign_ms (signing; keyless: key pair, Fulcio
+# certificate, signature) and witness_ms (Rekor, TSA). Loopback has no
+# network latency: against real services add their round trips (one to
+# Fulcio, one to Rekor, one to the TSA). Needs Node.js (scripts/sigstore-js.sh
+# installs the packages); without it the section says so.
+keyless_bench() {
+    local n="${BENCH_KEYLESS_RUNS:-20}" d="$bench_dir/keyless" url pid
+    KL_N="$n"
+    KL_NOTE=""
+    mkdir -p "$d"
+    if ! command -v node >/dev/null; then
+        KL_NOTE="node not found"
+        return
+    fi
+    local js_dir
+    if ! js_dir="$("$repo/scripts/sigstore-js.sh" 2>>"$log" | tail -n 1)"; then
+        KL_NOTE="scripts/sigstore-js.sh failed (see $log)"
+        return
+    fi
+    rm -f "$d/url"
+    (sleep 100000 | SIGSTORE_JS_DIR="$js_dir" node "$repo/tests/interop/sigstore_mock_server.mjs" \
+        "$d/trusted_root.json" >"$d/url" 2>>"$log") &
+    pid=$!
+    for _ in $(seq 100); do
+        [[ -s "$d/url" ]] && break
+        sleep 0.1
+    done
+    url="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["url"])' "$d/url" 2>/dev/null || true)"
+    if [[ -z "$url" ]]; then
+        KL_NOTE="the mock did not start (see $log)"
+        kill "$pid" 2>/dev/null || true
+        return
+    fi
+    python3 - "$d/token" <<'PY'
+import base64, json, sys, time
+e = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+claims = {"iss": "https://kubernetes.default.svc.cluster.local", "sub": "system:serviceaccount:bench:builder",
+          "aud": ["sigstore"], "exp": int(time.time()) + 86400}
+open(sys.argv[1], "w").write(e(b'{"alg":"none"}') + "." + e(json.dumps(claims).encode()) + ".")
+PY
+    mkdir -p "$d/out"
+    echo "keyless bench" >"$d/out/app.bin"
+    [[ -f "$d/k.key" ]] || "$prov" --log-level warn keygen --unencrypted -o "$d/k" >>"$log" 2>&1
+    local -a cfg_names=("key" "key + Rekor" "keyless + Rekor" "keyless + Rekor + TSA")
+    local -a cfg_args=(
+        "--key $d/k.key"
+        "--key $d/k.key --rekor-url $url"
+        "--fulcio-url $url --identity-token $d/token --rekor-url $url"
+        "--fulcio-url $url --identity-token $d/token --rekor-url $url --tsa-url $url"
+    )
+    declare -gA KL
+    local i c t0 wall
+    for c in 0 1 2 3; do
+        say "keyless: ${cfg_names[$c]}, $n attestations"
+        : >"$d/times.$c"
+        for ((i = 0; i < n; i++)); do
+            t0="$(date +%s%N)"
+            # shellcheck disable=SC2086
+            if ! "$prov" attest --product "$d/out" -o "$d/att.jsonl" --bundle "$d/att.sigstore.json" \
+                ${cfg_args[$c]} 2>"$d/attest.log"; then
+                cat "$d/attest.log" >>"$log"
+                KL_NOTE="${cfg_names[$c]}: attest failed (see $log)"
+                break
+            fi
+            wall=$((($(date +%s%N) - t0) / 1000))
+            echo "$wall $(grep -o 'describe_sign_ms=[0-9]*' "$d/attest.log" | cut -d= -f2) $(grep -o 'witness_ms=[0-9]*' "$d/attest.log" | cut -d= -f2)" >>"$d/times.$c"
+        done
+        KL[$c]="$(python3 - "$d/times.$c" <<'PY'
+import statistics, sys
+rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
+if not rows:
+    print("NA NA NA NA"); sys.exit()
+def pct(xs, p):
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
+wall = [int(r[0]) / 1000 for r in rows]
+sign = [int(r[1]) for r in rows if len(r) > 1]
+wit = [int(r[2]) for r in rows if len(r) > 2]
+print(f"{pct(wall, 50):.1f} {pct(wall, 90):.1f} {statistics.median(sign) if sign else 'NA'} {statistics.median(wit) if wit else 'NA'}")
+PY
+)"
+    done
+    KL_NAMES=("${cfg_names[@]}")
+    kill "$pid" 2>/dev/null || true
+    pkill -P "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+}
+keyless_table() {
+    echo
+    echo "### Keyless signing and the transparency log: one attestation, against @sigstore/mock on loopback"
+    echo
+    if [[ -n "$KL_NOTE" && -z "${KL[0]:-}" ]]; then
+        echo "N/A: $KL_NOTE"
+        return
+    fi
+    [[ -n "$KL_NOTE" ]] && echo "Note: $KL_NOTE" && echo
+    echo "$KL_N attestations per configuration (\`provenant attest\` of one small file, envelope and bundle written)."
+    echo
+    echo "| configuration | wall p50 / p90 | sign (median) | witness: Rekor, TSA (median) | overhead over a key file (p50) |"
+    echo "|---|---:|---:|---:|---:|"
+    local base c w50 w90 sg wi
+    read -r base _ _ _ <<<"${KL[0]}"
+    for c in 0 1 2 3; do
+        read -r w50 w90 sg wi <<<"${KL[$c]:-NA NA NA NA}"
+        echo "| ${KL_NAMES[$c]} | $w50 / $w90 ms | $sg ms | $wi ms | $(if [[ "$w50" == NA || "$base" == NA ]]; then echo NA; else awk -v a="$w50" -v b="$base" 'BEGIN {printf "%+.1f ms", a - b}'; fi) |"
+    done
+}
+# --- remote signer (issue 15, item 6) ----------------------------------------
+# `provenant signer` over TLS on loopback, BENCH_SIGNER_CLIENTS (50) clients
+# on keep-alive connections, each asking BENCH_SIGNER_REQUESTS (40) times
+# for a signature of a real statement (closed loop: 50 always in flight), by
+# examples/signer_load.rs, in both ways a sidecar authenticates:
+#   service-account identity: every client a pod of its own with an ES256
+#     token of the bench's issuer (--oidc-jwks), its statement naming that
+#     pod (the signer verifies the JWT, the pod and the builder id);
+#   shared token: one bearer token, the signer's --builder-id;
+# and, in the same run, local signing (`--key`): the same statement signed
+# in-process by 50 tasks sharing the machine's cores. Every signature the
+# signer returns is verified; a request counts as an error otherwise.
+# Latency of the signatures after each client's first (the first also pays
+# the TLS handshake: reported apart), throughput, the signer's CPU per
+# signature and peak RSS. The signer's audit log (one JSON line per
+# signature) goes to a file, as in a cluster it goes to stdout.
+signer_bench() {
+    local clients="${BENCH_SIGNER_CLIENTS:-50}" per="${BENCH_SIGNER_REQUESTS:-40}"
+    local d="$bench_dir/signer" port pid load="$target_dir/release/examples/signer_load" c0 c1 hz
+    local iss="https://kubernetes.default.svc.cluster.local" builder="https://ci.example.com/bench"
+    hz="$(getconf CLK_TCK)"
+    SG_CLIENTS="$clients"
+    SG_PER="$per"
+    say "signer: building the load generator (examples/signer_load.rs)"
+    CARGO_TARGET_DIR="$target_dir" nice -n 10 cargo build --release --quiet --example signer_load >&2
+    rm -rf "$d"
+    mkdir -p "$d/out"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 \
+        -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 \
+        -addext basicConstraints=critical,CA:FALSE -addext extendedKeyUsage=serverAuth \
+        -keyout "$d/tls.key" -out "$d/tls.crt" 2>>"$log"
+    "$prov" --log-level warn keygen --unencrypted -o "$d/k" >>"$log" 2>&1
+    echo "signer bench" >"$d/out/app.bin"
+    "$prov" --log-level warn attest --product "$d/out" --builder-id "$builder" --key "$d/k.key" \
+        -o "$d/statement.intoto.jsonl" 2>>"$log"
+    "$load" issuer "$d/issuer.pk8" "$d/jwks.json"
+    head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$d/token"
+    declare -gA SG
+    SG[local]="$("$load" local "$d/k.key" "$d/statement.intoto.jsonl" "$clients" "$per" 2>>"$log" || echo '{}')"
+    local mode
+    for mode in identity token; do
+        port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+        local -a auth
+        if [[ "$mode" == identity ]]; then
+            auth=(--oidc-issuer "$iss" --oidc-jwks "$d/jwks.json" --builder "bench=$builder")
+        else
+            auth=(--token-file "$d/token" --builder-id "$builder")
+        fi
+        "$prov" --log-level warn signer --key "$d/k.key" --listen "127.0.0.1:$port" \
+            --tls-cert "$d/tls.crt" --tls-key "$d/tls.key" "${auth[@]}" \
+            >"$d/audit.$mode.jsonl" 2>>"$log" &
+        pid=$!
+        for _ in $(seq 100); do
+            (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+            sleep 0.1
+        done
+        local -a creds
+        if [[ "$mode" == identity ]]; then
+            creds=(identity "$d/issuer.pk8" "$iss" provenant-signer bench builder)
+        else
+            creds=(token "$d/token")
+        fi
+        say "signer: $mode, $clients clients x $per signatures"
+        # One untimed round first: the code and allocator warm.
+        "$load" remote "https://127.0.0.1:$port" "$d/tls.crt" "$d/k.pub" "$d/statement.intoto.jsonl" \
+            5 5 "${creds[@]}" >/dev/null 2>>"$log" || true
+        c0="$(awk '{print $14 + $15}' "/proc/$pid/stat")"
+        SG[$mode]="$("$load" remote "https://127.0.0.1:$port" "$d/tls.crt" "$d/k.pub" \
+            "$d/statement.intoto.jsonl" "$clients" "$per" "${creds[@]}" 2>>"$log" || echo '{}')"
+        c1="$(awk '{print $14 + $15}' "/proc/$pid/stat")"
+        SG[$mode.cpu]="$(awk -v c="$((c1 - c0))" -v hz="$hz" -v n="$((clients * per))" 'BEGIN {printf "%.3f", 1000 * c / hz / n}')"
+        SG[$mode.hwm]="$(awk '/^VmHWM/ {printf "%.1f", $2 / 1024}' "/proc/$pid/status" 2>/dev/null || echo NA)"
+        kill "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+        SG[$mode.audit]="$(wc -l <"$d/audit.$mode.jsonl")"
+    done
+    printf '%s\n%s\n%s\n' "${SG[local]}" "${SG[identity]}" "${SG[token]}" >"$d/result.json"
+}
+signer_table() {
+    jget() { python3 -c 'import json,sys; print(json.loads(sys.argv[1] or "{}").get(sys.argv[2], "NA"))' "$1" "$2"; }
+    ms() { if [[ "$1" == NA ]]; then echo NA; else awk -v u="$1" 'BEGIN {printf "%.2f", u / 1000}'; fi; }
+    echo
+    echo "### Remote signer: ${SG_CLIENTS} concurrent clients, ${SG_PER} signatures each, against local signing"
+    echo
+    echo "| signing | throughput | latency p50 / p99 / max | first signature of a client (TLS handshake) p50 / p99 | errors | signer CPU per signature | signer peak RSS | audit lines |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|"
+    local m r label
+    for m in local identity token; do
+        r="${SG[$m]:-{\}}"
+        case "$m" in
+        local) label="local (\`--key\`, in-process)" ;;
+        identity) label="signer, service-account identity (ES256 token, pod checked)" ;;
+        token) label="signer, shared token" ;;
+        esac
+        local first="$(ms "$(jget "$r" first_p50_us)") / $(ms "$(jget "$r" first_p99_us)") ms"
+        # Locally there is no connection: a client's first signature only
+        # waits for the thread pool to start.
+        [[ "$m" == local ]] && first="n/a"
+        echo "| $label | $(jget "$r" rps)/s | $(ms "$(jget "$r" p50_us)") / $(ms "$(jget "$r" p99_us)") / $(ms "$(jget "$r" max_us)") ms | $first | $(jget "$r" errors) | ${SG[$m.cpu]:-n/a} ms | ${SG[$m.hwm]:-n/a} MB | ${SG[$m.audit]:-n/a} |"
+    done
+}
+if [[ "${BENCH_SIGNER_ONLY:-0}" == 1 ]]; then
+    signer_bench
+    signer_table
+    exit 0
+fi
 if [[ "${BENCH_WEBHOOK_ONLY:-0}" == 1 ]]; then
     webhook_bench
     webhook_table
+    exit 0
+fi
+if [[ "${BENCH_KEYLESS_ONLY:-0}" == 1 ]]; then
+    keyless_bench
+    keyless_table
     exit 0
 fi
 
@@ -888,3 +1123,12 @@ fi
 # no longer use.
 webhook_bench
 webhook_table
+
+# The remote signer against local signing, after the webhook.
+signer_bench
+signer_table
+
+# Keyless signing and Rekor, after the webhook (each has the machine to
+# itself).
+keyless_bench
+keyless_table

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Installs (or reuses) the pinned sigstore-js packages (@sigstore/verify,
-# @sigstore/bundle and their dependencies) that tests/interop/sigstore_verify.mjs
-# uses as an independent verifier of the Sigstore bundles provenant writes.
+# Installs (or reuses) the pinned sigstore-js packages: @sigstore/verify and
+# @sigstore/bundle (tests/interop/sigstore_verify.mjs uses them as an
+# independent verifier of the Sigstore bundles provenant writes) and
+# @sigstore/mock (tests/interop/sigstore_mock_server.mjs serves its Fulcio,
+# Rekor and TSA on loopback for the keyless tests). @sigstore/mock 0.13 declares
+# Node ^22.22; npm only warns on Node 20, where its handlers run as they are.
 #
 # The pins live in tests/interop/sigstore-js/{package.json,package-lock.json};
 # they are copied into target/sigstore-js and installed there with `npm ci`, so
@@ -40,7 +43,8 @@ fi
 want="$(sha256sum "$lock" | cut -d' ' -f1)"
 if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" &&
     -f "$dest/node_modules/@sigstore/verify/package.json" &&
-    -f "$dest/node_modules/@sigstore/bundle/package.json" ]]; then
+    -f "$dest/node_modules/@sigstore/bundle/package.json" &&
+    -f "$dest/node_modules/@sigstore/mock/package.json" ]]; then
     say "up to date: $dest"
 else
     say "installing pinned packages into $dest (node $node_version, npm $(npm --version 2>/dev/null))"
@@ -51,7 +55,7 @@ else
     echo "$want" >"$stamp"
     installed="$(cd "$dest" && node -p '
         const fs = require("fs");
-        ["verify", "bundle", "core", "protobuf-specs"].map((p) => "@sigstore/" + p + "@" +
+        ["verify", "bundle", "core", "protobuf-specs", "mock"].map((p) => "@sigstore/" + p + "@" +
             JSON.parse(fs.readFileSync("node_modules/@sigstore/" + p + "/package.json")).version)
             .join(" ")')"
     say "installed: $installed"

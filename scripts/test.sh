@@ -13,7 +13,8 @@ cd "$repo"
 "$repo/scripts/podman-setup.sh"
 PROVENANT_PYTHON="$("$repo/scripts/interop-venv.sh" | tail -n 1)"
 export PROVENANT_PYTHON
-# sigstore-js, the independent verifier of our Sigstore bundles.
+# sigstore-js, the independent verifier of our Sigstore bundles, and
+# @sigstore/mock, the local Fulcio, Rekor and TSA of tests/keyless.rs.
 SIGSTORE_JS_DIR="$("$repo/scripts/sigstore-js.sh" | tail -n 1)"
 export SIGSTORE_JS_DIR
 # The Tekton linter that checks manifests/tekton (tests/install.rs).

@@ -29,8 +29,10 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Mutex;
 
-/// A kpack `report.toml` or one Tekton result file.
-pub const REPORT_CAP: u64 = 1 << 20;
+/// A kpack `report.toml` or one Tekton result file. The lifecycle's report
+/// is a few hundred bytes and Tekton caps all results of a step at 4 KiB;
+/// 64 KiB of `{},` already costs the TOML parser a few MB.
+pub const REPORT_CAP: u64 = 64 << 10;
 /// An OCI `index.json` or manifest (the OCI distribution spec's 4 MiB).
 pub const MANIFEST_CAP: u64 = 4 << 20;
 /// A completion marker: an exit code and a newline.

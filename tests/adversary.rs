@@ -294,7 +294,7 @@ fn the_key_never_leaks_through_the_marker() {
 #[test]
 fn report_files_cannot_hang_or_exhaust_the_sidecar() {
     type Plant = fn(&Path);
-    let attacks: [(&str, Plant, &[&str], &str); 7] = [
+    let attacks: [(&str, Plant, &[&str], &str); 6] = [
         (
             "report.toml is a FIFO",
             |d| {
@@ -319,7 +319,7 @@ fn report_files_cannot_hang_or_exhaust_the_sidecar() {
                 f.set_len(100 << 20).unwrap();
             },
             &["--tekton-results", "results"],
-            "larger than the 1048576-byte limit",
+            "larger than the 65536-byte limit",
         ),
         (
             "IMAGES lists a million images",
@@ -331,19 +331,7 @@ fn report_files_cannot_hang_or_exhaust_the_sidecar() {
                 write(&d.join("results/IMAGES"), s.as_bytes());
             },
             &["--tekton-results", "results"],
-            "larger than the 1048576-byte limit",
-        ),
-        (
-            "IMAGES lists 12k images in under 1 MiB",
-            |d| {
-                let mut s = String::new();
-                for i in 0..12_000 {
-                    s.push_str(&format!("r/{i}@{DIGEST_OK},"));
-                }
-                write(&d.join("results/IMAGES"), s.as_bytes());
-            },
-            &["--tekton-results", "results"],
-            "more than 10000 images",
+            "larger than the 65536-byte limit",
         ),
         (
             "a results directory of 10k files",
@@ -357,13 +345,13 @@ fn report_files_cannot_hang_or_exhaust_the_sidecar() {
             "more than 4096 entries",
         ),
         (
-            "report.toml nested 100k deep",
+            "report.toml nested 30k deep",
             |d| {
-                let deep = format!("a = {}{}", "[".repeat(100_000), "]".repeat(100_000));
+                let deep = format!("a = {}{}", "[".repeat(30_000), "]".repeat(30_000));
                 write(&d.join("report/report.toml"), deep.as_bytes());
             },
             &["--kpack-report", "report/report.toml"],
-            "nested deeper than 32 levels",
+            "not a lifecycle report.toml",
         ),
     ];
     for (what, plant, flags, reason) in attacks {

@@ -363,6 +363,35 @@ fn the_gate_checks_a_directory_as_a_whole() {
     assert!(r.stderr.contains("symbolic link"), "{}", r.stderr);
 }
 
+/// Security review: an attestation vouches for a whole product root, never
+/// for a subdirectory of one. Otherwise the next stage could be handed a
+/// slice of an attested output (its `bin/`) with the siblings that belong
+/// to it (its `policy/`) dropped, and the gate would pass it.
+#[test]
+fn a_slice_of_an_attested_output_is_not_vouched_for() {
+    let t = setup();
+    let d = t.path();
+    write(&d.join("out/bin/tool"), b"tool");
+    write(&d.join("out/policy/allow.json"), b"{}");
+    run(attest_cmd(d, "source.key", &["out"], "out.intoto.jsonl")).ok();
+    write(
+        &d.join("policy.yaml"),
+        b"version: 1\nkeys:\n  - path: source.pub\nallowFailed: true\n",
+    );
+    gate_dir(d, "out", "whole").ok();
+    write(&d.join("bin/tool"), b"tool");
+    std::fs::copy(d.join("out.intoto.jsonl"), d.join("bin.intoto.jsonl")).unwrap();
+    let r = gate_dir(d, "bin", "slice");
+    assert_eq!(r.code, 5, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("no subject names its files with that content"),
+        "{}",
+        r.stderr
+    );
+    assert!(!d.join("slice/snapshot.json").exists());
+}
+
 /// Links, FIFOs and empty directories the stage before recorded are
 /// vouched for like files: same kind (and link target) passes, another
 /// fails. Both per-file and dirHash attestations.
@@ -402,6 +431,46 @@ fn recorded_links_and_empty_directories_pass_the_gate() {
             "{mode}: {}",
             r.stderr
         );
+    }
+}
+
+/// Security review: a link target that is not UTF-8 is percent-encoded and
+/// marked by its own annotation, so the byte 0xFF and a literal `%FF`
+/// target never pass for each other, and a plain name beside an encoded
+/// target is still found.
+#[test]
+fn an_encoded_link_target_is_not_a_literal_one() {
+    use std::os::unix::ffi::OsStrExt;
+    let t = setup();
+    let d = t.path();
+    write(
+        &d.join("policy.yaml"),
+        b"version: 1\nkeys:\n  - path: source.pub\nallowFailed: true\n",
+    );
+    let byte = std::ffi::OsStr::from_bytes(b"\xff");
+    for (n, (attested, swapped)) in [
+        (byte, std::ffi::OsStr::new("%FF")),
+        (std::ffi::OsStr::new("%FF"), byte),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let src = format!("links{n}");
+        write(&d.join(format!("{src}/a.c")), b"a");
+        std::os::unix::fs::symlink(attested, d.join(format!("{src}/lnk"))).unwrap();
+        run(attest_cmd(
+            d,
+            "source.key",
+            &[&src],
+            &format!("{src}.intoto.jsonl"),
+        ))
+        .ok();
+        gate_dir(d, &src, &format!("lok{n}")).ok();
+        std::fs::remove_file(d.join(format!("{src}/lnk"))).unwrap();
+        std::os::unix::fs::symlink(swapped, d.join(format!("{src}/lnk"))).unwrap();
+        let r = gate_dir(d, &src, &format!("lbad{n}"));
+        assert_eq!(r.code, 5, "{n}: {}", r.stderr);
+        assert!(r.stderr.contains("lnk (symlink:%FF"), "{n}: {}", r.stderr);
     }
 }
 

@@ -585,7 +585,7 @@ fn every_documented_exit_code_comes_from_the_case_it_names() {
         ),
         (
             &["attest", "--product", "out"][..],
-            "no signing key: pass --key FILE or --signer URL",
+            "no signing key: pass --key FILE, --signer URL or --fulcio-url URL",
         ),
         (&["keygen", "--algorithm", "rsa"][..], "invalid value 'rsa'"),
         (&["nosuchcommand"][..], "unrecognized subcommand"),

@@ -200,7 +200,7 @@ fn garbage_policies_and_attestations_fail_clearly() {
         ),
         (
             "version: 1\nkeys: []\n",
-            "keys: at least one trusted key is required",
+            "keys: at least one trusted key (keys) or certificate identity (identities) is required",
         ),
         ("version: 1\nkeys:\n  - path: missing.pub\n", "missing.pub"),
         ("version: 1\nkeys:\n  - path: k.key\n", "a public key"),
@@ -430,7 +430,9 @@ fn claimed_subject_rule() {
     let cases = [
         (no_ann(), true, true, true),
         (claim("registry"), true, true, false),
-        (claim("oci-layout"), true, true, false),
+        // The layout's blobs are the builder's writing: not a check.
+        (claim("oci-layout"), true, false, false),
+        (claim("allowed-repository"), true, true, false),
         (claim("none"), true, false, false),
         (
             serde_json::json!({"provenant.origin": "claimed"}),

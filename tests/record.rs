@@ -111,6 +111,34 @@ fn names_and_digests(list: &serde_json::Value) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Security review: the marker inside the workspace is left out of the
+/// products by the path the operator named, not by where a link there
+/// points: a builder that makes the marker a link to its output must not
+/// get that output dropped from the record.
+#[test]
+fn a_marker_linked_to_an_output_does_not_hide_it() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    setup(d);
+    snapshot(d, &[]);
+    let mut child = spawn_record(d, &["--completion", "marker:ws/.done"]);
+    wait_ready(&mut child);
+    write(&d.join("ws/out/app.bin"), b"\x7fELF");
+    std::os::unix::fs::symlink("out/app.bin", d.join("ws/.done")).unwrap();
+    let r = finish(child);
+    let st = statement_of_line(&the_line(&r));
+    let names: Vec<String> = names_and_digests(&st["subject"])
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    assert!(
+        names.contains(&"ws/out/app.bin".to_string()),
+        "{names:?}\n{}",
+        r.stderr
+    );
+    assert!(!names.contains(&"ws/.done".to_string()), "{names:?}");
+}
+
 #[test]
 fn marker_mode_attests_what_the_builder_produced() {
     let t = tempfile::tempdir().unwrap();

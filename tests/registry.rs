@@ -167,6 +167,27 @@ fn push_image(
 /// The sidecar flow (snapshot, record) for a builder that reported `image`
 /// with `digest` through Tekton results; returns the record run.
 fn record_image(d: &Path, image: &str, digest: &str, extra: &[&str]) -> Run {
+    let build = || {
+        write(&d.join("ws/out/image.tar"), digest.as_bytes());
+        write(
+            &d.join("results/IMAGE_URL"),
+            format!("{image}\n").as_bytes(),
+        );
+        write(
+            &d.join("results/IMAGE_DIGEST"),
+            format!("{digest}\n").as_bytes(),
+        );
+    };
+    let mut args = vec!["--tekton-results", "results", "--publish"];
+    // The operator allows exactly the repository the build pushes to.
+    args.extend(["--allow-image-repo", image]);
+    args.extend(extra);
+    sidecar(d, build, &args)
+}
+
+/// Snapshot, then `build`, then `record` (marker completion, key `k.key`)
+/// with `args`.
+fn sidecar(d: &Path, build: impl FnOnce(), args: &[&str]) -> Run {
     if !d.join("k.key").exists() {
         keygen(d, "k", "ecdsa-p256");
     }
@@ -176,15 +197,7 @@ fn record_image(d: &Path, image: &str, digest: &str, extra: &[&str]) -> Run {
     );
     let _ = std::fs::remove_dir_all(d.join("state"));
     snapshot(d, &[]);
-    write(&d.join("ws/out/image.tar"), digest.as_bytes());
-    write(
-        &d.join("results/IMAGE_URL"),
-        format!("{image}\n").as_bytes(),
-    );
-    write(
-        &d.join("results/IMAGE_DIGEST"),
-        format!("{digest}\n").as_bytes(),
-    );
+    build();
     write(&d.join("done"), b"0");
     let mut c = provenant(d);
     c.args([
@@ -195,14 +208,8 @@ fn record_image(d: &Path, image: &str, digest: &str, extra: &[&str]) -> Run {
         "k.key",
         "--completion",
         "marker:done",
-        "--tekton-results",
-        "results",
-        "--publish",
-        // The operator allows exactly the repository the build pushes to.
-        "--allow-image-repo",
-        image,
     ])
-    .args(extra);
+    .args(args);
     run(c)
 }
 
@@ -826,7 +833,8 @@ fn a_builder_cannot_choose_whose_image_gets_the_attestation() {
     let r = claim(&ours, &missing, &["--subjects", "reported"]);
     assert_ne!(r.code, 0, "{}", r.stderr);
     assert!(
-        r.stderr.contains("not in the registry by its digest"),
+        r.stderr
+            .contains("the registry does not confirm it by its digest"),
         "{}",
         r.stderr
     );
@@ -1424,4 +1432,264 @@ fn attest_and_run_publish_like_the_sidecar() {
         "{}",
         r.stderr
     );
+}
+
+/// Security review: an OCI layout's `ref.name` is the builder's writing, so
+/// with an allow-list a layout claim is held to the rules of any report: it
+/// needs a repository name (the operator's `--oci-layout-image`, else the
+/// annotation) in an allowed repository, and must resolve there by its
+/// digest before it is signed as checked.
+#[test]
+fn layout_claims_go_through_the_allow_list_and_the_registry() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let reg = RegistryProc::start(&d.join("reg"), &[]);
+    let digest = push_image(d, &reg, "app:v1", "built into a layout", None);
+    let layout = d.join(format!(
+        "layout-{}",
+        sha256_hex("built into a layout".as_bytes())
+    ));
+    let layout_arg = layout.display().to_string();
+    let record = |extra: &[&str]| {
+        let mut args = vec!["--subjects", "reported", "--oci-layout", &layout_arg];
+        args.extend(extra);
+        sidecar(d, || {}, &args)
+    };
+    let app = format!("{}/app", reg.host());
+    // The layout names only a tag ("v1"): not the allowed repository.
+    let r = record(&["--allow-image-repo", &app]);
+    assert_ne!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("repository not in --allow-image-repo")
+            && r.stderr.contains("no image claim survived"),
+        "{}",
+        r.stderr
+    );
+    // The operator names the image: resolved by digest in the registry.
+    let r = record(&[
+        "--allow-image-repo",
+        &app,
+        "--oci-layout-image",
+        &format!("{app}:v1"),
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let line: serde_json::Value = serde_json::from_str(
+        r.stdout
+            .lines()
+            .find(|l| l.contains("payload"))
+            .unwrap_or_else(|| panic!("no attestation line: {}", r.stdout)),
+    )
+    .unwrap();
+    let st: serde_json::Value = serde_json::from_slice(
+        &base64::engine::general_purpose::STANDARD
+            .decode(line["envelope"]["payload"].as_str().unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(st["subject"][0]["name"], app.as_str());
+    assert_eq!(
+        st["subject"][0]["digest"]["sha256"],
+        digest.trim_start_matches("sha256:")
+    );
+    assert_eq!(
+        st["subject"][0]["annotations"]["provenant.claimCheck"],
+        "registry"
+    );
+    // An allowed repository the manifest was never pushed to: refuted.
+    let r = record(&[
+        "--allow-image-repo",
+        &format!("{}/*", reg.host()),
+        "--oci-layout-image",
+        &format!("{}/other", reg.host()),
+    ]);
+    assert_ne!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("the registry does not confirm it by its digest"),
+        "{}",
+        r.stderr
+    );
+}
+
+/// A blob as the registry serves it (plain HTTP/1.0 on loopback).
+fn get_blob(reg: &RegistryProc, repo: &str, digest: &str) -> Vec<u8> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(reg.host()).unwrap();
+    write!(
+        s,
+        "GET /v2/{repo}/blobs/{digest} HTTP/1.0\r\nHost: {}\r\n\r\n",
+        reg.host()
+    )
+    .unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).unwrap();
+    let split = out.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    assert!(out.starts_with(b"HTTP/1.1 200") || out.starts_with(b"HTTP/1.0 200"));
+    out[split + 4..].to_vec()
+}
+
+/// Keyless with Rekor, published, with Rekor down when the build ends:
+/// nothing is attached until `provenant publish` has the entry logged;
+/// then the `.att` layer carries the certificate and the Rekor bundle as
+/// cosign writes them, the referrer's bundle verifies with sigstore-js
+/// (identity and log entry required), and `provenant verify --image`
+/// verifies both layouts against the trusted root.
+#[test]
+fn keyless_attestations_are_attached_once_rekor_has_them() {
+    use common::sigstore_mock::{sigstore_js_verify, token, MockSigstore, ISSUER};
+    let sa = "system:serviceaccount:ci:builder";
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let reg = RegistryProc::start(&d.join("reg"), &[]);
+    let digest = push_image(d, &reg, "team/kl:v1", "keyless", None);
+    let image = format!("{}/team/kl", reg.host());
+    let m = MockSigstore::start(d);
+    write(&d.join("token"), token(sa, ISSUER, 3600).as_bytes());
+    write(
+        &d.join("results/IMAGE_URL"),
+        format!("{image}:v1\n").as_bytes(),
+    );
+    write(
+        &d.join("results/IMAGE_DIGEST"),
+        format!("{digest}\n").as_bytes(),
+    );
+    write(&d.join("out/kl.tar"), b"the image's layers");
+    m.rekor_down(true);
+    let mut c = provenant(d);
+    c.args([
+        "run",
+        "--fulcio-url",
+        &m.url,
+        "--identity-token",
+        "token",
+        "--rekor-url",
+        &m.url,
+        "--product",
+        "out",
+        "-o",
+        "kl.intoto.jsonl",
+        "--bundle",
+        "kl.sigstore.json",
+        "--tekton-results",
+        "results",
+        "--allow-image-repo",
+        &image,
+        "--publish",
+        "--spool",
+        "spool",
+        "--publish-timeout",
+        "3",
+        "--",
+        "true",
+    ]);
+    let r = run(c).ok();
+    assert!(r.stderr.contains("not attached yet"), "{}", r.stderr);
+    let att_tag = format!("team/kl:{}.att", digest.replace(':', "-"));
+    assert!(
+        inspect_raw(&reg, &att_tag).is_none(),
+        "attached without its log entry"
+    );
+
+    m.rekor_down(false);
+    let mut c = provenant(d);
+    c.args(["publish", "spool"]);
+    let r = run(c).ok();
+    assert!(
+        r.stdout.contains("witnessed") && r.stdout.contains("published"),
+        "{}",
+        r.stdout
+    );
+
+    // The cosign layer's annotations, as cosign writes them.
+    let bundle = read_json(&d.join("kl.sigstore.json"));
+    let entry = &bundle["verificationMaterial"]["tlogEntries"][0];
+    let att = att_manifest(&reg, "team/kl", &digest, None);
+    let ann = &att["layers"][0]["annotations"];
+    let cert_der = base64::engine::general_purpose::STANDARD
+        .decode(
+            bundle["verificationMaterial"]["certificate"]["rawBytes"]
+                .as_str()
+                .unwrap(),
+        )
+        .unwrap();
+    let cert_pem = ann["dev.sigstore.cosign/certificate"].as_str().unwrap();
+    assert!(
+        cert_pem.starts_with("-----BEGIN CERTIFICATE-----\n"),
+        "{cert_pem}"
+    );
+    let parsed = pem_der(cert_pem);
+    assert_eq!(parsed, cert_der);
+    let rb: serde_json::Value =
+        serde_json::from_str(ann["dev.sigstore.cosign/bundle"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        rb["SignedEntryTimestamp"],
+        entry["inclusionPromise"]["signedEntryTimestamp"]
+    );
+    assert_eq!(rb["Payload"]["body"], entry["canonicalizedBody"]);
+    assert_eq!(
+        rb["Payload"]["logIndex"].as_i64().unwrap().to_string(),
+        entry["logIndex"].as_str().unwrap()
+    );
+    assert_eq!(ann["dev.cosignproject.cosign/signature"], "");
+
+    // The referrer's bundle, fetched from the registry, checked by sigstore-js.
+    let index: serde_json::Value = serde_json::from_str(
+        &inspect_raw(&reg, &format!("team/kl:{}", digest.replace(':', "-"))).unwrap(),
+    )
+    .unwrap();
+    let referrer = index["manifests"][0]["digest"].as_str().unwrap();
+    let manifest: serde_json::Value =
+        serde_json::from_str(&inspect_raw(&reg, &format!("team/kl@{referrer}")).unwrap()).unwrap();
+    let blob = get_blob(
+        &reg,
+        "team/kl",
+        manifest["layers"][0]["digest"].as_str().unwrap(),
+    );
+    std::fs::write(d.join("referrer.sigstore.json"), &blob).unwrap();
+    let js = sigstore_js_verify(
+        &d.join("referrer.sigstore.json"),
+        &m.trusted_root,
+        &[
+            "--certificate-identity",
+            sa,
+            "--certificate-oidc-issuer",
+            ISSUER,
+            "--tlog-threshold",
+            "1",
+        ],
+    );
+    assert_eq!(js.code, 0, "{}{}", js.stdout, js.stderr);
+
+    // provenant verify --image, keyless: both layouts.
+    let verify = |identity: &str| {
+        let mut c = provenant(d);
+        c.args([
+            "verify",
+            "--image",
+            &format!("{image}@{digest}"),
+            "--trusted-root",
+            m.trusted_root.to_str().unwrap(),
+            "--certificate-identity",
+            identity,
+            "--certificate-oidc-issuer",
+            ISSUER,
+            "--require-tlog",
+        ]);
+        run(c)
+    };
+    let r = verify(sa).ok();
+    assert!(
+        r.stderr.contains("2 of 2 attestations verified"),
+        "{}{}",
+        r.stdout,
+        r.stderr
+    );
+    verify("system:serviceaccount:ci:other").fails(exit::INVALID, "none of the 2 attached");
+}
+
+fn pem_der(text: &str) -> Vec<u8> {
+    let body: String = text.lines().filter(|l| !l.starts_with("-----")).collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .unwrap()
 }

@@ -33,6 +33,8 @@ fn verified() -> &'static Verified {
             },
             statement: st,
             signed_by: vec!["k".into()],
+            certificate: None,
+            tlog_entries: 0,
         }
     })
 }

@@ -127,7 +127,7 @@ Examples:
     #[command(after_help = "\
 Examples:
   provenant run --key cosign.key --material src --product out -o build.intoto.jsonl -- make
-  provenant run --material . --exclude 'target/**' --product target/release -- cargo build --release
+  provenant run --fulcio-url https://fulcio.sigstore.dev --identity-token token --rekor-url https://rekor.sigstore.dev --material src --product out --bundle build.sigstore.json -- make
   provenant run --key cosign.key --material src --product out --attest-failed -- ./build.sh")]
     Run(run::RunArgs),
     /// Verify an attestation's signature and print its subjects.
@@ -135,7 +135,7 @@ Examples:
 Examples:
   provenant verify --key cosign.pub build.intoto.jsonl
   kubectl logs build-pod -c provenant | provenant verify --key cosign.pub -
-  provenant verify --image registry.example.com/app:1.0 --key cosign.pub")]
+  provenant verify --trusted-root trusted_root.json --certificate-identity https://kubernetes.io/namespaces/ci/serviceaccounts/builder --certificate-oidc-issuer https://kubernetes.default.svc build.sigstore.json")]
     Verify(verify::VerifyArgs),
     /// Print a human-readable summary of an attestation (no verification).
     #[command(after_help = "\

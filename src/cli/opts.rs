@@ -17,9 +17,9 @@ use crate::provenance::{
     AllowedRepos, MaterialsAs, OtherOutputs, ProductsAs, ReportSources, DEFAULT_BUILDER_ID,
 };
 use crate::publish::{
-    BundleFile, Deadline, EnvelopeFile, LinkFile, LinkFormat, Output, RegistryOutput,
+    BundleFile, Deadline, EnvelopeFile, LinkFile, LinkFormat, Output, RegistryOutput, WitnessSpool,
 };
-use crate::sign::{RemoteConfig, Signer, SignerConfig};
+use crate::sign::{KeylessConfig, RemoteConfig, Signer, SignerConfig, WitnessConfig, Witnesses};
 
 /// A flag whose value is one of a library enum's names.
 pub fn choice<T: Choice + Clone>() -> impl TypedValueParser<Value = T> {
@@ -89,9 +89,22 @@ pub struct SubjectOpts {
     /// OCI image layout directory the build wrote; repeatable.
     #[arg(long = "oci-layout", value_name = "DIR")]
     pub oci_layouts: Vec<PathBuf>,
+    /// The image the --oci-layout layouts hold (`REGISTRY/REPOSITORY`), as
+    /// you name it: their manifests are claims of this image, whatever the
+    /// layout's own `org.opencontainers.image.ref.name` says. kaniko's and
+    /// crane's layouts carry no name; with --allow-image-repo a layout
+    /// claim needs one.
+    #[arg(
+        long,
+        value_name = "IMAGE",
+        requires = "oci_layouts",
+        env = "PROVENANT_OCI_LAYOUT_IMAGE"
+    )]
+    pub oci_layout_image: Option<String>,
     /// Repository the build may name as the image it built
-    /// (`REGISTRY/REPOSITORY`, glob: `*` does not cross `/`, `**` does);
-    /// repeatable or comma-separated. With it, every image claim from a
+    /// (`REGISTRY/REPOSITORY`, glob: `*` does not cross `/`, `**` does;
+    /// Docker Hub short names as `docker pull` reads them; a tag or digest
+    /// is dropped); repeatable or comma-separated. With it, every image claim from a
     /// report must lie in one of these repositories and resolve there by
     /// its digest, or it is not signed. Required by --publish.
     #[arg(
@@ -129,6 +142,22 @@ impl SubjectOpts {
                 kpack_report: self.kpack_report.clone(),
                 tekton_results: self.tekton_results.clone(),
                 oci_layouts: self.oci_layouts.clone(),
+                oci_layout_image: self
+                    .oci_layout_image
+                    .as_deref()
+                    .map(|i| {
+                        crate::provenance::claimed_name(
+                            std::path::Path::new("--oci-layout-image"),
+                            i,
+                        )
+                        .map_err(|_| {
+                            UsageError(
+                                "--oci-layout-image: not an image reference (REGISTRY/REPOSITORY)"
+                                    .into(),
+                            )
+                        })
+                    })
+                    .transpose()?,
             },
             allowed: AllowedRepos::new(&self.allow_image_repos).map_err(UsageError)?,
             globs: self.subject_globs.clone(),
@@ -195,6 +224,38 @@ pub struct SignerOpts {
     /// clear text otherwise).
     #[arg(long = "signer-insecure-plain-http")]
     pub insecure_plain_http: bool,
+    /// Keyless signing: the Sigstore Fulcio CA that certifies a fresh key
+    /// pair, held only in memory, for each attestation (https://; http://
+    /// only to loopback). Needs --identity-token, and --rekor-url or
+    /// --tsa-url so verifiers can tell the certificate was valid.
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "PROVENANT_FULCIO_URL",
+        requires = "identity_token"
+    )]
+    pub fulcio_url: Option<String>,
+    /// OIDC identity token Fulcio certifies the key for, read again for
+    /// every certificate (in a pod: a projected service-account token with
+    /// audience `sigstore`, which kubelet rotates).
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "PROVENANT_IDENTITY_TOKEN",
+        requires = "fulcio_url"
+    )]
+    pub identity_token: Option<PathBuf>,
+    /// Upload each signed envelope to this Rekor transparency log (an
+    /// `intoto` entry); its inclusion proof, signed entry timestamp and
+    /// checkpoint go into the bundle and the registry layers. With a key or
+    /// keyless. Unreachable: the attestation is spooled for `provenant
+    /// publish`.
+    #[arg(long, value_name = "URL", env = "PROVENANT_REKOR_URL")]
+    pub rekor_url: Option<String>,
+    /// Also timestamp each signature at this RFC 3161 timestamp authority
+    /// (Sigstore timestamp-authority API, `/api/v1/timestamp`).
+    #[arg(long, value_name = "URL", env = "PROVENANT_TSA_URL")]
+    pub tsa_url: Option<String>,
 }
 
 impl SignerOpts {
@@ -212,8 +273,50 @@ impl SignerOpts {
                 allow_plain_http: self.insecure_plain_http,
                 builder_id: None,
             }),
+            keyless: self.fulcio_url.as_ref().map(|url| KeylessConfig {
+                fulcio_url: url.clone(),
+                identity_token: self.identity_token.clone().unwrap_or_default(),
+            }),
             dev_key_dir: dev_key_dir.map(Path::to_path_buf),
         }
+    }
+
+    pub fn witness_config(&self) -> WitnessConfig {
+        WitnessConfig {
+            rekor_url: self.rekor_url.clone(),
+            tsa_url: self.tsa_url.clone(),
+        }
+    }
+
+    /// The signer (opened and checked) and the witnesses (checked), before
+    /// anything is observed. `links`: whether in-toto links are asked for.
+    pub fn open(
+        &self,
+        dev_key_dir: Option<&Path>,
+        builder_id: &str,
+        links: bool,
+    ) -> CliResult<(Arc<dyn Signer>, Arc<Witnesses>)> {
+        let witnesses = Witnesses::open(&self.witness_config())?;
+        if self.fulcio_url.is_some() {
+            if witnesses.is_empty() {
+                return Err(UsageError(
+                    "keyless signing needs --rekor-url (or --tsa-url): without a log entry or timestamp no verifier can tell the 10-minute certificate was valid when it signed".into(),
+                )
+                .into());
+            }
+            if links {
+                return Err(UsageError(
+                    "--in-toto-link needs a key (--key or --signer): in-toto layouts name functionaries by key, and a keyless key lives for one attestation".into(),
+                )
+                .into());
+            }
+        }
+        let signer: Arc<dyn Signer> = Arc::from(crate::sign::open_signer(
+            &self.config(dev_key_dir).expecting_builder_id(builder_id),
+        )?);
+        signer.check()?;
+        witnesses.check()?;
+        Ok((signer, Arc::new(witnesses)))
     }
 
     /// The secrets this command was given: never read through the door
@@ -223,6 +326,7 @@ impl SignerOpts {
             self.key.as_deref(),
             self.token_file.as_deref(),
             self.client_key.as_deref(),
+            self.identity_token.as_deref(),
         ]
         .into_iter()
         .flatten()
@@ -313,6 +417,28 @@ impl PublishOpts {
         std::time::Duration::from_secs(self.publish_timeout)
     }
 
+    /// Where attestations wait for the transparency log when it is down.
+    pub fn witness_output(
+        &self,
+        witnesses: &Witnesses,
+        default_spool: &Path,
+        bundle: Option<&Path>,
+    ) -> Option<Box<dyn Output>> {
+        if witnesses.is_empty() {
+            return None;
+        }
+        Some(Box::new(WitnessSpool {
+            spool_dir: self
+                .spool
+                .clone()
+                .unwrap_or_else(|| default_spool.to_path_buf()),
+            // `provenant publish` may run elsewhere: the bundle is named
+            // from the root.
+            bundle: bundle.map(|b| std::path::absolute(b).unwrap_or_else(|_| b.to_path_buf())),
+            publish: self.publish,
+        }))
+    }
+
     pub fn output(
         &self,
         registry: Option<&Arc<crate::publish::Registry>>,
@@ -384,6 +510,7 @@ pub struct OneShot {
     pub opts: crate::pipeline::oneshot::OneShotOptions,
     pub registry: Option<Arc<crate::publish::Registry>>,
     pub signer: Arc<dyn Signer>,
+    pub witnesses: Arc<Witnesses>,
 }
 
 impl OneShotArgs {
@@ -393,13 +520,11 @@ impl OneShotArgs {
         let subjects = self.subjects.subject_options()?;
         self.publish.check(&subjects)?;
         let registry = self.publish.registry(&subjects)?;
-        let signer: Arc<dyn Signer> = Arc::from(crate::sign::open_signer(
-            &self
-                .signer
-                .config(dev_key_dir)
-                .expecting_builder_id(&self.describe.builder_id),
-        )?);
-        signer.check()?;
+        let (signer, witnesses) = self.signer.open(
+            dev_key_dir,
+            &self.describe.builder_id,
+            self.link.link_dir.is_some(),
+        )?;
         Ok(OneShot {
             opts: crate::pipeline::oneshot::OneShotOptions {
                 materials: self.materials.clone(),
@@ -410,6 +535,7 @@ impl OneShotArgs {
             },
             registry,
             signer,
+            witnesses,
         })
     }
 
@@ -421,6 +547,11 @@ impl OneShotArgs {
     /// Every output the flags ask for.
     pub fn outputs(&self, s: &OneShot, deadline: Deadline) -> Vec<Box<dyn Output>> {
         let mut outputs = file_outputs(&self.output, self.bundle.as_deref());
+        outputs.extend(self.publish.witness_output(
+            &s.witnesses,
+            Path::new(LOCAL_SPOOL),
+            self.bundle.as_deref(),
+        ));
         outputs.extend(self.link.output(&s.signer));
         outputs.extend(
             self.publish

@@ -126,6 +126,52 @@ pub struct PublishArgs {
     pub reconcile: bool,
 }
 
+/// Has the pending witnesses of one entry do their part; on success the
+/// bundle file is written again, the images get registry spool entries and
+/// the entry moves to `witness/done/`. `Ok(false)`: still pending (logged).
+fn finish_witness(
+    spool: &Spool,
+    path: &std::path::Path,
+    mut e: crate::publish::WitnessEntry,
+    deadline: std::time::Instant,
+) -> CliResult<bool> {
+    let left = match crate::sign::witness::complete(
+        &e.pending,
+        &e.envelope,
+        &mut e.material,
+        deadline,
+    ) {
+        Ok(left) => left,
+        Err(err) => {
+            tracing::error!(file = %path.display(), error = %err, "not witnessed; the file stays in the spool");
+            return Ok(false);
+        }
+    };
+    if !left.is_done() {
+        // Keep what was done (a timestamp, say) for the next attempt.
+        e.pending = left;
+        spool.add_witness(&e, Some(path))?;
+        tracing::error!(file = %path.display(), reason = %e.pending.reason, "not witnessed; the file stays in the spool");
+        return Ok(false);
+    }
+    if let Some(b) = &e.bundle {
+        crate::publish::Bundle::for_envelope_with(&e.envelope, &e.material).write_to(b)?;
+        println!("bundle {} now carries the log entry", b.display());
+    }
+    for image in &e.images {
+        spool.add(&crate::publish::SpoolEntry {
+            version: crate::publish::spool::SPOOL_VERSION,
+            image: image.clone(),
+            predicate_type: e.predicate_type.clone(),
+            material: e.material.clone(),
+            envelope: e.envelope.clone(),
+        })?;
+    }
+    let to = spool.witness_done(path)?;
+    println!("witnessed {} -> {}", path.display(), to.display());
+    Ok(true)
+}
+
 pub fn publish(a: PublishArgs) -> CliResult {
     let spool = Spool::open_existing(&a.spool)?;
     let registry = a.registry.registry()?;
@@ -136,6 +182,22 @@ pub fn publish(a: PublishArgs) -> CliResult {
     let deadline = || Deadline::after(Duration::from_secs(a.timeout));
     let mut failed = 0;
     let mut done = 0;
+    // First what still waits for the transparency log: once logged, its
+    // bundle is written again and its images get spool entries, pushed
+    // below with the others.
+    for (path, entry) in spool.witness_pending()? {
+        match entry {
+            Ok(e) => {
+                if !finish_witness(&spool, &path, e, deadline().instant())? {
+                    failed += 1;
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "skipping");
+                failed += 1;
+            }
+        }
+    }
     let mut todo = Vec::new();
     if a.reconcile {
         for (path, entry) in spool.published()? {
@@ -150,7 +212,7 @@ pub fn publish(a: PublishArgs) -> CliResult {
             match rt.block_on(registry.is_attached(
                 &entry.image,
                 &entry.envelope,
-                &entry.key_id,
+                &entry.material,
                 &entry.predicate_type,
                 &deadline(),
             )) {

@@ -1,6 +1,5 @@
 //! `provenant record`: the sidecar (see `pipeline::sidecar`).
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use super::CliResult;
 use clap::Args;
@@ -10,7 +9,6 @@ use crate::completion::Trigger;
 use crate::digest::ErrorPolicy;
 use crate::pipeline::sidecar::{harden_process, Recheck, Sidecar, SidecarOptions};
 use crate::publish::{BundleFile, EnvelopeFile, LogLineOutput, Output};
-use crate::sign::{open_signer, Signer};
 use crate::verify::exit;
 
 #[derive(Args, Debug)]
@@ -77,13 +75,11 @@ pub fn record(a: RecordArgs) -> CliResult {
     let subjects = a.subjects.subject_options()?;
     a.publish.check(&subjects)?;
     let registry = a.publish.registry(&subjects)?;
-    // Problems with the key must surface now, not after a long build.
-    let signer: Arc<dyn Signer> = Arc::from(open_signer(
-        &a.signer
-            .config(None)
-            .expecting_builder_id(&a.describe.builder_id),
-    )?);
-    signer.check()?;
+    // Problems with the key or the witnesses must surface now, not after
+    // a long build.
+    let (signer, witnesses) =
+        a.signer
+            .open(None, &a.describe.builder_id, a.link.link_dir.is_some())?;
     let triggers = a
         .completion
         .iter()
@@ -98,6 +94,7 @@ pub fn record(a: RecordArgs) -> CliResult {
         on_error: a.on_error,
         recheck: a.recheck,
         registry_budget: a.publish.budget(),
+        witnesses: witnesses.clone(),
     })?;
     let completed = sidecar.wait()?;
     let output = a
@@ -121,8 +118,14 @@ pub fn record(a: RecordArgs) -> CliResult {
             Box::new(LogLineOutput {
                 file: Some(output.clone()),
             }),
-            Box::new(BundleFile { path: bundle }),
+            Box::new(BundleFile {
+                path: bundle.clone(),
+            }),
         ];
+        v.extend(
+            a.publish
+                .witness_output(&witnesses, &spool, Some(bundle.as_path())),
+        );
         v.extend(a.link.output(&signer));
         v.extend(a.publish.output(registry.as_ref(), &spool, deadline));
         v

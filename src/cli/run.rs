@@ -52,8 +52,10 @@ pub fn run(r: RunArgs) -> CliResult {
     };
     let code = obs.exit.and_then(|e| e.code()).unwrap_or(0);
     let result = (|| -> CliResult<()> {
-        let att =
+        let mut att =
             describe(&obs, &a.describe_options(r.attest_failed), None)?.sign(s.signer.as_ref())?;
+        s.witnesses
+            .witness(&mut att, s.signer.as_ref(), deadline.instant());
         emit_all(&a.outputs(&s, deadline), &att, |_, _| {})?;
         tracing::info!(
             output = %a.output.display(),

@@ -7,24 +7,74 @@ use crate::sign::VerifyingKey;
 
 use crate::escape;
 use crate::verify::input::{self, Found};
-use crate::verify::{exit, verify_envelope, AttachedError, Policy, Verified, VerifyError};
+use crate::verify::sigstore::{Identity, Pattern, Requirements};
+use crate::verify::{exit, verify_attestation, AttachedError, Policy, Verified, VerifyError};
 
 #[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("identity").args(["certificate_identity", "certificate_identity_regexp"])))]
 pub struct VerifyArgs {
     /// Trusted public key (SPKI PEM); repeatable. Not with --policy: the
     /// policy's keys are authoritative (add one with --extra-key).
     #[arg(
         long = "key",
         value_name = "PUB",
-        required_unless_present = "policy",
+        required_unless_present_any = ["policy", "certificate_identity", "certificate_identity_regexp"],
         conflicts_with = "policy"
     )]
     pub keys: Vec<PathBuf>,
+    /// Sigstore trust material (`trusted_root.json`: Fulcio CAs, Rekor
+    /// logs, CT logs, timestamp authorities) to check keyless attestations
+    /// and transparency-log entries against, offline. Not with --policy
+    /// (its trustedRoot is used).
+    #[arg(long, value_name = "FILE", conflicts_with = "policy")]
+    pub trusted_root: Option<PathBuf>,
+    /// Accept keyless attestations whose certificate is for exactly this
+    /// identity (subject alternative name: URI, e-mail or username).
+    #[arg(
+        long,
+        value_name = "SAN",
+        conflicts_with_all = ["policy", "certificate_identity_regexp"],
+        requires_all = ["trusted_root", "oidc_issuer"]
+    )]
+    pub certificate_identity: Option<String>,
+    /// As --certificate-identity, a regular expression the whole identity
+    /// must match (anchored, unlike cosign's).
+    #[arg(
+        long,
+        value_name = "REGEX",
+        conflicts_with = "policy",
+        requires_all = ["trusted_root", "oidc_issuer"]
+    )]
+    pub certificate_identity_regexp: Option<String>,
+    /// The OIDC issuer the certificate names (Fulcio's issuer extension),
+    /// exactly.
+    #[arg(
+        long,
+        value_name = "URL",
+        group = "oidc_issuer",
+        conflicts_with = "certificate_oidc_issuer_regexp",
+        requires = "identity"
+    )]
+    pub certificate_oidc_issuer: Option<String>,
+    /// As --certificate-oidc-issuer, a regular expression the whole issuer
+    /// must match.
+    #[arg(
+        long,
+        value_name = "REGEX",
+        group = "oidc_issuer",
+        requires = "identity"
+    )]
+    pub certificate_oidc_issuer_regexp: Option<String>,
+    /// Require a transparency-log entry that verifies against
+    /// --trusted-root (every entry present is checked either way).
+    #[arg(long, requires = "trusted_root", conflicts_with = "policy")]
+    pub require_tlog: bool,
     /// With --policy: also trust this key, beside the policy's; repeatable.
     #[arg(long = "extra-key", value_name = "PUB", requires = "policy")]
     pub extra_keys: Vec<PathBuf>,
-    /// Policy file (YAML): trusted keys, predicate types, builder ids,
-    /// subjects, required materials, maximum age, exit status, input
+    /// Policy file (YAML): trusted keys or certificate identities (with
+    /// their trusted root), transparency log, predicate types, builder
+    /// ids, subjects, required materials, maximum age, exit status, input
     /// changes, claimed subjects (docs/trust.md).
     #[arg(long, value_name = "FILE")]
     pub policy: Option<PathBuf>,
@@ -55,6 +105,24 @@ pub struct VerifyArgs {
     pub image: Option<String>,
     #[command(flatten)]
     pub registry: super::publish::RegistryOpts,
+}
+
+/// The certificate identity the flags ask for (none without them).
+fn identities(a: &VerifyArgs) -> CliResult<Vec<Identity>> {
+    let subject = match (&a.certificate_identity, &a.certificate_identity_regexp) {
+        (Some(s), _) => Pattern::Exact(s.clone()),
+        (None, Some(re)) => Pattern::regex("--certificate-identity-regexp", re)?,
+        (None, None) => return Ok(Vec::new()),
+    };
+    let issuer = match (
+        &a.certificate_oidc_issuer,
+        &a.certificate_oidc_issuer_regexp,
+    ) {
+        (Some(s), _) => Pattern::Exact(s.clone()),
+        (None, Some(re)) => Pattern::regex("--certificate-oidc-issuer-regexp", re)?,
+        (None, None) => return Ok(Vec::new()),
+    };
+    Ok(vec![Identity { subject, issuer }])
 }
 
 /// What the command line binds the attestation to.
@@ -101,6 +169,15 @@ impl Binding<'_> {
     }
 }
 
+/// `; logged in N transparency log entr(y|ies)` for result lines.
+fn tlog_note(v: &Verified) -> String {
+    match v.tlog_entries {
+        0 => String::new(),
+        1 => "; 1 transparency-log entry verified".into(),
+        n => format!("; {n} transparency-log entries verified"),
+    }
+}
+
 /// `; pod NS/NAME (uid UID)` for result lines, escaped.
 fn pod_note(v: &Verified) -> String {
     let Ok(p) = v.statement.provenance() else {
@@ -134,12 +211,34 @@ pub fn verify(a: VerifyArgs) -> CliResult {
     let threshold = policy
         .as_ref()
         .map_or(a.threshold, |p| a.threshold.max(p.threshold));
+    let root = a
+        .trusted_root
+        .as_deref()
+        .map(crate::verify::sigstore::TrustedRoot::load)
+        .transpose()?;
+    let identities = identities(&a)?;
+    let trust = match &policy {
+        Some(p) => crate::verify::Trust {
+            keys: &keys,
+            threshold,
+            ..p.trust()
+        },
+        None => crate::verify::Trust {
+            keys: &keys,
+            threshold,
+            sigstore: root.as_ref().map(|root| Requirements {
+                root,
+                identities: &identities,
+                require_tlog: a.require_tlog,
+            }),
+        },
+    };
     let binding = Binding {
         pod_uid: a.pod_uid.as_deref(),
         invocation_id: a.invocation_id.as_deref(),
     };
     if let Some(image) = &a.image {
-        return verify_image(image, &a, &keys, threshold, policy.as_ref(), &binding);
+        return verify_image(image, &a, &trust, policy.as_ref(), &binding);
     }
     let file = a.file.clone().unwrap_or_default();
     let (label, bytes) = crate::verify::read_input(&file)?;
@@ -158,7 +257,7 @@ pub fn verify(a: VerifyArgs) -> CliResult {
             .into_iter()
             .next()
             .ok_or_else(|| Failure::new(exit::INVALID, format!("{label}: no attestation")))?;
-        let v = verify_envelope(&label, found.envelope, &keys, threshold)?;
+        let v = verify_attestation(&label, found.envelope, found.material.as_ref(), &trust)?;
         if let Some(why) = binding.mismatch(&v) {
             return Err(VerifyError::NotBound {
                 path: label.clone(),
@@ -172,40 +271,38 @@ pub fn verify(a: VerifyArgs) -> CliResult {
         print_verified(&v, a.json, false)?;
         notes(&v);
         eprintln!(
-            "Verified OK: {} ({}) signed by {}{}",
+            "Verified OK: {} ({}) signed by {}{}{}",
             escape::field(&label),
             escape::field(&v.statement.predicate_type),
             v.signed_by.join(", "),
+            tlog_note(&v),
             pod_note(&v)
         );
         return Ok(exit::OK);
     }
-    verify_log(
-        &label,
-        read,
-        &keys,
-        threshold,
-        policy.as_ref(),
-        &binding,
-        a.json,
-    )
+    verify_log(&label, read, &trust, policy.as_ref(), &binding, a.json)
 }
 
 /// Every attestation of a log, each on its own result line.
 fn verify_log(
     label: &str,
     read: input::Input,
-    keys: &[VerifyingKey],
-    threshold: usize,
+    trust: &crate::verify::Trust<'_>,
     policy: Option<&Policy>,
     binding: &Binding,
     json: bool,
 ) -> CliResult {
     let total = read.found.len();
     let (mut ok, mut invalid, mut policy_failed, mut other) = (0, 0, 0, 0);
-    for Found { line, envelope, .. } in read.found {
+    for Found {
+        line,
+        envelope,
+        material,
+        ..
+    } in read.found
+    {
         let at = format!("{}:{}", escape::field(label), line.unwrap_or(0));
-        let v = match verify_envelope(&at, envelope, keys, threshold) {
+        let v = match verify_attestation(&at, envelope, material.as_ref(), trust) {
             Ok(v) => v,
             Err(e) => {
                 invalid += 1;
@@ -237,9 +334,10 @@ fn verify_log(
         print_verified(&v, json, true)?;
         notes(&v);
         eprintln!(
-            "Verified OK: {at} ({}) signed by {}{}",
+            "Verified OK: {at} ({}) signed by {}{}{}",
             escape::field(&v.statement.predicate_type),
             v.signed_by.join(", "),
+            tlog_note(&v),
             pod_note(&v)
         );
     }
@@ -331,8 +429,7 @@ fn notes(v: &Verified) {
 fn verify_image(
     image: &str,
     a: &VerifyArgs,
-    keys: &[VerifyingKey],
-    threshold: usize,
+    trust: &crate::verify::Trust<'_>,
     policy: Option<&Policy>,
     binding: &Binding,
 ) -> CliResult {
@@ -347,38 +444,37 @@ fn verify_image(
     let mut first_failure: Option<String> = None;
     for f in &found {
         let label = format!("{} {}", f.source, f.digest);
-        let result =
-            crate::verify::verify_attached(&label, &f.envelope, &img.digest, keys, threshold)
-                .map_err(|e| match e {
-                    AttachedError::Unreadable(e) => e,
-                    AttachedError::Invalid(e) => e.to_string(),
-                    AttachedError::NotThisImage => format!(
-                        "{label}: signature valid but no subject has the image digest {}",
-                        img.digest
-                    ),
-                })
-                .and_then(|v| match binding.mismatch(&v) {
-                    Some(why) => Err(why),
-                    None => Ok(v),
-                })
-                .and_then(|v| {
-                    let violations = policy
-                        .map(|p| p.check(&v, time::OffsetDateTime::now_utc()))
-                        .unwrap_or_default();
-                    if violations.is_empty() {
-                        Ok(v)
-                    } else {
-                        policy_failed += 1;
-                        Err(format!(
-                            "policy: {}",
-                            violations
-                                .iter()
-                                .map(|x| x.to_string())
-                                .collect::<Vec<_>>()
-                                .join("; ")
-                        ))
-                    }
-                });
+        let result = crate::verify::verify_attached(&label, f, &img.digest, trust)
+            .map_err(|e| match e {
+                AttachedError::Unreadable(e) => e,
+                AttachedError::Invalid(e) => e.to_string(),
+                AttachedError::NotThisImage => format!(
+                    "{label}: signature valid but no subject has the image digest {}",
+                    img.digest
+                ),
+            })
+            .and_then(|v| match binding.mismatch(&v) {
+                Some(why) => Err(why),
+                None => Ok(v),
+            })
+            .and_then(|v| {
+                let violations = policy
+                    .map(|p| p.check(&v, time::OffsetDateTime::now_utc()))
+                    .unwrap_or_default();
+                if violations.is_empty() {
+                    Ok(v)
+                } else {
+                    policy_failed += 1;
+                    Err(format!(
+                        "policy: {}",
+                        violations
+                            .iter()
+                            .map(|x| x.to_string())
+                            .collect::<Vec<_>>()
+                            .join("; ")
+                    ))
+                }
+            });
         match result {
             Ok(v) => {
                 ok += 1;

@@ -124,6 +124,10 @@ pub struct Entry {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tree {
     pub root: PathBuf,
+    /// What the root was when it was hashed, from the same `fstat` that
+    /// chose how to read it: a later look at the path could see another
+    /// kind swapped in by the builder.
+    pub root_is_dir: bool,
     /// Sorted by path bytes.
     pub entries: Vec<Entry>,
 }
@@ -575,6 +579,7 @@ pub fn hash_tree(root: &Path, opts: &WalkOptions) -> Result<Tree, DigestError> {
     });
     Ok(Tree {
         root: root.to_path_buf(),
+        root_is_dir: meta.is_dir(),
         entries,
     })
 }

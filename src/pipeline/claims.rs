@@ -3,8 +3,8 @@
 //! be before anything is signed (docs/trust.md). For every command: the
 //! sidecar reads kpack and Tekton reports, `run` and `attest` an OCI layout
 //! or report their own tools wrote.
-use crate::provenance::{self, AllowedRepos, Claim, ClaimCheck, ReportSources};
-use crate::publish::{Deadline, Registry, RegistryError};
+use crate::provenance::{self, AllowedRepos, Claim, ClaimCheck, ClaimSource, ReportSources};
+use crate::publish::{Deadline, Registry, RegistryError, ResolvedImage};
 
 use super::PipelineError;
 
@@ -51,15 +51,25 @@ impl SubjectOptions {
 /// How long the registry may take to confirm the claimed images, in all
 /// (and never past the deadline it shares with publishing).
 pub const CLAIM_CHECK_BUDGET: std::time::Duration = std::time::Duration::from_secs(5);
+/// Claims checked against the registry (and so attached there) per build:
+/// a multi-arch build names a few images, and a builder naming thousands
+/// must not turn the sidecar into its registry scanner.
+pub const MAX_CHECKED_CLAIMS: usize = 64;
+/// Registry checks in flight at once: 64 claims take eight round trips.
+const CONCURRENT_CHECKS: usize = 8;
+/// Refusals logged one by one; the rest are counted.
+const LOGGED_REFUSALS: usize = 16;
 
 /// The builder's image claims that survive their checks. A claim that
 /// fails is logged with its reason and never signed. With an allow-list, a
 /// claim must name an allowed repository and resolve there by its digest;
-/// a registry that refutes it (no such manifest) fails it, one that cannot
-/// be asked in time leaves it `allowed-repository` (an outage loses no
-/// attestation; publishing resolves it again). Without one, claims are
-/// signed marked unchecked (OCI-layout claims are always checked against
-/// the layout's own blobs).
+/// a registry that refutes it (no such manifest, not ours to read) fails
+/// it; one that is down or too slow while asked leaves it
+/// `allowed-repository` (an outage loses no attestation; publishing
+/// resolves it again); a claim not yet asked when the budget ran out is
+/// refused. Without an allow-list, claims are signed marked unchecked (an
+/// OCI layout's claims checked only against its own blobs, which the
+/// builder wrote too).
 pub fn observe_claims(
     opts: &SubjectOptions,
     registry: Option<&Registry>,
@@ -93,65 +103,150 @@ pub fn observe_claims(
     Ok(claims)
 }
 
+/// Refusals, logged up to [`LOGGED_REFUSALS`] and then only counted: the
+/// builder decides how many there are.
+#[derive(Default)]
+struct Refusals {
+    count: usize,
+}
+
+impl Refusals {
+    fn refuse(&mut self, c: &Claim, reason: &str) {
+        self.count += 1;
+        if self.count <= LOGGED_REFUSALS {
+            tracing::warn!(
+                image = %crate::escape::field(&c.name),
+                file = %crate::escape::path(&c.file),
+                "image claim refused, not signed: {reason}"
+            );
+        }
+    }
+
+    fn summary(&self) {
+        if self.count > LOGGED_REFUSALS {
+            tracing::warn!(
+                refused = self.count,
+                logged = LOGGED_REFUSALS,
+                "more image claims refused than logged"
+            );
+        }
+    }
+}
+
+/// What asking the registry about one claim gave. At most
+/// MAX_CHECKED_CLAIMS live at once, so the unboxed error costs nothing.
+#[allow(clippy::large_enum_variant)]
+enum Asked {
+    /// The budget was spent before this claim's turn.
+    Skipped,
+    TimedOut,
+    Answered(Result<ResolvedImage, RegistryError>),
+}
+
 fn confirm(
     claims: Vec<Claim>,
     allowed: &AllowedRepos,
     registry: &Registry,
     within: &Deadline,
 ) -> Result<Vec<Claim>, PipelineError> {
+    use futures_util::StreamExt as _;
     let rt = super::runtime()?;
     let deadline = Deadline::at(
         within
             .instant()
             .min(std::time::Instant::now() + CLAIM_CHECK_BUDGET),
     );
-    let mut out = Vec::new();
+    let mut refused = Refusals::default();
+    let mut candidates = Vec::new();
     for mut c in claims {
-        let shown_name = crate::escape::field(&c.name).into_owned();
-        if c.check == ClaimCheck::OciLayout {
-            out.push(c);
-            continue;
+        // A layout names its image in an annotation the builder wrote (or
+        // the operator with --oci-layout-image): with an allow-list it is
+        // held to the same rules as any report.
+        if c.source == ClaimSource::OciLayout {
+            match provenance::claimed_name(&c.file, &c.name) {
+                Ok(n) => c.name = n,
+                Err(_) => {
+                    refused.refuse(&c, "the OCI layout does not name an image repository (org.opencontainers.image.ref.name, or --oci-layout-image)");
+                    continue;
+                }
+            }
         }
         if !allowed.allows(&c.name) {
-            tracing::warn!(image = %shown_name, file = %crate::escape::path(&c.file), allowed = ?allowed.patterns(), "image claim refused, not signed: repository not in --allow-image-repo");
-            continue;
+            refused.refuse(&c, "repository not in --allow-image-repo");
+        } else if candidates.len() >= MAX_CHECKED_CLAIMS {
+            refused.refuse(&c, "more images claimed than are checked per build (64)");
+        } else {
+            candidates.push(c);
         }
-        let pinned = c.pinned();
-        let resolved = rt.block_on(async {
-            tokio::time::timeout_at(
-                deadline.instant().into(),
-                registry.resolve_until(&pinned, &deadline),
-            )
-            .await
-        });
-        // A registry that says "no such manifest" refutes the claim; one
-        // that cannot be asked leaves it unconfirmed but allowed.
-        match resolved {
-            Ok(Ok(img)) if img.digest == format!("sha256:{}", c.sha256) => {
+    }
+    let asked: Vec<(Claim, Asked)> = rt.block_on(
+        futures_util::stream::iter(candidates)
+            .map(|c| {
+                let deadline = &deadline;
+                async move {
+                    if std::time::Instant::now() >= deadline.instant() {
+                        return (c, Asked::Skipped);
+                    }
+                    let pinned = c.pinned();
+                    let r = tokio::time::timeout_at(
+                        deadline.instant().into(),
+                        registry.resolve_until(&pinned, deadline),
+                    )
+                    .await;
+                    (c, r.map_or(Asked::TimedOut, Asked::Answered))
+                }
+            })
+            .buffered(CONCURRENT_CHECKS)
+            .collect(),
+    );
+    let mut out = Vec::new();
+    for (mut c, asked) in asked {
+        let shown_name = crate::escape::field(&c.name).into_owned();
+        match asked {
+            Asked::Answered(Ok(img)) if img.digest == format!("sha256:{}", c.sha256) => {
                 c.check = ClaimCheck::Registry;
                 out.push(c);
             }
-            Ok(Ok(_)) => {
-                tracing::warn!(image = %shown_name, "image claim refused, not signed: the registry returned another digest")
+            Asked::Answered(Ok(_)) => {
+                refused.refuse(&c, "the registry returned another digest");
             }
-            Ok(Err(
-                e @ (RegistryError::UnknownImage { .. }
-                | RegistryError::Garbage { .. }
-                | RegistryError::Reference(..)),
-            )) => {
-                tracing::warn!(image = %shown_name, error = %e, "image claim refused, not signed: not in the registry by its digest")
-            }
-            Ok(Err(e)) => {
+            // Down, 5xx, or out of time while asking: an outage, which
+            // the builder does not control. Credentials the registry does
+            // not accept are the operator's to fix: the claim stays in the
+            // allowed repository with its digest unconfirmed (what
+            // `allowed-repository` says), rather than losing the build's
+            // attestation to an expired password. Publishing asks again.
+            Asked::Answered(Err(e))
+                if e.is_transient()
+                    || matches!(
+                        e,
+                        RegistryError::Deadline { .. } | RegistryError::Auth { .. }
+                    ) =>
+            {
                 tracing::warn!(image = %shown_name, error = %e, "the registry could not confirm the claimed image now; signed as in an allowed repository, digest unconfirmed");
                 c.check = ClaimCheck::AllowedRepository;
                 out.push(c);
             }
-            Err(_) => {
+            Asked::TimedOut => {
                 tracing::warn!(image = %shown_name, budget_s = CLAIM_CHECK_BUDGET.as_secs(), "the registry did not answer in time; signed as in an allowed repository, digest unconfirmed");
                 c.check = ClaimCheck::AllowedRepository;
                 out.push(c);
             }
+            // No such manifest, no such repository, a reference the
+            // registry refuses: a builder can cause each by what it names,
+            // so each refutes the claim.
+            Asked::Answered(Err(e)) => {
+                tracing::debug!(image = %shown_name, error = %e, "registry refused the claim");
+                refused.refuse(&c, "the registry does not confirm it by its digest");
+            }
+            Asked::Skipped => {
+                refused.refuse(
+                    &c,
+                    "the claim-check budget ran out before the registry was asked",
+                );
+            }
         }
     }
+    refused.summary();
     Ok(out)
 }

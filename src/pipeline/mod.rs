@@ -163,6 +163,7 @@ impl Described {
             subject_count: self.subject_count,
             first_subjects: self.first_subjects,
             images: self.images,
+            pending: None,
         })
     }
 }

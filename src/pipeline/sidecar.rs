@@ -51,6 +51,9 @@ pub struct SidecarOptions {
     /// The registry work after the build ends (confirming claims, then
     /// publishing) is done within this.
     pub registry_budget: Duration,
+    /// Transparency log and timestamp authority, after signing (within
+    /// the same deadline as the registry work).
+    pub witnesses: std::sync::Arc<crate::sign::Witnesses>,
 }
 
 /// A sidecar that watches; [`Sidecar::wait`] until the build is over, then
@@ -293,7 +296,7 @@ impl Sidecar {
         // this one signs, before the base64 needs as much memory again;
         // under a small one they can wait until the attestation is out.
         let mut keep = Some(obs);
-        let att = phases.run("sign", || {
+        let mut att = phases.run("sign", || {
             if described.unsigned.payload().len() > 1 << 20 {
                 let freed = keep.take();
                 described.sign_while(signer, move || {
@@ -306,6 +309,11 @@ impl Sidecar {
             }
         })?;
         phases.record("describe_sign", t_describe);
+        phases.run("witness", || {
+            self.opts
+                .witnesses
+                .witness(&mut att, signer, deadline.instant())
+        });
         tracing::debug!(rss_mb = crate::memory::rss_mb(), "signed");
         let outputs = make_outputs(deadline);
         let mut finalize_ms = 0;
@@ -331,6 +339,7 @@ impl Sidecar {
                 describe_sign_ms = phases.ms("describe_sign"),
                 serialize_ms = phases.ms("serialize"),
                 sign_ms = phases.ms("sign"),
+                witness_ms = phases.ms("witness"),
                 write_ms = ms,
                 statement_bytes = att.signed.payload_len(),
                 cpu_build_ms,
@@ -388,10 +397,13 @@ impl Sidecar {
             }
             byproducts.extend(changes);
         }
+        // Lexically, as the operator named them: resolving links would let
+        // a builder point the marker at one of its outputs (`.done ->
+        // out/app`) and have that output dropped from the record.
         let markers: Vec<PathBuf> = self
             .markers
             .iter()
-            .filter_map(|m| std::fs::canonicalize(m).ok())
+            .map(|m| super::snapshot::normalized(m))
             .collect();
         let selector = self.opts.subjects.selector()?;
         let mut products = Vec::new();
@@ -401,10 +413,10 @@ impl Sidecar {
             // A completion marker inside the workspace is ours, not a
             // product. Resolved once per root, not per file: finalize
             // touches 100k files.
-            let root = std::fs::canonicalize(w).ok();
+            let root = super::snapshot::normalized(w);
             let marker_rels: Vec<Vec<u8>> = markers
                 .iter()
-                .filter_map(|m| m.strip_prefix(root.as_ref()?).ok())
+                .filter_map(|m| m.strip_prefix(&root).ok())
                 .map(|r| r.as_os_str().as_encoded_bytes().to_vec())
                 .collect();
             if !marker_rels.is_empty() {

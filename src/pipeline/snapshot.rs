@@ -115,7 +115,7 @@ fn test_pause(var: &str) {
 
 /// `p` absolute and without `.`/`..` or doubled slashes, for comparing
 /// the paths of required inputs and materials.
-fn normalized(p: &Path) -> PathBuf {
+pub(super) fn normalized(p: &Path) -> PathBuf {
     let abs = std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
     let mut out = PathBuf::new();
     for c in abs.components() {
@@ -165,7 +165,7 @@ fn materials(
             None => crate::provenance::hash_root(p, walk)?,
         };
         for v in verified {
-            agree(v, &root)?;
+            agree(v, &root, &excludes)?;
         }
         out.push(root);
     }
@@ -179,61 +179,105 @@ fn materials(
     Ok(out)
 }
 
-/// Where one of `a` and `b` lies inside the other, every entry of the
-/// inner one must be the same in the outer one.
-fn agree(a: &HashedRoot, b: &HashedRoot) -> Result<(), GateError> {
-    let (pa, pb) = (normalized(&a.given), normalized(&b.given));
-    let (outer, inner, sub) = if let Ok(s) = pb.strip_prefix(&pa) {
-        (a, b, s.to_path_buf())
-    } else if let Ok(s) = pa.strip_prefix(&pb) {
-        (b, a, s.to_path_buf())
+/// Where a verified input `v` and a material root `m` overlap, both reads
+/// must see the same entries there: none changed, none added, none removed
+/// between the gate's check and the snapshot. Compared by path relative to
+/// the material root, leaving out what the material walk leaves out (empty
+/// directories, the excludes).
+fn agree(v: &HashedRoot, m: &HashedRoot, excludes: &Excludes) -> Result<(), GateError> {
+    use std::collections::BTreeMap;
+    let (pv, pm) = (normalized(&v.given), normalized(&m.given));
+    // `sub`: where the inner root lies in the outer one (empty: the same).
+    let (v_inner, sub) = if let Ok(s) = pv.strip_prefix(&pm) {
+        (true, s.as_os_str().as_encoded_bytes().to_vec())
+    } else if let Ok(s) = pm.strip_prefix(&pv) {
+        (false, s.as_os_str().as_encoded_bytes().to_vec())
     } else {
         return Ok(());
     };
-    if !outer.is_dir {
+    let outer = if v_inner { m } else { v };
+    if !sub.is_empty() && !outer.is_dir {
         return Ok(());
     }
-    use std::collections::HashMap;
-    let by_path: HashMap<&[u8], &EntryKind> = outer
-        .tree
-        .entries
-        .iter()
-        .map(|e| (e.path.as_bytes(), &e.kind))
-        .collect();
-    let sub = sub.as_os_str().as_encoded_bytes();
-    for e in &inner.tree.entries {
-        if matches!(
-            e.kind,
+    let joined = |a: &[u8], b: &[u8]| -> Vec<u8> {
+        if a.is_empty() {
+            b.to_vec()
+        } else {
+            [a, b"/", b].concat()
+        }
+    };
+    // An outer root's entry as a path in the region, or None outside it.
+    let in_region = |p: &[u8]| -> bool {
+        sub.is_empty() || p == sub.as_slice() || p.starts_with(&[sub.as_slice(), b"/"].concat())
+    };
+    // Each side's entries keyed by their path relative to the material root.
+    let v_key = |p: &[u8]| -> Option<Vec<u8>> {
+        if v_inner {
+            Some(if v.is_dir || sub.is_empty() {
+                joined(&sub, p)
+            } else {
+                sub.clone()
+            })
+        } else if !in_region(p) {
+            None
+        } else if m.is_dir {
+            p.strip_prefix(sub.as_slice())
+                .map(|r| r.strip_prefix(b"/").unwrap_or(r).to_vec())
+        } else {
+            // The material is one file: its entry is named by the file name.
+            m.tree.entries.first().map(|e| e.path.as_bytes().to_vec())
+        }
+    };
+    let m_key = |p: &[u8]| -> Option<Vec<u8>> { (!v_inner || in_region(p)).then(|| p.to_vec()) };
+    let keep = |k: &[u8], kind: &EntryKind| {
+        let empty_dir = matches!(
+            kind,
             EntryKind::Special {
                 kind: SpecialKind::EmptyDir
             }
-        ) {
-            continue;
+        );
+        !empty_dir && !k.is_empty() && (!m.is_dir || !excludes.excludes_file(k))
+    };
+    fn side<'a>(
+        root: &'a HashedRoot,
+        key: &dyn Fn(&[u8]) -> Option<Vec<u8>>,
+        keep: &dyn Fn(&[u8], &EntryKind) -> bool,
+    ) -> BTreeMap<Vec<u8>, &'a EntryKind> {
+        root.tree
+            .entries
+            .iter()
+            .filter_map(|e| {
+                let k = key(e.path.as_bytes())?;
+                keep(&k, &e.kind).then_some((k, &e.kind))
+            })
+            .collect()
+    }
+    let (vs, ms) = (side(v, &v_key, &keep), side(m, &m_key, &keep));
+    let differs = |k: &Vec<u8>, what: &str| GateError::Mismatch {
+        input: v.given.display().to_string(),
+        detail: format!(
+            "{} {what} between the gate's check and the snapshot; refusing to record it",
+            RelPath::from_bytes(k.clone()).shown()
+        ),
+    };
+    for (k, kind) in &vs {
+        match ms.get(k) {
+            None => return Err(differs(k, "disappeared")),
+            Some(other) => {
+                let same = match (other, kind) {
+                    (EntryKind::File { sha256: x, .. }, EntryKind::File { sha256: y, .. }) => {
+                        x == y
+                    }
+                    (x, y) => x == y,
+                };
+                if !same {
+                    return Err(differs(k, "changed"));
+                }
+            }
         }
-        let rel: Vec<u8> = if !inner.is_dir {
-            sub.to_vec()
-        } else if sub.is_empty() {
-            e.path.as_bytes().to_vec()
-        } else {
-            [sub, b"/", e.path.as_bytes()].concat()
-        };
-        // Left out of the other read by an exclude: nothing to compare.
-        let Some(kind) = by_path.get(rel.as_slice()) else {
-            continue;
-        };
-        let same = match (kind, &e.kind) {
-            (EntryKind::File { sha256: x, .. }, EntryKind::File { sha256: y, .. }) => x == y,
-            (x, y) => *x == y,
-        };
-        if !same {
-            return Err(GateError::Mismatch {
-                input: inner.given.display().to_string(),
-                detail: format!(
-                    "{} changed between the gate's check and the snapshot; refusing to record it",
-                    RelPath::from_bytes(rel).shown()
-                ),
-            });
-        }
+    }
+    if let Some(k) = ms.keys().find(|k| !vs.contains_key(*k)) {
+        return Err(differs(k, "appeared"));
     }
     Ok(())
 }
@@ -278,4 +322,79 @@ fn gate(
         out.push(d);
     }
     Ok((out, roots))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hashed(p: &Path, excludes: &[&str]) -> HashedRoot {
+        let walk = WalkOptions {
+            excludes: excludes.iter().map(|s| s.to_string()).collect(),
+            ..WalkOptions::default()
+        };
+        crate::provenance::hash_root(p, &walk).unwrap()
+    }
+
+    fn write(p: &Path, b: &[u8]) {
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, b).unwrap();
+    }
+
+    /// Security review: between the gate's check of an input and the
+    /// material snapshot, a file added or removed inside the input must be
+    /// caught as surely as one changed; what the excludes leave out is not
+    /// compared.
+    #[test]
+    fn the_snapshot_agrees_with_the_gate_on_additions_and_removals() {
+        let t = tempfile::tempdir().unwrap();
+        let d = t.path();
+        let fresh = || {
+            let _ = std::fs::remove_dir_all(d.join("ws"));
+            write(&d.join("ws/in/a.c"), b"a");
+            write(&d.join("ws/in/sub/b.c"), b"b");
+            write(&d.join("ws/other.c"), b"o");
+        };
+        let ex = Excludes::new(&["**/*.log".to_string()]).unwrap();
+        let check = |tamper: &dyn Fn()| {
+            fresh();
+            let v = hashed(&d.join("ws/in"), &[]);
+            tamper();
+            let outer = agree(&v, &hashed(&d.join("ws"), &["**/*.log"]), &ex);
+            let same = agree(&v, &hashed(&d.join("ws/in"), &["**/*.log"]), &ex);
+            // The material inside the input: the gate checked `ws/in`,
+            // the snapshot reads `ws/in/sub`.
+            let inner = agree(&v, &hashed(&d.join("ws/in/sub"), &["**/*.log"]), &ex);
+            (outer.err(), same.err(), inner.err().map(|e| e.to_string()))
+        };
+        let (o, s, i) = check(&|| {});
+        assert!(
+            o.is_none() && s.is_none() && i.is_none(),
+            "{o:?} {s:?} {i:?}"
+        );
+        let (o, s, i) = check(&|| write(&d.join("ws/in/sub/new.c"), b"n"));
+        for e in [o.map(|e| e.to_string()), s.map(|e| e.to_string()), i] {
+            let e = e.expect("an added file is caught");
+            assert!(e.contains("new.c") && e.contains("appeared"), "{e}");
+        }
+        let (o, s, i) = check(&|| std::fs::remove_file(d.join("ws/in/sub/b.c")).unwrap());
+        for e in [o.map(|e| e.to_string()), s.map(|e| e.to_string()), i] {
+            let e = e.expect("a removed file is caught");
+            assert!(e.contains("b.c") && e.contains("disappeared"), "{e}");
+        }
+        let (o, s, i) = check(&|| write(&d.join("ws/in/sub/b.c"), b"B"));
+        for e in [o.map(|e| e.to_string()), s.map(|e| e.to_string()), i] {
+            assert!(e.expect("a changed file is caught").contains("changed"));
+        }
+        // Outside the input, or left out by the excludes: not compared.
+        let (o, s, i) = check(&|| {
+            write(&d.join("ws/elsewhere.c"), b"e");
+            write(&d.join("ws/in/build.log"), b"l");
+            write(&d.join("ws/in/sub/x.log"), b"l");
+        });
+        assert!(
+            o.is_none() && s.is_none() && i.is_none(),
+            "{o:?} {s:?} {i:?}"
+        );
+    }
 }

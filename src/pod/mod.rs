@@ -215,6 +215,7 @@ impl SnapRoot {
             is_dir: self.is_dir,
             tree: Tree {
                 root: given,
+                root_is_dir: self.is_dir,
                 entries,
             },
         })

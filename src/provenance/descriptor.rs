@@ -18,6 +18,11 @@ pub const ANN_PATH_ENCODING: &str = "provenant.pathEncoding";
 pub const ANN_FILE_TYPE: &str = "provenant.fileType";
 /// Annotation carrying a symlink's target string.
 pub const ANN_LINK_TARGET: &str = "provenant.linkTarget";
+/// Set beside [`ANN_LINK_TARGET`] when the target had to be
+/// percent-encoded. Separate from [`ANN_PATH_ENCODING`], which is about the
+/// name: one flag for both made a literal `%FF` target and the byte 0xFF
+/// read the same whenever the name itself was plain.
+pub const ANN_LINK_TARGET_ENCODING: &str = "provenant.linkTargetEncoding";
 /// Annotation carrying why an entry could not be hashed.
 pub const ANN_ERROR: &str = "provenant.error";
 
@@ -199,7 +204,7 @@ impl ResourceDescriptor {
                     .annotate(ANN_FILE_TYPE, "symlink")
                     .annotate(ANN_LINK_TARGET, t);
                 if t_encoded {
-                    rd = rd.annotate(ANN_PATH_ENCODING, "percent");
+                    rd = rd.annotate(ANN_LINK_TARGET_ENCODING, "percent");
                 }
                 rd
             }

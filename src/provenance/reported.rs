@@ -26,6 +26,10 @@ use crate::untrusted::{self, UntrustedError, MANIFEST_CAP, REPORT_CAP};
 
 /// Images one build may claim, across all its reports.
 pub const MAX_CLAIMS: usize = 10_000;
+/// Manifests read from one OCI layout: each costs reading and hashing a
+/// blob of up to [`MANIFEST_CAP`], and a multi-platform build's index
+/// lists a handful.
+pub const MAX_LAYOUT_MANIFESTS: usize = 64;
 
 pub const ANN_ORIGIN: &str = "provenant.origin";
 pub const ANN_CLAIM_SOURCE: &str = "provenant.claimSource";
@@ -46,6 +50,11 @@ pub struct ReportSources {
     pub kpack_report: Option<PathBuf>,
     pub tekton_results: Option<PathBuf>,
     pub oci_layouts: Vec<PathBuf>,
+    /// `--oci-layout-image`: the image the layouts hold, as the operator
+    /// names it. Layouts written by kaniko or crane carry no
+    /// `org.opencontainers.image.ref.name`, and one the builder wrote says
+    /// what the builder chose; the operator's name replaces both.
+    pub oci_layout_image: Option<String>,
 }
 
 impl ReportSources {
@@ -208,7 +217,7 @@ const MAX_REFERENCE: usize = 512;
 /// A claimed reference, checked for shape: an image reference (no
 /// whitespace, control characters or quotes) that parses as one. The
 /// message never quotes the text.
-fn claimed_name(file: &Path, reference: &str) -> Result<String, ReportedError> {
+pub(crate) fn claimed_name(file: &Path, reference: &str) -> Result<String, ReportedError> {
     let r = reference.trim();
     if r.is_empty() || r.len() > MAX_REFERENCE {
         return Err(invalid(
@@ -279,53 +288,14 @@ struct KpackImage {
     digest: Option<String>,
 }
 
-/// TOML nesting is checked before parsing: the parser recurses, and a
-/// report of 100k `[` must not exhaust the stack.
-const MAX_TOML_DEPTH: usize = 32;
-
-fn toml_depth_ok(text: &str) -> bool {
-    let mut depth = 0usize;
-    let mut quote: Option<char> = None;
-    let mut escaped = false;
-    for c in text.chars() {
-        match quote {
-            Some(q) => {
-                if escaped {
-                    escaped = false;
-                } else if c == '\\' && q == '"' {
-                    escaped = true;
-                } else if c == q {
-                    quote = None;
-                }
-            }
-            None => match c {
-                '"' | '\'' => quote = Some(c),
-                '[' | '{' => {
-                    depth += 1;
-                    if depth > MAX_TOML_DEPTH {
-                        return false;
-                    }
-                }
-                ']' | '}' => depth = depth.saturating_sub(1),
-                '\n' => {}
-                _ => {}
-            },
-        }
-    }
-    true
-}
-
 pub fn from_kpack_report(path: &Path) -> Result<Vec<Claim>, ReportedError> {
     let Some(bytes) = untrusted::read_file(path, REPORT_CAP)? else {
         return Ok(Vec::new());
     };
     let text = std::str::from_utf8(&bytes).map_err(|_| invalid(path, "not UTF-8 text"))?;
-    if !toml_depth_ok(text) {
-        return Err(invalid(
-            path,
-            format!("nested deeper than {MAX_TOML_DEPTH} levels"),
-        ));
-    }
+    // No depth check of our own: toml 0.9's parser stops at its recursion
+    // limit on nested arrays, inline tables and dotted keys alike (the
+    // tests below feed it each), and REPORT_CAP bounds the width.
     let report: KpackReport = toml::from_str(text).map_err(|e| {
         let at = e
             .span()
@@ -463,6 +433,7 @@ struct OciDescriptor {
 /// per manifest.
 pub fn from_oci_layout(
     dir_path: &Path,
+    image: Option<&str>,
 ) -> Result<Vec<Result<Vec<Claim>, ReportedError>>, ReportedError> {
     let Some(dir) = untrusted::open_dir(dir_path)? else {
         return Ok(Vec::new());
@@ -476,10 +447,10 @@ pub fn from_oci_layout(
         .ok_or_else(|| invalid(dir_path, "oci-layout without index.json"))?;
     let index: OciIndex = serde_json::from_slice(&bytes)
         .map_err(|e| json_error(&index_path, "not an OCI index", &e))?;
-    if index.manifests.len() > MAX_CLAIMS {
+    if index.manifests.len() > MAX_LAYOUT_MANIFESTS {
         return Err(invalid(
             &index_path,
-            format!("more than {MAX_CLAIMS} manifests"),
+            format!("more than {MAX_LAYOUT_MANIFESTS} manifests"),
         ));
     }
     let one = |i: usize, m: &OciDescriptor| -> Result<Vec<Claim>, ReportedError> {
@@ -502,9 +473,13 @@ pub fn from_oci_layout(
                 format!("manifests[{i}]: the blob does not hash to its digest"),
             ));
         }
-        let name = match m.annotations.get("org.opencontainers.image.ref.name") {
-            Some(n) => layout_ref_name(&index_path, n)?,
-            None => dir_path.display().to_string(),
+        let name = match (
+            image,
+            m.annotations.get("org.opencontainers.image.ref.name"),
+        ) {
+            (Some(image), _) => image.to_string(),
+            (None, Some(n)) => layout_ref_name(&index_path, n)?,
+            (None, None) => dir_path.display().to_string(),
         };
         Ok(vec![Claim {
             name,
@@ -514,10 +489,13 @@ pub fn from_oci_layout(
             check: ClaimCheck::OciLayout,
         }])
     };
+    // The same blob listed twice is read and hashed once.
+    let mut seen = HashSet::new();
     Ok(index
         .manifests
         .iter()
         .enumerate()
+        .filter(|(_, m)| seen.insert(m.digest.as_str()))
         .map(|(i, m)| one(i, m))
         .collect())
 }
@@ -545,7 +523,7 @@ impl AllowedRepos {
                 ));
             }
             b.add(
-                globset::GlobBuilder::new(p)
+                globset::GlobBuilder::new(&normalize_pattern(p))
                     .literal_separator(true)
                     .build()
                     .map_err(|e| format!("--allow-image-repo {p:?}: {e}"))?,
@@ -566,8 +544,11 @@ impl AllowedRepos {
     }
 
     /// Whether the image `name` (as a claim names it) lies in an allowed
-    /// repository. The name is normalized as registries see it
-    /// (`app` is `docker.io/library/app`) and matched in both spellings.
+    /// repository. Only the name as registries resolve it is matched
+    /// (`app` is `docker.io/library/app`, `index.docker.io/x` is
+    /// `docker.io/x`): matching the builder's spelling as well would let
+    /// `evil.example/team/app` pass a pattern written `team/*` for Docker
+    /// Hub, or a spelling the registry reads differently pass at all.
     pub fn allows(&self, name: &str) -> bool {
         let Some(set) = &self.set else {
             return false;
@@ -575,9 +556,32 @@ impl AllowedRepos {
         let Ok(r) = name.parse::<oci_spec::distribution::Reference>() else {
             return false;
         };
-        let full = format!("{}/{}", r.registry(), r.repository());
-        set.is_match(&full) || set.is_match(name)
+        set.is_match(format!("{}/{}", r.registry(), r.repository()))
     }
+}
+
+/// An `--allow-image-repo` pattern in the form claims are matched in:
+/// Docker Hub's short forms spelled out as `docker.io/...` the way
+/// `docker pull` reads them. A first component with a glob character is
+/// left alone: `*/team/*` means any registry.
+fn normalize_pattern(p: &str) -> String {
+    // A whole image reference allows its repository, so a Task can pass
+    // its `image` param as written (`reg/app:v1`).
+    let p = image_repository(p);
+    let first = p.split('/').next().unwrap_or(p);
+    if first.contains(['*', '?', '[', '{']) {
+        return p.to_string();
+    }
+    if !p.contains('/') {
+        return format!("docker.io/library/{p}");
+    }
+    if first == "index.docker.io" {
+        return format!("docker.io{}", &p[first.len()..]);
+    }
+    if first.contains(['.', ':']) || first == "localhost" {
+        return p.to_string();
+    }
+    format!("docker.io/{p}")
 }
 
 /// Everything reported, in a fixed order (kpack, Tekton, OCI layouts),
@@ -592,7 +596,11 @@ pub fn reported_claims(src: &ReportSources) -> Reported {
         .tekton_results
         .iter()
         .map(|p| from_tekton_results(p))
-        .chain(src.oci_layouts.iter().map(|p| from_oci_layout(p)));
+        .chain(
+            src.oci_layouts
+                .iter()
+                .map(|p| from_oci_layout(p, src.oci_layout_image.as_deref())),
+        );
     for files in many {
         match files {
             Ok(files) => files.into_iter().for_each(|r| out.take(r)),
@@ -624,15 +632,101 @@ mod tests {
     }
 
     #[test]
-    fn deep_toml_is_refused_before_parsing() {
-        let deep = format!("a = {}{}", "[".repeat(100_000), "]".repeat(100_000));
-        assert!(!toml_depth_ok(&deep));
-        assert!(toml_depth_ok("[image]\ntags = [\"a[b\"]\ndigest = \"x\"\n"));
+    fn deep_or_wide_toml_is_refused_without_exhausting_the_stack() {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("report.toml");
-        std::fs::write(&p, &deep).unwrap();
+        let n = 10_000;
+        let deep = [
+            format!("a = {}{}", "[".repeat(n), "]".repeat(n)),
+            format!("a = {}1{}", "{b=".repeat(n), "}".repeat(n)),
+            format!("[{}]\n", vec!["a"; n].join(".")),
+            format!("{} = 1\n", vec!["a"; n].join(".")),
+            format!("# \"\n[image]\ntags = [{}]", "[".repeat(n)),
+        ];
+        for text in deep {
+            std::fs::write(&p, &text).unwrap();
+            let e = from_kpack_report(&p).unwrap_err().to_string();
+            assert!(e.contains("not a lifecycle report.toml"), "{e}");
+        }
+        // Past the cap, nothing is parsed at all.
+        std::fs::write(&p, "x = [".to_string() + &"{},".repeat(40_000) + "]").unwrap();
         let e = from_kpack_report(&p).unwrap_err().to_string();
-        assert!(e.contains("nested deeper"), "{e}");
+        assert!(e.contains("larger than"), "{e}");
+    }
+
+    #[test]
+    fn a_layout_claims_each_manifest_once_and_at_most_max_layout_manifests() {
+        let d = tempfile::tempdir().unwrap();
+        let blob = br#"{"schemaVersion":2}"#;
+        let hex = hex::encode(Sha256::digest(blob));
+        std::fs::create_dir_all(d.path().join("blobs/sha256")).unwrap();
+        std::fs::write(d.path().join("blobs/sha256").join(&hex), blob).unwrap();
+        std::fs::write(
+            d.path().join("oci-layout"),
+            r#"{"imageLayoutVersion":"1.0.0"}"#,
+        )
+        .unwrap();
+        let m = format!(
+            r#"{{"digest":"sha256:{hex}","annotations":{{"org.opencontainers.image.ref.name":"reg.example/app:v1"}}}}"#
+        );
+        let index = |n: usize| format!(r#"{{"manifests":[{}]}}"#, vec![m.as_str(); n].join(","));
+        std::fs::write(d.path().join("index.json"), index(MAX_LAYOUT_MANIFESTS)).unwrap();
+        let got = from_oci_layout(d.path(), None).unwrap();
+        assert_eq!(got.len(), 1, "one claim for one distinct digest");
+        let c = &got[0].as_ref().unwrap()[0];
+        assert_eq!(
+            (c.name.as_str(), c.sha256.as_str()),
+            ("reg.example/app:v1", hex.as_str())
+        );
+        let named = from_oci_layout(d.path(), Some("reg.example/team/app")).unwrap();
+        assert_eq!(named[0].as_ref().unwrap()[0].name, "reg.example/team/app");
+        std::fs::write(d.path().join("index.json"), index(MAX_LAYOUT_MANIFESTS + 1)).unwrap();
+        let e = from_oci_layout(d.path(), None).unwrap_err().to_string();
+        assert!(
+            e.contains(&format!("more than {MAX_LAYOUT_MANIFESTS} manifests")),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn allow_list_matches_the_name_registries_resolve_not_the_claims_spelling() {
+        let a = |ps: &[&str]| {
+            AllowedRepos::new(&ps.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap()
+        };
+        let hub = a(&["team/*"]);
+        assert!(hub.allows("team/app"));
+        assert!(hub.allows("docker.io/team/app"));
+        assert!(hub.allows("index.docker.io/team/app"));
+        // The builder's own spelling matched the raw pattern before.
+        assert!(!hub.allows("evil.example/team/app"));
+        let lib = a(&["busybox"]);
+        assert!(lib.allows("busybox"));
+        assert!(lib.allows("docker.io/library/busybox"));
+        assert!(!lib.allows("evil.example/busybox"));
+        let reg = a(&["registry.example.com/team/*", "localhost:5000/x"]);
+        assert!(reg.allows("registry.example.com/team/app"));
+        assert!(!reg.allows("registry.example.com/team/app/sub"));
+        assert!(!reg.allows("registry.example.com.evil/team/app"));
+        assert!(reg.allows("localhost:5000/x"));
+        let any = a(&["*/team/*"]);
+        assert!(any.allows("registry.example.com/team/app"));
+        assert!(
+            any.allows("team/app"),
+            "docker.io/team/app is in any registry's team/"
+        );
+        assert!(
+            !any.allows("busybox"),
+            "docker.io/library/busybox is not in team/"
+        );
+        assert!(a(&["index.docker.io/team/*"]).allows("team/app"));
+        assert!(!hub.allows("not a reference"));
+        let tagged = a(&[
+            "registry.example.com/team/app:v1",
+            "reg.example/x@sha256:00",
+        ]);
+        assert!(tagged.allows("registry.example.com/team/app"));
+        assert!(tagged.allows("reg.example/x"));
+        assert!(!tagged.allows("registry.example.com/team/other"));
     }
 
     #[test]

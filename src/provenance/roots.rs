@@ -86,9 +86,9 @@ impl HashedRoot {
     /// A root hashed elsewhere (the workspace watcher): `path` as the user
     /// gave it, `tree` its entries.
     pub fn from_tree(path: &Path, tree: Tree) -> HashedRoot {
-        let is_dir = std::fs::symlink_metadata(path)
-            .map(|m| m.is_dir())
-            .unwrap_or(false);
+        // As hashed, not as the path looks now: a directory swapped for a
+        // file in between would otherwise move every subject's name.
+        let is_dir = tree.root_is_dir;
         let prefix = if is_dir {
             clean_prefix(path)
         } else {
@@ -227,6 +227,7 @@ pub fn select(roots: &[HashedRoot], globs: &digest::Excludes) -> Vec<HashedRoot>
                 is_dir: r.is_dir,
                 tree: Tree {
                     root: r.tree.root.clone(),
+                    root_is_dir: r.tree.root_is_dir,
                     entries,
                 },
             }
@@ -295,5 +296,37 @@ impl crate::error::ExitClass for RootsError {
             RootsError::Digest(e) => crate::error::ExitClass::exit_code(e),
             RootsError::NoProducts(_) => crate::error::exit::CANNOT_CHECK,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Security review: the builder swaps the root for a file between the
+    /// hashing and the naming. The names must follow what was hashed.
+    #[test]
+    fn a_root_swapped_after_hashing_keeps_the_kind_it_was_hashed_as() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("out");
+        std::fs::create_dir(&root).unwrap();
+        std::fs::write(root.join("app"), b"app").unwrap();
+        let tree = digest::hash_tree(&root, &WalkOptions::default()).unwrap();
+        assert!(tree.root_is_dir);
+        std::fs::remove_dir_all(&root).unwrap();
+        std::fs::write(&root, b"now a file").unwrap();
+        let h = HashedRoot::from_tree(&root, tree);
+        assert!(h.is_dir);
+        assert_eq!(h.prefix, clean_prefix(&root));
+
+        let file = d.path().join("single");
+        std::fs::write(&file, b"x").unwrap();
+        let tree = digest::hash_tree(&file, &WalkOptions::default()).unwrap();
+        assert!(!tree.root_is_dir);
+        std::fs::remove_file(&file).unwrap();
+        std::fs::create_dir(&file).unwrap();
+        let h = HashedRoot::from_tree(&file, tree);
+        assert!(!h.is_dir);
+        assert_eq!(h.prefix, clean_prefix(d.path()));
     }
 }

@@ -1,8 +1,10 @@
 //! Sigstore bundle v0.3 (`application/vnd.dev.sigstore.bundle.v0.3+json`,
 //! protobuf-specs `dev.sigstore.bundle.v1.Bundle` in its JSON form) holding
-//! our DSSE envelope and a public-key hint. No transparency-log entry or
-//! timestamp: provenant signs with keys, not Fulcio certificates, and the
-//! verifier is given the key (sigstore-js: `tlogThreshold: 0`).
+//! our DSSE envelope and its verification material: a public-key hint (the
+//! verifier holds the key) or the signing certificate (keyless; v0.3
+//! carries the leaf only, the chain is in the verifier's trusted root),
+//! plus the transparency-log entries and RFC 3161 timestamps the witnesses
+//! added (`sign::witness`).
 use serde::{Deserialize, Serialize};
 
 use crate::sign::{Envelope, Signature, Signed, B64};
@@ -27,10 +29,18 @@ pub struct VerificationMaterial {
     /// verifier's trusted root).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub certificate: Option<RawBytes>,
+    /// v0.1/v0.2 bundles: the chain, leaf first (read, never written).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub x509_certificate_chain: Option<CertificateChain>,
     #[serde(default)]
     pub tlog_entries: Vec<serde_json::Value>,
     #[serde(default)]
     pub timestamp_verification_data: TimestampVerificationData,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertificateChain {
+    pub certificates: Vec<RawBytes>,
 }
 
 /// protobuf `bytes` in JSON: standard base64.
@@ -55,6 +65,7 @@ impl From<&crate::sign::VerificationMaterial> for VerificationMaterial {
         VerificationMaterial {
             public_key,
             certificate,
+            x509_certificate_chain: None,
             tlog_entries: m.tlog_entries.clone(),
             timestamp_verification_data: TimestampVerificationData {
                 rfc3161_timestamps: m.rfc3161_timestamps.clone(),
@@ -106,6 +117,8 @@ pub enum BundleError {
     Ambiguous(&'static str),
     #[error("bundle dsseEnvelope: {0}")]
     Envelope(String),
+    #[error("bundle verificationMaterial: {0}")]
+    Material(String),
 }
 
 impl<'a> Bundle<'a> {
@@ -117,6 +130,16 @@ impl<'a> Bundle<'a> {
             &envelope.payload_type,
             &envelope.signatures,
         )
+    }
+
+    /// The bundle for `envelope` with its verification material.
+    pub fn for_envelope_with(
+        envelope: &'a Envelope,
+        material: &crate::sign::VerificationMaterial,
+    ) -> Bundle<'a> {
+        let mut b = Self::for_envelope(envelope, "");
+        b.verification_material = VerificationMaterial::from(material);
+        b
     }
 
     /// The bundle for a signed attestation, with its verification material.
@@ -210,6 +233,45 @@ impl<'a> Bundle<'a> {
             return Err(BundleError::NoSignatures);
         }
         Ok(b)
+    }
+
+    /// The verification material, as provenant verifies it: exactly one of
+    /// a public-key hint, a certificate, a certificate chain.
+    pub fn material(&self) -> Result<crate::sign::VerificationMaterial, BundleError> {
+        use crate::sign::KeyMaterial;
+        let m = &self.verification_material;
+        let der = |r: &RawBytes| {
+            crate::sign::decode_b64(&r.raw_bytes)
+                .map_err(|_| BundleError::Material("a certificate is not base64".into()))
+        };
+        let key = match (&m.public_key, &m.certificate, &m.x509_certificate_chain) {
+            (Some(k), None, None) => KeyMaterial::PublicKey {
+                hint: k.hint.clone(),
+            },
+            (None, Some(c), None) => KeyMaterial::Certificate {
+                chain: vec![der(c)?],
+            },
+            (None, None, Some(chain)) if !chain.certificates.is_empty() => {
+                KeyMaterial::Certificate {
+                    chain: chain
+                        .certificates
+                        .iter()
+                        .take(10)
+                        .map(der)
+                        .collect::<Result<_, _>>()?,
+                }
+            }
+            _ => {
+                return Err(BundleError::Material(
+                    "expected exactly one of publicKey, certificate, x509CertificateChain".into(),
+                ))
+            }
+        };
+        Ok(crate::sign::VerificationMaterial {
+            key,
+            tlog_entries: m.tlog_entries.clone(),
+            rfc3161_timestamps: m.timestamp_verification_data.rfc3161_timestamps.clone(),
+        })
     }
 
     /// The DSSE envelope inside, as provenant verifies it.

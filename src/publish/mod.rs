@@ -11,6 +11,7 @@ pub mod output;
 pub mod registry;
 mod registry_output;
 pub mod spool;
+mod witness_spool;
 
 pub use bundle_file::BundleFile;
 pub use envelope_file::EnvelopeFile;
@@ -18,11 +19,12 @@ pub use link_file::{LinkFile, LinkFormat};
 pub use log_output::LogLineOutput;
 pub use output::{emit_all, Emitted, Output, OutputError, Stage};
 pub use registry_output::RegistryOutput;
+pub use witness_spool::WitnessSpool;
 
 pub use auth::{AuthError, Credentials};
 pub use bundle::{Bundle, BundleError, BUNDLE_MEDIA_TYPE};
-pub use registry::{Attached, Deadline, Found, Registry, RegistryError};
-pub use spool::{push_with_retry, Spool, SpoolEntry, SpoolError};
+pub use registry::{Attached, Deadline, Found, Registry, RegistryError, ResolvedImage};
+pub use spool::{push_with_retry, Spool, SpoolEntry, SpoolError, WitnessEntry};
 
 use std::io::Write;
 use std::path::Path;

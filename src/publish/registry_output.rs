@@ -37,19 +37,24 @@ impl Output for RegistryOutput {
             .enable_all()
             .build()
             .map_err(OutputError::Stdout)?;
+        if att.pending.is_some() {
+            // The layers must carry the log entry: the witness spool entry
+            // keeps the images, and `provenant publish` attaches them once
+            // the log has it.
+            tracing::warn!(
+                images = att.images.len(),
+                "not attached yet: the transparency log or timestamp authority has not answered; `provenant publish {}` attaches it once it has",
+                self.spool_dir.display()
+            );
+            return Ok(());
+        }
         let envelope = att.signed.to_envelope();
-        let key_id = att
-            .signed
-            .signatures
-            .first()
-            .map(|s| s.keyid.clone())
-            .unwrap_or_default();
         for image in &att.images {
             let entry = SpoolEntry {
                 version: super::spool::SPOOL_VERSION,
                 image: image.clone(),
                 predicate_type: att.predicate_type.clone(),
-                key_id: key_id.clone(),
+                material: att.material.clone(),
                 envelope: envelope.clone(),
             };
             let path = spool.add(&entry)?;

@@ -10,20 +10,68 @@ use serde::{Deserialize, Serialize};
 
 use super::registry::{sha256_digest, Attached, Deadline, Registry, RegistryError};
 use super::{write_file, Durability};
-use crate::sign::Envelope;
+use crate::sign::{Envelope, PendingWitness, VerificationMaterial};
 
-pub const SPOOL_VERSION: u32 = 1;
+/// Version 2 carries the whole verification material; version 1 entries
+/// (a key id only) are still read.
+pub const SPOOL_VERSION: u32 = 2;
 
 /// One attestation to attach to one image.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(
+    rename_all = "camelCase",
+    deny_unknown_fields,
+    try_from = "StoredEntry"
+)]
 pub struct SpoolEntry {
     pub version: u32,
     /// `registry/repository@sha256:HEX`
     pub image: String,
     pub predicate_type: String,
-    pub key_id: String,
+    /// Key hint or certificate chain, log entries, timestamps: what the
+    /// bundle and the cosign layer's annotations carry.
+    pub material: VerificationMaterial,
     pub envelope: Envelope,
+}
+
+/// A spool file as written by this or an earlier provenant.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct StoredEntry {
+    version: u32,
+    image: String,
+    predicate_type: String,
+    /// Version 1: the key id.
+    #[serde(default)]
+    key_id: Option<String>,
+    #[serde(default)]
+    material: Option<VerificationMaterial>,
+    envelope: Envelope,
+}
+
+impl TryFrom<StoredEntry> for SpoolEntry {
+    type Error = String;
+
+    fn try_from(s: StoredEntry) -> Result<Self, String> {
+        let material = match (s.version, s.material, s.key_id) {
+            (1, None, Some(id)) => VerificationMaterial::public_key(&id),
+            (2, Some(m), None) => m,
+            (v @ (1 | 2), ..) => {
+                return Err(format!(
+                    "version {v} entries hold {}",
+                    if v == 1 { "keyId" } else { "material" }
+                ))
+            }
+            (v, ..) => return Err(format!("version {v} is not 1 or 2")),
+        };
+        Ok(SpoolEntry {
+            version: SPOOL_VERSION,
+            image: s.image,
+            predicate_type: s.predicate_type,
+            material,
+            envelope: s.envelope,
+        })
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -45,7 +93,33 @@ pub enum SpoolError {
 }
 
 /// A spooled file and what it holds (or why it cannot be read).
-pub type Pending = (PathBuf, Result<SpoolEntry, SpoolError>);
+pub type Spooled<T> = (PathBuf, Result<T, SpoolError>);
+pub type Pending = Spooled<SpoolEntry>;
+
+pub const WITNESS_VERSION: u32 = 1;
+
+/// An attestation whose transparency-log entry or timestamp is still to be
+/// made (`spool/witness/`): everything to make it, then to finish the
+/// outputs that needed it (the bundle file, the images' registries).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WitnessEntry {
+    pub version: u32,
+    pub predicate_type: String,
+    pub envelope: Envelope,
+    /// What there is so far (certificate or key hint, any timestamps).
+    pub material: VerificationMaterial,
+    pub pending: PendingWitness,
+    /// Images to attach it to once witnessed (`registry/repo@sha256:HEX`).
+    #[serde(default)]
+    pub images: Vec<String>,
+    /// The bundle file to write again once witnessed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bundle: Option<PathBuf>,
+}
+
+/// A witness spool file and what it holds.
+pub type PendingWitnessEntry = Spooled<WitnessEntry>;
 
 pub struct Spool {
     dir: PathBuf,
@@ -100,6 +174,52 @@ impl Spool {
         Ok(path)
     }
 
+    /// Writes an attestation still to be witnessed (named by its content,
+    /// like [`Spool::add`]), or writes over the entry at `path`.
+    pub fn add_witness(
+        &self,
+        e: &WitnessEntry,
+        path: Option<&Path>,
+    ) -> Result<PathBuf, SpoolError> {
+        let bytes = serde_json::to_vec(e).expect("witness entry serializes");
+        let path = match path {
+            Some(p) => p.to_path_buf(),
+            None => {
+                let dir = self.dir.join("witness");
+                std::fs::create_dir_all(dir.join("done")).map_err(|source| SpoolError::Io {
+                    path: dir.clone(),
+                    source,
+                })?;
+                let id = sha256_digest(e.envelope.to_json().as_bytes());
+                dir.join(format!("{}.json", &id["sha256:".len()..][..16]))
+            }
+        };
+        write_file(&path, Durability::Synced, |w| w.write_all(&bytes))?;
+        Ok(path)
+    }
+
+    /// Attestations still to be witnessed, oldest name first.
+    pub fn witness_pending(&self) -> Result<Vec<PendingWitnessEntry>, SpoolError> {
+        let dir = self.dir.join("witness");
+        if !dir.is_dir() {
+            return Ok(Vec::new());
+        }
+        Self::files_in(&dir)
+    }
+
+    /// A witnessed entry, to `witness/done/`.
+    pub fn witness_done(&self, path: &Path) -> Result<PathBuf, SpoolError> {
+        let to = self
+            .dir
+            .join("witness/done")
+            .join(path.file_name().unwrap_or_default());
+        std::fs::rename(path, &to).map_err(|source| SpoolError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Ok(to)
+    }
+
     /// Entries still to push, oldest name first.
     pub fn pending(&self) -> Result<Vec<Pending>, SpoolError> {
         Self::entries_in(&self.dir)
@@ -111,6 +231,10 @@ impl Spool {
     }
 
     fn entries_in(dir: &Path) -> Result<Vec<Pending>, SpoolError> {
+        Self::files_in(dir)
+    }
+
+    fn files_in<T: serde::de::DeserializeOwned>(dir: &Path) -> Result<Vec<Spooled<T>>, SpoolError> {
         let rd = std::fs::read_dir(dir).map_err(|source| SpoolError::Io {
             path: dir.to_path_buf(),
             source,
@@ -193,7 +317,7 @@ pub async fn push_with_retry(
     let mut delay = Duration::from_millis(500);
     loop {
         match registry
-            .attach_until(&e.image, &e.envelope, &e.key_id, &e.predicate_type, &d)
+            .attach_until(&e.image, &e.envelope, &e.material, &e.predicate_type, &d)
             .await
         {
             Ok(a) => return Ok(a),

@@ -1,6 +1,6 @@
 //! The product of the sign stage: a signed envelope with what a verifier
 //! needs beside it, and the few facts the outputs report.
-use super::{Signed, VerificationMaterial};
+use super::{PendingWitness, Signed, VerificationMaterial};
 use crate::provenance::ResourceDescriptor;
 
 /// A signed attestation, ready for the outputs (files, log line, bundle,
@@ -17,4 +17,8 @@ pub struct Attestation {
     /// registry (`name@sha256:HEX`): claims the sidecar confirmed, or found
     /// in an allowed repository.
     pub images: Vec<String>,
+    /// Witnesses (transparency log, timestamp authority) that could not be
+    /// reached: the spool keeps the attestation until `provenant publish`
+    /// has them done.
+    pub pending: Option<PendingWitness>,
 }

@@ -46,7 +46,13 @@ pub enum KeyError {
     Sign(String),
     #[error("signer unavailable: {0}")]
     Remote(String),
-    #[error("no signing key: pass --key FILE or --signer URL")]
+    #[error("identity token {path}: {reason}")]
+    IdentityToken { path: PathBuf, reason: String },
+    #[error("Fulcio {url}: {reason}")]
+    Fulcio { url: String, reason: String },
+    #[error("{0}")]
+    BadUrl(String),
+    #[error("no signing key: pass --key FILE, --signer URL or --fulcio-url URL")]
     NoSigner,
     #[error("choose one way to sign: {0} were all given")]
     TwoSigners(String),
@@ -102,6 +108,8 @@ pub struct VerifyingKey {
     pub id: String,
     /// Where the key came from, for messages.
     pub source: String,
+    /// The SubjectPublicKeyInfo, DER.
+    pub spki: Vec<u8>,
 }
 
 impl VerifyingKey {
@@ -134,6 +142,7 @@ impl VerifyingKey {
             key,
             id: key_id_of_spki(block.contents()),
             source: source.to_string(),
+            spki: block.contents().to_vec(),
         })
     }
 
@@ -149,6 +158,14 @@ impl VerifyingKey {
         self.key
             .verify_signature(sigstore::crypto::Signature::Raw(signature), message)
             .is_ok()
+    }
+
+    /// The key as SPKI PEM (what a transparency log records).
+    pub fn pem(&self) -> String {
+        pem::encode_config(
+            &pem::Pem::new(LABEL_PUBLIC, self.spki.clone()),
+            pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
+        )
     }
 
     pub fn describe(&self) -> String {
@@ -193,7 +210,9 @@ pub fn write_key_file(path: &Path, contents: &str, private: bool) -> Result<(), 
 impl crate::error::ExitClass for KeyError {
     fn exit_code(&self) -> i32 {
         match self {
-            KeyError::NoSigner | KeyError::TwoSigners(_) => crate::error::exit::USAGE,
+            KeyError::NoSigner | KeyError::TwoSigners(_) | KeyError::BadUrl(_) => {
+                crate::error::exit::USAGE
+            }
             _ => crate::error::exit::CANNOT_CHECK,
         }
     }

@@ -173,6 +173,10 @@ impl Signer for LocalSigner {
             .map_err(|e| KeyError::Sign(e.to_string()))
     }
 
+    fn verifier_pem(&self) -> Option<String> {
+        Some(self.public_pem.clone())
+    }
+
     /// One signature: a key that cannot sign fails before the build (this
     /// also waits for the random generator's seeding, see `warm_up_rng`).
     fn check(&self) -> Result<(), KeyError> {

@@ -14,8 +14,33 @@ pub enum KeyMaterial {
     /// (hex SHA-256 of the SPKI DER).
     PublicKey { hint: String },
     /// A certificate (leaf first, DER) for an ephemeral key, from a CA such
-    /// as Fulcio.
-    Certificate { chain: Vec<Vec<u8>> },
+    /// as Fulcio. Stored (in the spool) as base64 strings.
+    Certificate {
+        #[serde(with = "der_list")]
+        chain: Vec<Vec<u8>>,
+    },
+}
+
+/// DER blobs as a list of base64 strings.
+mod der_list {
+    use base64::Engine;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &[Vec<u8>], s: S) -> Result<S::Ok, S::Error> {
+        let e = base64::engine::general_purpose::STANDARD;
+        v.iter()
+            .map(|d| e.encode(d))
+            .collect::<Vec<_>>()
+            .serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Vec<u8>>, D::Error> {
+        let e = base64::engine::general_purpose::STANDARD;
+        Vec::<String>::deserialize(d)?
+            .iter()
+            .map(|x| e.decode(x).map_err(serde::de::Error::custom))
+            .collect()
+    }
 }
 
 /// Everything beside the envelope that a verifier needs.
@@ -33,6 +58,14 @@ pub struct VerificationMaterial {
 }
 
 impl VerificationMaterial {
+    /// The signing certificate (DER), when the key is certified.
+    pub fn leaf(&self) -> Option<&[u8]> {
+        match &self.key {
+            KeyMaterial::Certificate { chain } => chain.first().map(Vec::as_slice),
+            KeyMaterial::PublicKey { .. } => None,
+        }
+    }
+
     pub fn public_key(key_id: &str) -> Self {
         VerificationMaterial {
             key: KeyMaterial::PublicKey {

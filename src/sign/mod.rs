@@ -4,23 +4,36 @@
 //!
 //! * `local.rs`: a key file mounted only into provenant's container;
 //! * `remote.rs`: a `provenant signer` service holding the key elsewhere;
+//! * `keyless.rs`: an ephemeral key certified by Fulcio for one attestation;
 //! * `dev.rs`: `provenant run`'s development key, for trying it out.
+//!
+//! After signing, `witness.rs` has the signature witnessed: a Rekor entry
+//! (`rekor.rs`) and an RFC 3161 timestamp (`tsa.rs`), added to the
+//! attestation's verification material.
 mod attestation;
+pub mod der;
 mod dev;
 pub mod dsse;
+pub mod keyless;
 mod keys;
 mod local;
 mod material;
 pub mod providers;
+pub mod rekor;
 pub mod remote;
 pub mod service;
+pub(crate) mod sigstore_http;
+pub mod tsa;
+pub mod witness;
 
 pub use attestation::Attestation;
 pub use dsse::*;
+pub use keyless::KeylessConfig;
 pub use keys::*;
 pub use local::LocalSigner;
 pub use material::{KeyMaterial, VerificationMaterial};
 pub use providers::{open_signer, RemoteConfig, SignerConfig};
+pub use witness::{PendingWitness, WitnessConfig, WitnessError, Witnesses};
 
 use crate::provenance::IN_TOTO_PAYLOAD_TYPE;
 
@@ -34,6 +47,12 @@ pub trait Signer: Send + Sync {
     /// What a verifier needs beside the signature of the last `sign`.
     fn verification_material(&self) -> VerificationMaterial {
         VerificationMaterial::public_key(self.key_id())
+    }
+    /// What a transparency log records as the verifier of the last
+    /// signature: the public key (SPKI PEM) or the signing certificate
+    /// (PEM). `None` when the signer cannot say (no Rekor entry then).
+    fn verifier_pem(&self) -> Option<String> {
+        None
     }
     /// Proves, before a build runs, that signing will work after it.
     fn check(&self) -> Result<(), KeyError> {

@@ -16,6 +16,8 @@ pub struct SignerConfig {
     pub key: Option<PathBuf>,
     /// A `provenant signer` service.
     pub remote: Option<RemoteConfig>,
+    /// Keyless: an ephemeral key and a Fulcio certificate per attestation.
+    pub keyless: Option<super::KeylessConfig>,
     /// With nothing else given, a development key kept in this directory
     /// (`provenant run` only).
     pub dev_key_dir: Option<PathBuf>,
@@ -70,6 +72,7 @@ pub trait SignerProvider: Sync {
 const PROVIDERS: &[&dyn SignerProvider] = &[
     &super::local::KeyFile,
     &super::remote::Remote,
+    &super::keyless::Keyless,
     &super::dev::DevKey,
 ];
 

@@ -88,6 +88,7 @@ pub struct RemoteSigner {
     creds: Credentials,
     key: VerifyingKey,
     key_id: String,
+    public_pem: String,
     expect_builder_id: Option<String>,
 }
 
@@ -125,7 +126,7 @@ pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     out
 }
 
-fn reqwest_chain(e: reqwest::Error) -> String {
+pub(super) fn reqwest_chain(e: reqwest::Error) -> String {
     let text = error_chain(&e.without_url());
     // TLS alerts name the problem in the protocol's words; say whose it is.
     let client_cert_refused = [
@@ -250,7 +251,7 @@ impl Credentials {
 
 /// Runs one request on its own thread and runtime: callers may or may not
 /// be inside an async runtime, and signing is rare enough not to matter.
-fn blocking<T: Send + 'static>(
+pub(super) fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, String>> + Send>>
         + Send
         + 'static,
@@ -377,6 +378,7 @@ impl RemoteSigner {
             creds,
             key,
             key_id,
+            public_pem: resp.public_key.replace("\r\n", "\n"),
             expect_builder_id: c.builder_id.clone(),
         })
     }
@@ -400,6 +402,10 @@ impl RemoteSigner {
 impl Signer for RemoteSigner {
     fn key_id(&self) -> &str {
         &self.key_id
+    }
+
+    fn verifier_pem(&self) -> Option<String> {
+        Some(self.public_pem.clone())
     }
 
     /// Credentials accepted, the same key as `open` saw, and the builder id

@@ -177,9 +177,8 @@ pub enum SubjectOrigin {
     Observed,
     /// Read from the builder's own files.
     Claimed {
-        /// `provenant.claimCheck`: `registry`, `allowed-repository`,
-        /// `oci-layout`, or anything else (`none`, missing) meaning
-        /// unchecked.
+        /// `provenant.claimCheck`: `registry`, `allowed-repository`, or
+        /// anything else (`oci-layout`, `none`, missing) meaning unchecked.
         check: Option<String>,
         source: Option<String>,
         file: Option<String>,
@@ -190,11 +189,13 @@ impl SubjectOrigin {
     /// A claim provenant checked before signing: against the registry, or
     /// at least against the operator's allow-list of repositories when the
     /// registry could not be asked (`allowed-repository`: the claim cannot
-    /// name someone else's image; its digest was unconfirmed), or against
-    /// the OCI layout's own blobs.
+    /// name someone else's image; its digest was unconfirmed). `oci-layout`
+    /// is not a check: the layout's blobs and its name are the builder's
+    /// own writing, so hashing them proves only that the builder was
+    /// consistent with itself.
     pub fn is_checked_claim(&self) -> bool {
         matches!(self, SubjectOrigin::Claimed { check: Some(c), .. }
-            if c == "registry" || c == "allowed-repository" || c == "oci-layout")
+            if c == "registry" || c == "allowed-repository")
     }
 }
 

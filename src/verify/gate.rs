@@ -23,7 +23,8 @@ use sha2::{Digest as _, Sha256};
 use super::{exit, verify_bytes, Policy, VerifyError, Violation};
 use crate::digest::{EntryKind, RelPath, WalkOptions};
 use crate::provenance::{
-    HashedRoot, ResourceDescriptor, ALG_DIR_HASH, ALG_SHA256, ANN_PATH_ENCODING, ANN_ROLE,
+    clean_prefix, HashedRoot, ResourceDescriptor, ALG_DIR_HASH, ALG_SHA256,
+    ANN_LINK_TARGET_ENCODING, ANN_PATH_ENCODING, ANN_ROLE,
 };
 use crate::untrusted;
 
@@ -172,16 +173,13 @@ pub fn check_path(
             .collect::<Vec<_>>()
             .join(", "),
     })?;
-    let v = verify_bytes(
-        &att.display().to_string(),
-        &bytes,
-        &policy.keys,
-        policy.threshold,
-    )
-    .map_err(|source| GateError::Verify {
-        input: label.clone(),
-        source,
-    })?;
+    let v =
+        verify_bytes(&att.display().to_string(), &bytes, &policy.trust()).map_err(|source| {
+            GateError::Verify {
+                input: label.clone(),
+                source,
+            }
+        })?;
     let violations = policy.check(&v, time::OffsetDateTime::now_utc());
     if !violations.is_empty() {
         return Err(GateError::Policy {
@@ -236,7 +234,8 @@ pub fn check_path(
 #[derive(Debug, PartialEq, Eq)]
 enum Said {
     File(String),
-    Other(String),
+    /// The `uri` and whether a link target in it is percent-encoded.
+    Other((String, bool)),
 }
 
 /// The key under which a name is compared: the name as written and
@@ -252,15 +251,16 @@ fn key_of(d: &ResourceDescriptor) -> Option<(String, bool)> {
     Some((name, encoded))
 }
 
-/// How an entry that is not a regular file is described, on both sides.
-fn other_of_entry(kind: &EntryKind) -> Option<String> {
+/// How an entry that is not a regular file is described, on both sides:
+/// the `uri`, and whether a link target in it is percent-encoded.
+fn other_of_entry(kind: &EntryKind) -> Option<(String, bool)> {
     match kind {
-        EntryKind::Symlink { target } => Some(format!(
-            "symlink:{}",
-            RelPath::from_bytes(target.clone()).encoded().0
-        )),
-        EntryKind::Special { kind } => Some(format!("special:{kind}")),
-        EntryKind::Error { .. } => Some("error:unreadable".into()),
+        EntryKind::Symlink { target } => {
+            let (t, encoded) = RelPath::from_bytes(target.clone()).encoded();
+            Some((format!("symlink:{t}"), encoded))
+        }
+        EntryKind::Special { kind } => Some((format!("special:{kind}"), false)),
+        EntryKind::Error { .. } => Some(("error:unreadable".into(), false)),
         EntryKind::File { .. } => None,
     }
 }
@@ -273,7 +273,7 @@ fn other_of_entry(kind: &EntryKind) -> Option<String> {
 fn vouches_for_dir(st: &crate::provenance::Statement, root: &HashedRoot) -> Result<(), String> {
     use std::collections::{BTreeMap, BTreeSet};
     let local_files: Vec<(&RelPath, &[u8; 32])> = root.tree.files().collect();
-    let local_other: BTreeMap<(String, bool), String> = root
+    let local_other: BTreeMap<(String, bool), (String, bool)> = root
         .tree
         .entries
         .iter()
@@ -297,14 +297,21 @@ fn vouches_for_dir(st: &crate::provenance::Statement, root: &HashedRoot) -> Resu
             said.insert(k, Said::File(d.clone()));
         }
     }
-    let byproducts = st
-        .provenance()
+    let provenance = st.provenance().ok();
+    let roots = provenance.as_ref().and_then(recorded_product_roots);
+    let byproducts = provenance
         .map(|p| p.run_details.byproducts)
         .unwrap_or_default();
     for b in &byproducts {
         let product = b.annotations.get(ANN_ROLE).and_then(|v| v.as_str()) == Some("product");
         if let (true, Some(k), Some(uri)) = (product, key_of(b), b.uri.as_ref()) {
-            said.entry(k).or_insert(Said::Other(uri.clone()));
+            let target_encoded = b
+                .annotations
+                .get(ANN_LINK_TARGET_ENCODING)
+                .and_then(|v| v.as_str())
+                == Some("percent");
+            said.entry(k)
+                .or_insert(Said::Other((uri.clone(), target_encoded)));
         }
     }
     // The roots that could be this directory: the names of dirHash
@@ -343,6 +350,15 @@ fn vouches_for_dir(st: &crate::provenance::Statement, root: &HashedRoot) -> Resu
             format!("{prefix}/{rel}")
         }
     };
+    // A prefix must be a whole product root: vouching for a subdirectory
+    // of one would let an input be a slice of an attested output with its
+    // siblings dropped (a build's `bin/` without the `policy/` beside it).
+    // provenant's statements name their roots; another tool's do not, and
+    // then the directory must account for every subject there is.
+    prefixes.retain(|p| match &roots {
+        Some(roots) => roots.contains(p),
+        None => said.keys().all(|(name, _)| is_under(p, name)),
+    });
     let mut best: Option<String> = None;
     for prefix in &prefixes {
         let by_dir_hash = dir_hash_roots.contains(prefix);
@@ -361,7 +377,9 @@ fn vouches_for_dir(st: &crate::provenance::Statement, root: &HashedRoot) -> Resu
         for ((rel, enc), what) in &local_other {
             let k = (under(prefix, rel), *enc);
             if said.get(&k) != Some(&Said::Other(what.clone())) {
-                problems.push(format!("{rel} ({what}) is not in the attestation"));
+                let (uri, enc) = what;
+                let enc = if *enc { ", percent-encoded" } else { "" };
+                problems.push(format!("{rel} ({uri}{enc}) is not in the attestation"));
             }
             expected.insert(k);
         }
@@ -410,6 +428,41 @@ fn vouches_for_dir(st: &crate::provenance::Statement, root: &HashedRoot) -> Resu
     }))
 }
 
+/// The prefixes under which a provenant statement may name a whole product
+/// root: each root as recorded in `externalParameters.products`, and its
+/// parent (a file root's subjects are named under it). `None` for another
+/// build type, whose parameters mean something else.
+fn recorded_product_roots(
+    p: &crate::provenance::Provenance,
+) -> Option<std::collections::BTreeSet<String>> {
+    if p.build_definition.build_type != crate::provenance::BUILD_TYPE {
+        return None;
+    }
+    let roots = p
+        .build_definition
+        .external_parameters
+        .get("products")?
+        .as_array()?;
+    let mut out = std::collections::BTreeSet::new();
+    for r in roots.iter().filter_map(|r| r.as_str()) {
+        let r = Path::new(r);
+        out.insert(clean_prefix(r).encoded().0);
+        out.insert(
+            clean_prefix(r.parent().unwrap_or(Path::new("")))
+                .encoded()
+                .0,
+        );
+    }
+    Some(out)
+}
+
+fn is_under(prefix: &str, name: &str) -> bool {
+    prefix.is_empty()
+        || name
+            .strip_prefix(prefix)
+            .is_some_and(|rest| rest.starts_with('/'))
+}
+
 /// Checks an image requirement against the attestations attached to it.
 pub async fn check_image(
     image: &str,
@@ -423,13 +476,7 @@ pub async fn check_image(
     })?;
     let mut reasons = Vec::new();
     for f in &found {
-        let v = match super::verify_attached(
-            &f.digest,
-            &f.envelope,
-            &img.digest,
-            &policy.keys,
-            policy.threshold,
-        ) {
+        let v = match super::verify_attached(&f.digest, f, &img.digest, &policy.trust()) {
             Ok(v) => v,
             Err(e) => {
                 reasons.push(match e {

@@ -55,6 +55,9 @@ pub struct Found {
     pub line: Option<usize>,
     pub form: Form,
     pub envelope: Envelope,
+    /// A bundle's verification material (key hint or certificate, log
+    /// entries, timestamps); `None` for a bare envelope or a log line.
+    pub material: Option<crate::sign::VerificationMaterial>,
 }
 
 #[derive(Debug, Default)]
@@ -179,20 +182,24 @@ pub fn read(bytes: &[u8]) -> Result<Input, InputError> {
     if t.starts_with(b"{") {
         match serde_json::from_slice::<Keys>(t) {
             Ok(keys) => {
-                let one = |form, envelope| Input {
+                let one = |form, envelope, material| Input {
                     found: vec![Found {
                         line: None,
                         form,
                         envelope,
+                        material,
                     }],
                     skipped: Vec::new(),
                     log: false,
                     lines: 1,
                 };
                 match kind_of(&keys)? {
-                    Kind::Envelope => return Ok(one(Form::Envelope, Envelope::parse(t)?)),
-                    Kind::Bundle => return Ok(one(Form::Bundle, Bundle::parse(t)?.envelope())),
-                    Kind::LogLine => return Ok(one(Form::LogLine, parse_log_line(t)?)),
+                    Kind::Envelope => return Ok(one(Form::Envelope, Envelope::parse(t)?, None)),
+                    Kind::Bundle => {
+                        let b = Bundle::parse(t)?;
+                        return Ok(one(Form::Bundle, b.envelope(), Some(b.material()?)));
+                    }
+                    Kind::LogLine => return Ok(one(Form::LogLine, parse_log_line(t)?, None)),
                     Kind::Docker => {}
                 }
             }
@@ -382,6 +389,7 @@ fn read_log(bytes: &[u8]) -> Input {
                 line: Some(line),
                 form: Form::LogLine,
                 envelope,
+                material: None,
             }),
             Err(e) => input.skipped.push((line, e.to_string())),
         }

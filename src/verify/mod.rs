@@ -7,6 +7,7 @@ pub mod gate;
 pub mod glob;
 pub mod input;
 pub mod policy;
+pub mod sigstore;
 pub use policy::{Policy, PolicyError, Violation};
 
 use crate::provenance::{Statement, StatementError, IN_TOTO_PAYLOAD_TYPE};
@@ -57,6 +58,17 @@ pub enum VerifyError {
     Several { path: String, count: usize },
     #[error("{path}: larger than {max} bytes", max = input::MAX_INPUT)]
     TooLarge { path: String },
+    #[error("{path}: {source}")]
+    Sigstore {
+        path: String,
+        source: sigstore::SigstoreError,
+    },
+    #[error("{path}: signed with a certificate (keyless): pass --trusted-root FILE, --certificate-identity (or -regexp) and --certificate-oidc-issuer (or -regexp), or a policy with trustedRoot and identities")]
+    NeedsIdentity { path: String },
+    #[error("{path}: {what}")]
+    NeedsTrustedRoot { path: String, what: &'static str },
+    #[error("{path}: no certificate to check the identity of: a DSSE envelope or log line carries none (verify the Sigstore bundle written beside it, .sigstore.json), and no --key was given")]
+    NoCertificate { path: String },
 }
 
 impl VerifyError {
@@ -71,6 +83,10 @@ impl VerifyError {
                 ..
             } => exit::CANNOT_CHECK,
             VerifyError::Policy { .. } | VerifyError::NotBound { .. } => exit::POLICY,
+            VerifyError::Sigstore { source, .. } => crate::error::ExitClass::exit_code(source),
+            VerifyError::NeedsIdentity { .. }
+            | VerifyError::NeedsTrustedRoot { .. }
+            | VerifyError::NoCertificate { .. } => exit::CANNOT_CHECK,
             VerifyError::Envelope { .. }
             | VerifyError::Statement { .. }
             | VerifyError::Input { .. }
@@ -87,20 +103,126 @@ impl VerifyError {
 pub struct Verified {
     pub envelope: Envelope,
     pub statement: Statement,
-    /// Ids of the trusted keys whose signatures verified.
+    /// Ids of the trusted keys whose signatures verified, or the
+    /// certificate identity that signed.
     pub signed_by: Vec<String>,
+    /// The certificate identity, for a keyless attestation.
+    pub certificate: Option<sigstore::CertificateSigner>,
+    /// Transparency-log entries verified.
+    pub tlog_entries: usize,
+}
+
+/// What an attestation may be signed by: trusted keys (`threshold` of
+/// them), or, with a trusted root, certificates for the identities given.
+#[derive(Debug, Clone, Copy)]
+pub struct Trust<'a> {
+    pub keys: &'a [VerifyingKey],
+    pub threshold: usize,
+    pub sigstore: Option<sigstore::Requirements<'a>>,
+}
+
+/// One attestation, as read (`input::Found`): a keyless bundle against the
+/// trusted root and identities, anything else against the keys; then its
+/// log entries (all verified when there is a trusted root; at least one
+/// when required), then the statement.
+pub fn verify_attestation(
+    label: &str,
+    envelope: Envelope,
+    material: Option<&crate::sign::VerificationMaterial>,
+    trust: &Trust<'_>,
+) -> Result<Verified, VerifyError> {
+    let sig_err = |source| VerifyError::Sigstore {
+        path: label.to_string(),
+        source,
+    };
+    if let Some(
+        m @ crate::sign::VerificationMaterial {
+            key: crate::sign::KeyMaterial::Certificate { .. },
+            ..
+        },
+    ) = material
+    {
+        let req = trust
+            .sigstore
+            .filter(|r| !r.identities.is_empty())
+            .ok_or_else(|| VerifyError::NeedsIdentity {
+                path: label.to_string(),
+            })?;
+        if envelope.payload_type != IN_TOTO_PAYLOAD_TYPE {
+            return Err(VerifyError::Envelope {
+                path: label.to_string(),
+                source: EnvelopeError::PayloadType {
+                    actual: envelope.payload_type.clone(),
+                    expected: IN_TOTO_PAYLOAD_TYPE.into(),
+                },
+            });
+        }
+        let checked = sigstore::verify_certificate(&envelope, m, req).map_err(sig_err)?;
+        let statement =
+            Statement::parse(&checked.payload).map_err(|source| VerifyError::Statement {
+                path: label.to_string(),
+                source,
+            })?;
+        return Ok(Verified {
+            envelope,
+            statement,
+            signed_by: vec![checked.signer.to_string()],
+            certificate: Some(checked.signer),
+            tlog_entries: checked.tlog_entries,
+        });
+    }
+    if trust.keys.is_empty() && trust.sigstore.is_some_and(|r| !r.identities.is_empty()) {
+        return Err(VerifyError::NoCertificate {
+            path: label.to_string(),
+        });
+    }
+    let mut v = verify_envelope(label, envelope, trust.keys, trust.threshold)?;
+    let entries = material.map_or(0, |m| m.tlog_entries.len());
+    let required = trust.sigstore.is_some_and(|r| r.require_tlog);
+    if entries > 0 && trust.sigstore.is_none() {
+        // The key vouches for it; its log entries are extra evidence that
+        // only a trusted root can check.
+        tracing::warn!(
+            "{label}: {entries} transparency-log entr{} not checked (pass --trusted-root FILE to check)",
+            if entries == 1 { "y" } else { "ies" }
+        );
+    } else if entries > 0 || required {
+        let req = trust.sigstore.ok_or(VerifyError::NeedsTrustedRoot {
+            path: label.to_string(),
+            what: "a transparency-log entry is required: pass --trusted-root FILE",
+        })?;
+        let Some(m) = material else {
+            return Err(VerifyError::Sigstore {
+                path: label.to_string(),
+                source: sigstore::SigstoreError::Invalid(
+                    "no transparency-log entry (a bare envelope or log line carries none: verify the Sigstore bundle), and one is required".into(),
+                ),
+            });
+        };
+        // The entries must log the signature of a key that verified.
+        let mut last = None;
+        for k in trust.keys.iter().filter(|k| v.signed_by.contains(&k.id)) {
+            match sigstore::verify_key_tlog(&v.envelope, m, k, req.root, required) {
+                Ok(n) => {
+                    v.tlog_entries = n;
+                    last = None;
+                    break;
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        if let Some(e) = last {
+            return Err(sig_err(e));
+        }
+    }
+    Ok(v)
 }
 
 /// The one attestation in `bytes` (an envelope, a bundle, a log line or a
 /// log holding exactly one attestation line), verified. The gate uses it:
 /// an input is vouched for by one attestation, not by whichever of several
 /// happens to come last.
-pub fn verify_bytes(
-    label: &str,
-    bytes: &[u8],
-    keys: &[VerifyingKey],
-    threshold: usize,
-) -> Result<Verified, VerifyError> {
+pub fn verify_bytes(label: &str, bytes: &[u8], trust: &Trust<'_>) -> Result<Verified, VerifyError> {
     let mut read = input::read(bytes).map_err(|source| VerifyError::Input {
         path: label.to_string(),
         source,
@@ -115,7 +237,7 @@ pub fn verify_bytes(
         });
     }
     let found = read.found.remove(0);
-    verify_envelope(label, found.envelope, keys, threshold)
+    verify_attestation(label, found.envelope, found.material.as_ref(), trust)
 }
 
 /// The bytes of `path` (`-`: standard input) and the label to name it by,
@@ -170,6 +292,8 @@ pub fn verify_envelope(
         envelope,
         statement,
         signed_by,
+        certificate: None,
+        tlog_entries: 0,
     })
 }
 
@@ -189,13 +313,13 @@ pub enum AttachedError {
 /// is that digest. `verify --image` and the `image:` gate both use it.
 pub fn verify_attached(
     label: &str,
-    envelope: &Result<Envelope, String>,
+    found: &crate::publish::Found,
     image_digest: &str,
-    keys: &[VerifyingKey],
-    threshold: usize,
+    trust: &Trust<'_>,
 ) -> Result<Verified, AttachedError> {
-    let envelope = envelope.clone().map_err(AttachedError::Unreadable)?;
-    let v = verify_envelope(label, envelope, keys, threshold).map_err(AttachedError::Invalid)?;
+    let envelope = found.envelope.clone().map_err(AttachedError::Unreadable)?;
+    let v = verify_attestation(label, envelope, found.material.as_ref(), trust)
+        .map_err(AttachedError::Invalid)?;
     let want = image_digest.trim_start_matches("sha256:");
     if v.statement
         .subject

@@ -25,6 +25,10 @@ pub const MAX_DEPTH: usize = 16;
 pub const MAX_ENTRIES: usize = 256;
 /// Most trusted keys.
 pub const MAX_KEYS: usize = 64;
+/// Most certificate identities.
+pub const MAX_IDENTITIES: usize = 64;
+/// Longest identity subject pattern or issuer.
+pub const MAX_PATTERN: usize = 1024;
 /// Longest `maxAge`: 100 years.
 pub const MAX_AGE_DAYS: i64 = 36_525;
 /// Violations of one per-subject rule printed before they are summed up.
@@ -34,9 +38,16 @@ const SHOWN: usize = 10;
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct PolicyFile {
     version: u32,
+    #[serde(default)]
     keys: Vec<PolicyKey>,
     #[serde(default = "one")]
     threshold: usize,
+    #[serde(default)]
+    identities: Vec<PolicyIdentity>,
+    #[serde(default)]
+    trusted_root: Option<PathBuf>,
+    #[serde(default)]
+    transparency_log: Option<TransparencyLogRule>,
     #[serde(default)]
     predicate_types: Vec<String>,
     #[serde(default)]
@@ -69,6 +80,24 @@ struct PolicyKey {
     path: PathBuf,
     #[serde(default)]
     id: Option<String>,
+}
+
+/// A certificate identity (keyless signing) to trust.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolicyIdentity {
+    /// The OIDC issuer (Fulcio's issuer extension), exactly.
+    issuer: String,
+    /// The certificate's subject alternative name, a glob.
+    subject: String,
+}
+
+/// Whether a transparency-log entry is required.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TransparencyLogRule {
+    Required,
+    Optional,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -121,8 +150,9 @@ pub enum InputChangesRule {
 pub enum ClaimedSubjectsRule {
     /// Any claim.
     Accept,
-    /// Only claims provenant checked (`provenant.claimCheck` `registry`,
-    /// `allowed-repository` or `oci-layout`).
+    /// Only claims provenant checked (`provenant.claimCheck` `registry` or
+    /// `allowed-repository`; `oci-layout` is the builder agreeing with
+    /// itself, not a check).
     Checked,
     /// No claim at all.
     Refuse,
@@ -155,6 +185,11 @@ pub enum PolicyError {
     },
     #[error("policy {path}: keys: {source}")]
     Key { path: PathBuf, source: KeyError },
+    #[error("policy {path}: trustedRoot: {source}")]
+    TrustedRoot {
+        path: PathBuf,
+        source: super::sigstore::SigstoreError,
+    },
 }
 
 /// One broken rule: where, what the policy wants, what the attestation has.
@@ -186,6 +221,11 @@ pub struct Policy {
     pub path: PathBuf,
     pub keys: Vec<VerifyingKey>,
     pub threshold: usize,
+    /// Certificate identities trusted (keyless), checked against
+    /// `trusted_root`.
+    pub identities: Vec<super::sigstore::Identity>,
+    pub trusted_root: Option<super::sigstore::TrustedRoot>,
+    pub require_tlog: bool,
     predicate_types: Vec<String>,
     builder_ids: Vec<Glob>,
     subjects: Vec<Glob>,
@@ -318,16 +358,23 @@ impl Policy {
                 format!("{} is not supported (expected 1)", f.version),
             ));
         }
-        if f.keys.is_empty() {
+        if f.keys.is_empty() && f.identities.is_empty() {
             return Err(invalid(
                 "keys",
-                "at least one trusted key is required".into(),
+                "at least one trusted key (keys) or certificate identity (identities) is required"
+                    .into(),
             ));
         }
         if f.keys.len() > MAX_KEYS {
             return Err(invalid("keys", format!("more than {MAX_KEYS} keys")));
         }
-        if f.threshold == 0 || f.threshold > f.keys.len() {
+        if f.identities.len() > MAX_IDENTITIES {
+            return Err(invalid(
+                "identities",
+                format!("more than {MAX_IDENTITIES} identities"),
+            ));
+        }
+        if f.threshold == 0 || f.threshold > f.keys.len().max(1) {
             return Err(invalid(
                 "threshold",
                 format!(
@@ -372,6 +419,49 @@ impl Policy {
                 ));
             }
             keys.push(key);
+        }
+        let require_tlog = f.transparency_log == Some(TransparencyLogRule::Required);
+        let trusted_root = match &f.trusted_root {
+            Some(p) => Some(super::sigstore::TrustedRoot::load(&base.join(p)).map_err(
+                |source| PolicyError::TrustedRoot {
+                    path: path.to_path_buf(),
+                    source,
+                },
+            )?),
+            None if !f.identities.is_empty() => {
+                return Err(invalid(
+                    "trustedRoot",
+                    "identities need a trustedRoot (the Fulcio CAs and logs to check them against)"
+                        .into(),
+                ))
+            }
+            None if require_tlog => return Err(invalid(
+                "trustedRoot",
+                "transparencyLog: required needs a trustedRoot (the logs to check entries against)"
+                    .into(),
+            )),
+            None => None,
+        };
+        let mut identities = Vec::new();
+        for (i, id) in f.identities.iter().enumerate() {
+            for (field, v) in [("issuer", &id.issuer), ("subject", &id.subject)] {
+                if v.is_empty() || v.len() > MAX_PATTERN {
+                    return Err(invalid(
+                        &format!("identities[{i}].{field}"),
+                        format!("empty or longer than {MAX_PATTERN} bytes"),
+                    ));
+                }
+            }
+            let g = Glob::new(&id.subject).map_err(|e: GlobError| {
+                invalid(
+                    &format!("identities[{i}].subject"),
+                    format!("bad pattern {:?}: {e}", id.subject),
+                )
+            })?;
+            identities.push(super::sigstore::Identity {
+                subject: super::sigstore::Pattern::Glob(Box::new(g)),
+                issuer: super::sigstore::Pattern::Exact(id.issuer.clone()),
+            });
         }
         let predicate_types = if f.predicate_types.is_empty() {
             vec![SLSA_PROVENANCE_V1.to_string()]
@@ -471,6 +561,9 @@ impl Policy {
             path: path.to_path_buf(),
             keys,
             threshold: f.threshold,
+            identities,
+            trusted_root,
+            require_tlog,
             predicate_types,
             builder_ids,
             subjects,
@@ -480,6 +573,22 @@ impl Policy {
             input_changes: f.input_changes.unwrap_or(InputChangesRule::Reject),
             claimed_subjects: f.claimed_subjects.unwrap_or(ClaimedSubjectsRule::Checked),
         })
+    }
+
+    /// What this policy trusts to sign.
+    pub fn trust(&self) -> super::Trust<'_> {
+        super::Trust {
+            keys: &self.keys,
+            threshold: self.threshold,
+            sigstore: self
+                .trusted_root
+                .as_ref()
+                .map(|root| super::sigstore::Requirements {
+                    root,
+                    identities: &self.identities,
+                    require_tlog: self.require_tlog,
+                }),
+        }
     }
 
     /// Every rule the verified attestation breaks (empty: accepted).
@@ -584,7 +693,7 @@ impl Policy {
                         "a subject provenant hashed itself (policy claimedSubjects: refuse)".into()
                     }
                     r => format!(
-                        "a claimed subject checked by provenant, claimCheck registry, allowed-repository or oci-layout (policy claimedSubjects: {})",
+                        "a claimed subject checked by provenant, claimCheck registry or allowed-repository (policy claimedSubjects: {})",
                         r.as_str()
                     ),
                 },

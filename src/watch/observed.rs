@@ -144,6 +144,8 @@ impl Observed {
         };
         Some(Ok(Tree {
             root: root.to_path_buf(),
+            // The watcher watches directories only.
+            root_is_dir: true,
             entries,
         }))
     }

@@ -2,6 +2,8 @@
 //! keys and example trees.
 #![allow(dead_code)]
 
+pub mod sigstore_mock;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

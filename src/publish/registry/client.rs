@@ -722,7 +722,22 @@ pub fn status_error(
         }
     );
     let image = repo.label.clone();
+    // Writers racing on the same blobs and tag (publishers appending to
+    // one image's `.att`): distribution answers an upload or manifest put
+    // whose blob another writer was committing with these codes. Tried
+    // again, the put succeeds; left as a refusal, the attestation waited
+    // in the spool for the next `provenant publish`.
+    let racing = status.as_u16() == 400
+        && ["DIGEST_INVALID", "MANIFEST_BLOB_UNKNOWN", "BLOB_UNKNOWN"]
+            .iter()
+            .any(|c| detail.contains(c))
+        || status.as_u16() == 404 && detail.contains("BLOB_UPLOAD_UNKNOWN");
     match status.as_u16() {
+        _ if racing => RegistryError::Registry {
+            image,
+            what,
+            message,
+        },
         429 | 500..=599 => RegistryError::Registry {
             image,
             what,

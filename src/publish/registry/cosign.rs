@@ -19,9 +19,12 @@ use super::{
     RegistryError, Repo, ResolvedImage, TagRead, APPEND_WINDOW, DOCKER_LIST, DOCKER_MANIFEST,
     DSSE_MEDIA_TYPE, MAX_ATTESTATION, MAX_MANIFEST, OCI_INDEX, OCI_MANIFEST,
 };
-use crate::sign::Envelope;
+use crate::sign::{Envelope, VerificationMaterial};
 
 const COSIGN_SIGNATURE_ANNOTATION: &str = "dev.cosignproject.cosign/signature";
+const COSIGN_CERTIFICATE_ANNOTATION: &str = "dev.sigstore.cosign/certificate";
+const COSIGN_CHAIN_ANNOTATION: &str = "dev.sigstore.cosign/chain";
+const COSIGN_BUNDLE_ANNOTATION: &str = "dev.sigstore.cosign/bundle";
 /// go-containerregistry's zero time, which cosign's configs carry.
 const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
 
@@ -51,7 +54,12 @@ pub enum Write {
 
 impl Att {
     /// Our layer descriptor for `envelope`; no network.
-    pub fn describe(img: &ResolvedImage, envelope: &Envelope, predicate_type: &str) -> Att {
+    pub fn describe(
+        img: &ResolvedImage,
+        envelope: &Envelope,
+        material: &VerificationMaterial,
+        predicate_type: &str,
+    ) -> Att {
         let bytes = envelope.to_json().into_bytes();
         let layer_digest = sha256_digest(&bytes);
         let mut layer = Descriptor::new(
@@ -59,10 +67,13 @@ impl Att {
             bytes.len() as u64,
             digest(&layer_digest),
         );
-        layer.set_annotations(Some(annotations(&[
+        let extra = material_annotations(material);
+        let mut pairs: Vec<(&str, &str)> = vec![
             (COSIGN_SIGNATURE_ANNOTATION, ""),
             ("predicateType", predicate_type),
-        ])));
+        ];
+        pairs.extend(extra.iter().map(|(k, v)| (*k, v.as_str())));
+        layer.set_annotations(Some(annotations(&pairs)));
         Att {
             img: img.clone(),
             repo: img.repo(),
@@ -76,10 +87,11 @@ impl Att {
         reg: &Registry,
         img: &ResolvedImage,
         envelope: &Envelope,
+        material: &VerificationMaterial,
         predicate_type: &str,
         deadline: &Deadline,
     ) -> Result<Att, RegistryError> {
-        let att = Att::describe(img, envelope, predicate_type);
+        let att = Att::describe(img, envelope, material, predicate_type);
         reg.push_blob(&att.repo, envelope.to_json().as_bytes(), deadline)
             .await?;
         Ok(att)
@@ -208,6 +220,128 @@ impl Att {
     }
 }
 
+/// The layer annotations cosign writes beside a keyless or logged
+/// signature: `dev.sigstore.cosign/certificate` (the signing certificate,
+/// PEM), `.../chain` (the rest of the chain, PEM, concatenated) and
+/// `.../bundle` (cosign's `RekorBundle` of the first log entry: its SET and
+/// `{body, integratedTime, logIndex, logID}`, in cosign's field order).
+///
+/// No `dev.sigstore.cosign/rfc3161timestamp`: cosign's `attest` timestamps
+/// the whole envelope, ours (the Sigstore bundle's) the signature, so cosign
+/// would reject ours there; the referrer's bundle carries it.
+pub fn material_annotations(m: &VerificationMaterial) -> Vec<(&'static str, String)> {
+    let mut out = Vec::new();
+    if let crate::sign::KeyMaterial::Certificate { chain } = &m.key {
+        if let Some((leaf, rest)) = chain.split_first() {
+            out.push((
+                COSIGN_CERTIFICATE_ANNOTATION,
+                crate::sign::keyless::cert_pem(leaf),
+            ));
+            if !rest.is_empty() {
+                let pems: String = rest
+                    .iter()
+                    .map(|c| crate::sign::keyless::cert_pem(c))
+                    .collect();
+                out.push((COSIGN_CHAIN_ANNOTATION, pems));
+            }
+        }
+    }
+    if let Some(b) = m.tlog_entries.iter().find_map(rekor_bundle) {
+        out.push((COSIGN_BUNDLE_ANNOTATION, b));
+    }
+    out
+}
+
+/// The verification material a cosign layer's annotations carry, read back
+/// ([`material_annotations`]'s inverse, for cosign's layers too): the
+/// certificate and chain, and the Rekor bundle as a log entry (SET only: a
+/// cosign bundle has no inclusion proof). `None` when the layer has
+/// neither; an annotation that does not parse is left out (the
+/// verification then says what is missing).
+pub fn material_from_annotations(
+    a: &std::collections::HashMap<String, String>,
+    envelope: Option<&Envelope>,
+) -> Option<VerificationMaterial> {
+    use crate::sign::KeyMaterial;
+    use base64::Engine;
+    let cert = a.get(COSIGN_CERTIFICATE_ANNOTATION);
+    let bundle = a.get(COSIGN_BUNDLE_ANNOTATION);
+    if cert.is_none() && bundle.is_none() {
+        return None;
+    }
+    let key = match cert {
+        Some(pem_text) => {
+            let mut chain: Vec<Vec<u8>> = pem::parse_many(pem_text.as_bytes())
+                .ok()?
+                .into_iter()
+                .take(1)
+                .map(|p| p.into_contents())
+                .collect();
+            if let Some(rest) = a.get(COSIGN_CHAIN_ANNOTATION) {
+                chain.extend(
+                    pem::parse_many(rest.as_bytes())
+                        .unwrap_or_default()
+                        .into_iter()
+                        .take(9)
+                        .map(|p| p.into_contents()),
+                );
+            }
+            KeyMaterial::Certificate { chain }
+        }
+        None => KeyMaterial::PublicKey {
+            hint: envelope
+                .and_then(|e| e.signatures.first())
+                .map(|s| s.keyid.clone())
+                .unwrap_or_default(),
+        },
+    };
+    let tlog_entries = bundle
+        .and_then(|b| {
+            let v: serde_json::Value = serde_json::from_str(b).ok()?;
+            let p = &v["Payload"];
+            let body = p["body"].as_str()?;
+            let decoded = base64::engine::general_purpose::STANDARD.decode(body).ok()?;
+            let kind: serde_json::Value = serde_json::from_slice(&decoded).ok()?;
+            Some(serde_json::json!({
+                "logIndex": p["logIndex"].as_i64()?.to_string(),
+                "logId": {"keyId": base64::engine::general_purpose::STANDARD.encode(hex::decode(p["logID"].as_str()?).ok()?)},
+                "kindVersion": {"kind": kind["kind"], "version": kind["apiVersion"]},
+                "integratedTime": p["integratedTime"].as_i64()?.to_string(),
+                "inclusionPromise": {"signedEntryTimestamp": v["SignedEntryTimestamp"].as_str()?},
+                "canonicalizedBody": body,
+            }))
+        })
+        .into_iter()
+        .collect();
+    Some(VerificationMaterial {
+        key,
+        tlog_entries,
+        rfc3161_timestamps: Vec::new(),
+    })
+}
+
+/// cosign's `RekorBundle` JSON for a bundle `TransparencyLogEntry`; `None`
+/// without a SET or with fields of the wrong shape.
+fn rekor_bundle(e: &serde_json::Value) -> Option<String> {
+    use base64::Engine;
+    let set = e["inclusionPromise"]["signedEntryTimestamp"].as_str()?;
+    let body = e["canonicalizedBody"].as_str()?;
+    let int = |v: &serde_json::Value| -> Option<i64> { v.as_str()?.parse().ok() };
+    let log_id = base64::engine::general_purpose::STANDARD
+        .decode(e["logId"]["keyId"].as_str()?)
+        .ok()?;
+    // Written out: cosign's field order, which serde_json::Value's sorted
+    // maps would not keep.
+    Some(format!(
+        r#"{{"SignedEntryTimestamp":{},"Payload":{{"body":{},"integratedTime":{},"logIndex":{},"logID":{}}}}}"#,
+        serde_json::to_string(set).ok()?,
+        serde_json::to_string(body).ok()?,
+        int(&e["integratedTime"])?,
+        int(&e["logIndex"])?,
+        serde_json::to_string(&hex::encode(log_id)).ok()?,
+    ))
+}
+
 /// The `.att` tag of `img`, classified (ours = false: the caller decides).
 async fn read_tag(
     reg: &Registry,
@@ -332,6 +466,7 @@ pub async fn fetch(
                 reason,
             }
             .to_string()),
+            material: None,
         }),
         TagRead::Present { doc, .. } => {
             for l in doc.manifest.layers().iter().take(super::MAX_FOUND + 1) {
@@ -340,10 +475,15 @@ pub async fn fetch(
                     Err(e @ RegistryError::Garbage { .. }) => Err(e.to_string()),
                     Err(e) => return Err(e),
                 };
+                let material = l
+                    .annotations()
+                    .as_ref()
+                    .and_then(|a| material_from_annotations(a, envelope.as_ref().ok()));
                 found.push(Found {
                     source: "cosign .att layer",
                     digest: l.digest().to_string(),
                     envelope,
+                    material,
                 });
             }
         }
@@ -354,6 +494,45 @@ pub async fn fetch(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keyless_annotations_as_cosign_writes_them() {
+        use crate::sign::{KeyMaterial, VerificationMaterial};
+        let m = VerificationMaterial {
+            key: KeyMaterial::Certificate {
+                chain: vec![vec![1, 2], vec![3], vec![4]],
+            },
+            tlog_entries: vec![serde_json::json!({
+                "logIndex": "42", "logId": {"keyId": "AP8="}, "integratedTime": "1700000000",
+                "inclusionPromise": {"signedEntryTimestamp": "c2V0"}, "canonicalizedBody": "eyJhcGlWZXJzaW9uIjoiMC4wLjIiLCJraW5kIjoiaW50b3RvIn0=",
+                "kindVersion": {"kind": "intoto", "version": "0.0.2"}
+            })],
+            rfc3161_timestamps: vec![serde_json::json!({"signedTimestamp": "AA=="})],
+        };
+        let a: std::collections::HashMap<_, _> = material_annotations(&m).into_iter().collect();
+        assert_eq!(
+            a[COSIGN_CERTIFICATE_ANNOTATION],
+            "-----BEGIN CERTIFICATE-----\nAQI=\n-----END CERTIFICATE-----\n"
+        );
+        assert_eq!(
+            a[COSIGN_CHAIN_ANNOTATION]
+                .matches("BEGIN CERTIFICATE")
+                .count(),
+            2
+        );
+        assert_eq!(
+            a[COSIGN_BUNDLE_ANNOTATION],
+            r#"{"SignedEntryTimestamp":"c2V0","Payload":{"body":"eyJhcGlWZXJzaW9uIjoiMC4wLjIiLCJraW5kIjoiaW50b3RvIn0=","integratedTime":1700000000,"logIndex":42,"logID":"00ff"}}"#
+        );
+        assert_eq!(a.len(), 3);
+        assert!(material_annotations(&VerificationMaterial::public_key("ab")).is_empty());
+        // Read back: the same certificate chain and log entry.
+        let owned: std::collections::HashMap<String, String> =
+            a.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+        let back = material_from_annotations(&owned, None).unwrap();
+        assert_eq!(back.key, m.key);
+        assert_eq!(back.tlog_entries, m.tlog_entries);
+    }
 
     #[test]
     fn fresh_config_matches_cosign() {

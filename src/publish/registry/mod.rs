@@ -31,7 +31,7 @@ use client::{Client, Op};
 
 use super::auth::Credentials;
 use super::bundle::Bundle;
-use crate::sign::Envelope;
+use crate::sign::{Envelope, VerificationMaterial};
 
 pub const DSSE_MEDIA_TYPE: &str = "application/vnd.dsse.envelope.v1+json";
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -253,6 +253,10 @@ pub struct Found {
     pub source: &'static str,
     pub digest: String,
     pub envelope: Result<Envelope, String>,
+    /// What a verifier needs beside it: the referrer's bundle material,
+    /// or what the cosign layer's annotations carry (certificate, chain,
+    /// Rekor bundle); `None` when there is nothing beyond the envelope.
+    pub material: Option<VerificationMaterial>,
 }
 
 /// What reading a shared tag found.
@@ -577,13 +581,13 @@ impl Registry {
         &self,
         image: &str,
         envelope: &Envelope,
-        key_id: &str,
+        material: &VerificationMaterial,
         predicate_type: &str,
     ) -> Result<Attached, RegistryError> {
         self.attach_until(
             image,
             envelope,
-            key_id,
+            material,
             predicate_type,
             &Deadline::after(self.timeout),
         )
@@ -597,14 +601,15 @@ impl Registry {
         &self,
         image: &str,
         envelope: &Envelope,
-        key_id: &str,
+        material: &VerificationMaterial,
         predicate_type: &str,
         deadline: &Deadline,
     ) -> Result<Attached, RegistryError> {
         let img = self.resolve_until(image, deadline).await?;
         let repo = img.repo();
-        let att = cosign::Att::prepare(self, &img, envelope, predicate_type, deadline).await?;
-        let bundle = Bundle::for_envelope(envelope, key_id);
+        let att =
+            cosign::Att::prepare(self, &img, envelope, material, predicate_type, deadline).await?;
+        let bundle = Bundle::for_envelope_with(envelope, material);
         let referrer =
             referrers::Referrer::push(self, &img, &bundle, predicate_type, deadline).await?;
         let mut layouts = vec![Layout::Att(Box::new(att))];
@@ -782,13 +787,13 @@ impl Registry {
         &self,
         image: &str,
         envelope: &Envelope,
-        key_id: &str,
+        material: &VerificationMaterial,
         predicate_type: &str,
         deadline: &Deadline,
     ) -> Result<Vec<String>, RegistryError> {
         let img = self.resolve_until(image, deadline).await?;
-        let att = cosign::Att::describe(&img, envelope, predicate_type);
-        let bundle = Bundle::for_envelope(envelope, key_id);
+        let att = cosign::Att::describe(&img, envelope, material, predicate_type);
+        let bundle = Bundle::for_envelope_with(envelope, material);
         let referrer = referrers::Referrer::describe(&img, &bundle, predicate_type);
         let mut missing = Vec::new();
         if let TagRead::Absent | TagRead::Present { ours: false, .. } =

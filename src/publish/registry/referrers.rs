@@ -391,6 +391,7 @@ pub async fn fetch(
                         &format!("{}:{}", img.repository(), img.referrers_tag()),
                         &reason,
                     )),
+                    material: None,
                 });
                 return Ok(found);
             }
@@ -416,6 +417,7 @@ pub async fn fetch(
                     source: "OCI referrer",
                     digest: ref_digest,
                     envelope: Err(format!("referrer manifest is not a manifest: {e}")),
+                    material: None,
                 });
                 continue;
             }
@@ -428,17 +430,22 @@ pub async fn fetch(
             .iter()
             .filter(|l| l.media_type().as_ref() == BUNDLE_MEDIA_TYPE)
         {
-            let envelope = match reg.get_blob(&repo, l, MAX_ATTESTATION, deadline).await {
-                Ok(blob) => Bundle::parse(&blob)
-                    .map(|b| b.envelope())
-                    .map_err(|e| e.to_string()),
-                Err(e @ RegistryError::Garbage { .. }) => Err(e.to_string()),
+            let (envelope, material) = match reg.get_blob(&repo, l, MAX_ATTESTATION, deadline).await
+            {
+                Ok(blob) => {
+                    match Bundle::parse(&blob).and_then(|b| Ok((b.envelope(), b.material()?))) {
+                        Ok((e, m)) => (Ok(e), Some(m)),
+                        Err(e) => (Err(e.to_string()), None),
+                    }
+                }
+                Err(e @ RegistryError::Garbage { .. }) => (Err(e.to_string()), None),
                 Err(e) => return Err(e),
             };
             found.push(Found {
                 source: "OCI referrer",
                 digest: ref_digest.clone(),
                 envelope,
+                material,
             });
         }
     }

@@ -20,6 +20,7 @@ pub mod completion;
 pub mod digest;
 pub mod error;
 pub mod escape;
+pub mod hooks;
 pub mod memory;
 pub mod pipeline;
 pub mod pod;

@@ -8,7 +8,7 @@ mod keygen;
 mod opts;
 mod publish;
 mod record;
-mod report;
+pub(crate) mod report;
 mod run;
 mod signer;
 mod snapshot;

@@ -13,12 +13,14 @@
 //! * `pipeline` ties them together for each way of observing; `verify`
 //!   reads attestations back (and gates the next stage); `cli` is the edge
 //!   where flags become options and failures one line and an exit code
-//!   (`error`).
+//!   (`error`); `escape` is how every name a stranger chose is shown.
 pub mod choice;
 pub mod cli;
 pub mod completion;
 pub mod digest;
 pub mod error;
+pub mod escape;
+pub mod hooks;
 pub mod memory;
 pub mod pipeline;
 pub mod pod;

@@ -5,7 +5,7 @@
 //! | target                          | what happens                                         |
 //! |---------------------------------|------------------------------------------------------|
 //! | `-`                             | written to standard output                           |
-//! | nothing, or a regular file      | temporary file beside it, then rename (atomic); a replaced file keeps its mode and, where allowed, its owner |
+//! | nothing, or a regular file      | temporary file beside it, then rename (atomic); a replaced file keeps its mode and, where allowed, its owner; as root, another user's file in a world-writable directory is refused |
 //! | character device, FIFO, socket  | opened and written in place: never replaced          |
 //! | link to `/proc/self/fd/N`, `/dev/fd/N` (what `/dev/stdout` is) | written to our descriptor N |
 //! | other symbolic link             | written through when it ends at a character device, FIFO or socket; otherwise refused, never replaced |
@@ -16,15 +16,21 @@
 //! `/dev/null` into a regular file; `-o /dev/stdout` would have broken
 //! `/dev/stdout` and sent nothing to standard output.
 //!
-//! The temporary file is created with `O_EXCL | O_NOFOLLOW` under a random
-//! name, so a link planted at a predictable name in a directory someone
-//! else can write cannot redirect the write (to a key file, say).
+//! The parent directory is opened once; in it the temporary file is
+//! created with `O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC` under a random
+//! name (cut to fit `NAME_MAX`), so a link planted at a predictable name in
+//! a directory someone else can write cannot redirect the write (to a key
+//! file, say). Just before the rename, the target is checked again with
+//! `fstatat(AT_SYMLINK_NOFOLLOW)` on that descriptor: only a regular file
+//! is ever replaced (a link, FIFO, device or directory swapped in since is
+//! refused), and root does not replace another user's file in a directory
+//! anyone can write (`/tmp`): that file's owner would keep the new one.
 use std::ffi::{CString, OsStr};
 use std::fs::File;
 use std::io::Write;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
@@ -296,17 +302,25 @@ fn open_in_place(path: &Path, kind: Kind) -> std::io::Result<File> {
     Ok(f)
 }
 
-/// A name nobody can guess, so nothing can be planted there first.
-fn temp_name(path: &Path) -> PathBuf {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "output".into());
+/// Longest file name (bytes) the kernel takes (`NAME_MAX`).
+const NAME_MAX: usize = 255;
+
+/// A name nobody can guess, so nothing can be planted there first:
+/// `.NAME.HEX16.tmp`, with NAME cut (at a character boundary) so that the
+/// whole fits `NAME_MAX` however long the target's name is.
+fn temp_name(name: &OsStr) -> CString {
     let mut r = [0u8; 8];
     if aws_lc_rs::rand::fill(&mut r).is_err() {
         r = (std::process::id() as u64 ^ nanos()).to_le_bytes();
     }
-    path.with_file_name(format!(".{name}.{}.tmp", hex::encode(r)))
+    let suffix = format!(".{}.tmp", hex::encode(r));
+    let name = name.to_string_lossy();
+    let mut keep = name.len().min(NAME_MAX - 1 - suffix.len());
+    while !name.is_char_boundary(keep) {
+        keep -= 1;
+    }
+    let t = format!(".{}{suffix}", &name[..keep]).replace('\0', "_");
+    CString::new(t).expect("no NUL")
 }
 
 fn nanos() -> u64 {
@@ -315,30 +329,128 @@ fn nanos() -> u64 {
         .map_or(0, |d| d.as_nanos() as u64)
 }
 
+fn cvt_fd(fd: libc::c_int) -> std::io::Result<OwnedFd> {
+    if fd < 0 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        // SAFETY: a fresh descriptor nobody else owns.
+        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    }
+}
+
+fn cvt_rc(rc: libc::c_int) -> std::io::Result<()> {
+    if rc < 0 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// `fstatat(dir, name, AT_SYMLINK_NOFOLLOW)`; `None` when nothing is there.
+fn stat_at(dir: &OwnedFd, name: &CString) -> std::io::Result<Option<libc::stat>> {
+    // SAFETY: a zeroed stat is a valid out-parameter.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: valid directory descriptor, NUL-terminated name, out-pointer.
+    let rc = unsafe {
+        libc::fstatat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            &mut st,
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    match cvt_rc(rc) {
+        Ok(()) => Ok(Some(st)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// What may be replaced, decided on the directory descriptor the rename
+/// will use (the path was classified before; something may have been
+/// swapped in since): a regular file only, and, for root in a directory
+/// anyone can write (`/tmp`), only a file of its own: a stranger's file
+/// there is refused, not taken over (its owner would keep the new file).
+fn check_replaceable(dir: &OwnedFd, st: &libc::stat) -> std::io::Result<()> {
+    if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+        return Err(refused(
+            "was replaced by something that is not a regular file while being written; never replaced (a link, FIFO, device or directory stays as it is)".into(),
+        ));
+    }
+    // SAFETY: geteuid cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    if euid == 0 && st.st_uid != euid {
+        // SAFETY: a zeroed stat is a valid out-parameter.
+        let mut d: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: a directory descriptor we hold, out-pointer.
+        cvt_rc(unsafe { libc::fstat(dir.as_raw_fd(), &mut d) })?;
+        if d.st_mode & libc::S_IWOTH != 0 {
+            return Err(refused(format!(
+                "belongs to uid {} in a directory anyone can write; as root, provenant does not replace another user's file there (remove it, or write elsewhere)",
+                st.st_uid
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Temporary file beside `path`, then rename over it (or, for
-/// `create_only`, a rename that refuses to replace anything).
+/// `create_only`, a rename that refuses to replace anything). The parent
+/// is opened once; the temporary file is created, the target re-checked
+/// and the rename done relative to that descriptor, so a directory or a
+/// target swapped after `classify` cannot redirect or widen the write.
 fn replace(
     path: &Path,
-    old: Option<std::fs::Metadata>,
+    // What `classify` saw: decided again on the directory descriptor.
+    _classified: Option<std::fs::Metadata>,
     opts: WriteOptions,
     fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
 ) -> std::io::Result<()> {
-    let tmp = temp_name(path);
-    let mode = old
-        .as_ref()
-        .map_or(opts.mode, |m| m.permissions().mode() & 0o7777);
+    let name = path
+        .file_name()
+        .ok_or_else(|| refused("names no file".into()))?;
+    let dir_path = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let c_dir = cstr(dir_path)?;
+    // SAFETY: NUL-terminated path, flag constants. O_RDONLY (not O_PATH)
+    // so that fsync works on it.
+    let dir = cvt_fd(unsafe {
+        libc::open(
+            c_dir.as_ptr(),
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    })?;
+    let c_name = CString::new(name.as_bytes()).map_err(std::io::Error::other)?;
+    let old = stat_at(&dir, &c_name)?;
+    if let Some(st) = &old {
+        if opts.create_only {
+            return Err(exists_message(std::io::Error::from(
+                std::io::ErrorKind::AlreadyExists,
+            )));
+        }
+        check_replaceable(&dir, st)?;
+    }
+    let mode = old.as_ref().map_or(opts.mode, |m| m.st_mode & 0o7777);
+    let tmp = temp_name(name);
     let result = (|| {
-        let f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(&tmp)?;
+        // SAFETY: valid directory descriptor, NUL-terminated name, flags
+        // and a mode for O_CREAT.
+        let fd = cvt_fd(unsafe {
+            libc::openat(
+                dir.as_raw_fd(),
+                tmp.as_ptr(),
+                libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+                mode as libc::c_uint,
+            )
+        })?;
+        let f = File::from(fd);
         if let Some(m) = &old {
             // The umask narrowed the mode at creation; the replaced file's
             // mode is restored exactly, and its owner where we may.
             f.set_permissions(std::fs::Permissions::from_mode(mode))?;
-            let _ = std::os::unix::fs::fchown(&f, Some(m.uid()), Some(m.gid()));
+            let _ = std::os::unix::fs::fchown(&f, Some(m.st_uid), Some(m.st_gid));
         }
         let mut w = std::io::BufWriter::with_capacity(1 << 20, f);
         fill(&mut w)?;
@@ -350,24 +462,33 @@ fn replace(
         // Tests kill the process here: the name must hold nothing new yet.
         crate::testhook::pause(crate::testhook::BEFORE_COMMIT, &path.display().to_string());
         if opts.create_only {
-            rename_noreplace(&tmp, path)?;
+            rename_noreplace(&dir, &tmp, &c_name)?;
         } else {
-            std::fs::rename(&tmp, path)?;
+            // Checked again just before the rename: what is there now is
+            // what gets replaced.
+            if let Some(st) = stat_at(&dir, &c_name)? {
+                check_replaceable(&dir, &st)?;
+            }
+            // SAFETY: valid directory descriptors, NUL-terminated names.
+            cvt_rc(unsafe {
+                libc::renameat(
+                    dir.as_raw_fd(),
+                    tmp.as_ptr(),
+                    dir.as_raw_fd(),
+                    c_name.as_ptr(),
+                )
+            })?;
         }
         // The rename is durable only once the directory entry is.
         if opts.durability == Durability::Synced {
-            let dir = match path.parent() {
-                Some(d) if !d.as_os_str().is_empty() => d,
-                _ => Path::new("."),
-            };
-            if let Ok(d) = File::open(dir) {
-                let _ = d.sync_all();
-            }
+            // SAFETY: a directory descriptor we hold.
+            let _ = unsafe { libc::fsync(dir.as_raw_fd()) };
         }
         Ok(())
     })();
     if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+        // SAFETY: valid directory descriptor, NUL-terminated name.
+        unsafe { libc::unlinkat(dir.as_raw_fd(), tmp.as_ptr(), 0) };
     }
     result
 }
@@ -376,20 +497,13 @@ fn cstr(p: &Path) -> std::io::Result<CString> {
     CString::new(p.as_os_str().as_bytes()).map_err(std::io::Error::other)
 }
 
-/// `renameat2(RENAME_NOREPLACE)`, or a hard link and unlink where the file
-/// system does not support it: either way an existing file wins.
-fn rename_noreplace(from: &Path, to: &Path) -> std::io::Result<()> {
-    let (f, t) = (cstr(from)?, cstr(to)?);
-    // SAFETY: NUL-terminated paths, AT_FDCWD, flag constant.
-    let rc = unsafe {
-        libc::renameat2(
-            libc::AT_FDCWD,
-            f.as_ptr(),
-            libc::AT_FDCWD,
-            t.as_ptr(),
-            libc::RENAME_NOREPLACE,
-        )
-    };
+/// `renameat2(RENAME_NOREPLACE)` in `dir`, or a hard link and unlink
+/// where the file system does not support it: either way an existing file
+/// wins.
+fn rename_noreplace(dir: &OwnedFd, from: &CString, to: &CString) -> std::io::Result<()> {
+    let d = dir.as_raw_fd();
+    // SAFETY: valid directory descriptor, NUL-terminated names, flag.
+    let rc = unsafe { libc::renameat2(d, from.as_ptr(), d, to.as_ptr(), libc::RENAME_NOREPLACE) };
     if rc == 0 {
         return Ok(());
     }
@@ -397,8 +511,10 @@ fn rename_noreplace(from: &Path, to: &Path) -> std::io::Result<()> {
     if !matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENOSYS)) {
         return Err(exists_message(e));
     }
-    std::fs::hard_link(from, to).map_err(exists_message)?;
-    std::fs::remove_file(from)
+    // SAFETY: as above; linkat without AT_SYMLINK_FOLLOW.
+    cvt_rc(unsafe { libc::linkat(d, from.as_ptr(), d, to.as_ptr(), 0) }).map_err(exists_message)?;
+    // SAFETY: as above.
+    cvt_rc(unsafe { libc::unlinkat(d, from.as_ptr(), 0) })
 }
 
 fn exists_message(e: std::io::Error) -> std::io::Error {
@@ -499,6 +615,107 @@ mod tests {
         let e = write_atomic(&p, b"x").unwrap_err().to_string();
         assert!(e.contains("FIFO with no reader"), "{e}");
         assert!(std::fs::symlink_metadata(&p).unwrap().file_type().is_fifo());
+    }
+
+    fn regular_opts() -> WriteOptions {
+        WriteOptions::PUBLIC
+    }
+
+    /// A target name of 255 bytes (`NAME_MAX`): the temporary name must
+    /// fit too.
+    #[test]
+    fn a_long_target_name_fits_name_max() {
+        let d = tempfile::tempdir().unwrap();
+        for name in ["a".repeat(255), "é".repeat(127)] {
+            let f = d.path().join(&name);
+            write_atomic(&f, b"one").unwrap();
+            write_atomic(&f, b"two").unwrap();
+            assert_eq!(std::fs::read(&f).unwrap(), b"two");
+        }
+        assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 2);
+    }
+
+    /// The target is classified as a regular file, then swapped (as a
+    /// hostile writer of the directory would, between the check and the
+    /// rename) for a symbolic link, a FIFO or a directory: none is
+    /// replaced, and no temporary file is left.
+    #[test]
+    fn a_target_swapped_after_the_check_is_not_replaced() {
+        type Swap = fn(&Path, &Path);
+        let swaps: [(&str, Swap); 3] = [
+            ("link", |p, victim| {
+                std::os::unix::fs::symlink(victim, p).unwrap()
+            }),
+            ("fifo", |p, _| {
+                nix::unistd::mkfifo(p, nix::sys::stat::Mode::S_IRWXU).unwrap()
+            }),
+            ("directory", |p, _| std::fs::create_dir(p).unwrap()),
+        ];
+        for (what, swap) in swaps {
+            let d = tempfile::tempdir().unwrap();
+            let victim = d.path().join("victim");
+            std::fs::write(&victim, b"victim").unwrap();
+            let out = d.path().join("out.json");
+            std::fs::write(&out, b"old").unwrap();
+            let meta = std::fs::symlink_metadata(&out).unwrap();
+            std::fs::remove_file(&out).unwrap();
+            swap(&out, &victim);
+            let r = replace(&out, Some(meta), regular_opts(), |w| w.write_all(b"new"));
+            assert!(r.is_err(), "{what}: replaced");
+            let ft = std::fs::symlink_metadata(&out).unwrap().file_type();
+            assert!(!ft.is_file(), "{what}: became a regular file");
+            assert_eq!(std::fs::read(&victim).unwrap(), b"victim", "{what}");
+            assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 2, "{what}");
+        }
+    }
+
+    /// `-o /dev/null` as root: written in place, never replaced.
+    #[test]
+    fn dev_null_stays_a_device() {
+        write_atomic(Path::new("/dev/null"), b"x").unwrap();
+        let ft = std::fs::symlink_metadata("/dev/null").unwrap().file_type();
+        assert!(ft.is_char_device());
+    }
+
+    /// Root writing into a sticky, world-writable directory (`/tmp`) where
+    /// another user already put a file of that name: refused, the file
+    /// left as it is (replacing it would hand that user the new file);
+    /// root's own file there, and another user's file in a directory only
+    /// root writes, are replaced as usual.
+    #[test]
+    fn root_does_not_take_over_a_strangers_file_in_a_world_writable_directory() {
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("SKIPPED (loudly): needs root; CI runs as root");
+            return;
+        }
+        let d = tempfile::tempdir().unwrap();
+        let sticky = d.path().join("tmp");
+        std::fs::create_dir(&sticky).unwrap();
+        std::fs::set_permissions(&sticky, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        let theirs = sticky.join("out.json");
+        std::fs::write(&theirs, b"planted").unwrap();
+        std::os::unix::fs::chown(&theirs, Some(65532), Some(65532)).unwrap();
+        let e = write_atomic(&theirs, b"attestation")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("another user's file"), "{e}");
+        assert_eq!(std::fs::read(&theirs).unwrap(), b"planted");
+        assert_eq!(
+            std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(&theirs).unwrap()),
+            65532
+        );
+        assert_eq!(std::fs::read_dir(&sticky).unwrap().count(), 1);
+
+        let mine = sticky.join("mine.json");
+        std::fs::write(&mine, b"old").unwrap();
+        write_atomic(&mine, b"new").unwrap();
+        assert_eq!(std::fs::read(&mine).unwrap(), b"new");
+
+        let private = d.path().join("theirs.json");
+        std::fs::write(&private, b"old").unwrap();
+        std::os::unix::fs::chown(&private, Some(65532), Some(65532)).unwrap();
+        write_atomic(&private, b"new").unwrap();
+        assert_eq!(std::fs::read(&private).unwrap(), b"new");
     }
 
     #[test]

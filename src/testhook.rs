@@ -8,7 +8,7 @@
 //! landed in it. Only whoever starts provenant sets its environment (the
 //! pod's operator, never the builder). Unset, a hook costs one lookup of
 //! the environment where it is reached: once per file written, once per
-//! watch started.
+//! watch started. A release build has none of them (`crate::hooks`).
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -24,9 +24,10 @@ pub const BEFORE_COMMIT: &str = "PROVENANT_TEST_PAUSE_BEFORE_COMMIT";
 /// path (tests/watch.rs).
 pub const BEFORE_HASH: &str = "PROVENANT_TEST_PAUSE_BEFORE_HASH";
 
-/// The flag file the hook `var` is set to, if any.
+/// The flag file the hook `var` is set to, if any (never in a release
+/// build: `crate::hooks`).
 pub fn flag(var: &str) -> Option<PathBuf> {
-    std::env::var_os(var)
+    crate::hooks::var(var)
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
 }

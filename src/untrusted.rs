@@ -12,7 +12,11 @@
 //!   not only what lies below a "root", because provenant cannot know which
 //!   directories above the file a builder can write;
 //! * **regular files only**, opened `O_NONBLOCK`: a FIFO, device or socket
-//!   is refused without blocking;
+//!   is refused without blocking, and a read that would block (`EAGAIN`)
+//!   is an error naming the file, never retried;
+//! * **no descriptor leaks**: every open is `O_CLOEXEC` (a child such as
+//!   `provenant run`'s command inherits none); directories on the way to a
+//!   file are `O_PATH|O_DIRECTORY|O_NOFOLLOW`, used only by `*at` calls;
 //! * **our own secrets are refused by identity**: a file whose device and
 //!   inode are those of the signing key, a token or credentials file
 //!   ([`protect`]) is refused, so a hard link to the key cannot be read;
@@ -55,12 +59,10 @@ pub enum UntrustedError {
     },
 }
 
-/// A path as it may be shown in a message: control characters and
-/// non-UTF-8 bytes escaped, so a name the builder chose cannot start a new
-/// log line or rewrite the terminal.
-pub fn shown(p: &Path) -> String {
-    let s = String::from_utf8_lossy(p.as_os_str().as_bytes());
-    s.escape_debug().to_string()
+/// A path as errors name it: escaped (`crate::escape`), so a name the
+/// builder chose cannot start a new log line or rewrite the terminal.
+fn shown(p: &Path) -> String {
+    crate::escape::path(p).into_owned()
 }
 
 fn refused(path: &Path, reason: impl Into<String>) -> UntrustedError {
@@ -113,6 +115,8 @@ fn kind_name(ft: &std::fs::FileType) -> &'static str {
 
 const FILE_FLAGS: i32 = libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY;
 const DIR_FLAGS: i32 = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW;
+/// A directory on the way to a builder-written path.
+const WALK_FLAGS: i32 = libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC;
 
 /// Whether `openat2` works here; once it did not, the walk is used.
 static NO_OPENAT2: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
@@ -182,34 +186,34 @@ fn walk_nofollow(dir: RawFd, path: &Path, flags: i32, beneath: bool) -> std::io:
             Component::Prefix(_) => return Err(std::io::Error::from_raw_os_error(libc::EINVAL)),
         }
     }
-    let start = if absolute { "/" } else { "." };
-    let c = CString::new(start)?;
-    // SAFETY: NUL-terminated path, flag constants.
-    let mut at =
-        cvt_checked(unsafe { libc::openat(dir, c.as_ptr(), DIR_FLAGS | libc::O_CLOEXEC) })?;
+    let start = CString::new(if absolute { "/" } else { "." })?;
     let Some((last, dirs)) = parts.split_last() else {
-        return Ok(at);
+        // SAFETY: NUL-terminated path, flag constants.
+        return cvt_checked(unsafe { libc::openat(dir, start.as_ptr(), flags | libc::O_CLOEXEC) });
     };
+    // The directories on the way are only ever used by the *at calls
+    // below: O_PATH (nothing readable, no side effects of opening).
+    // SAFETY: NUL-terminated path, flag constants.
+    let mut at = cvt_checked(unsafe { libc::openat(dir, start.as_ptr(), WALK_FLAGS) })?;
     for d in dirs {
         let c = CString::new(d.as_bytes())?;
         // SAFETY: valid directory descriptor, NUL-terminated name.
-        at = cvt_checked(unsafe {
-            libc::openat(at.as_raw_fd(), c.as_ptr(), DIR_FLAGS | libc::O_CLOEXEC)
-        })
-        .map_err(|e| {
-            // O_DIRECTORY|O_NOFOLLOW on a link says ENOTDIR; say what it is.
-            let link = nix::sys::stat::fstatat(
-                Some(at.as_raw_fd()),
-                c.as_c_str(),
-                nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
-            )
-            .is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFLNK);
-            if link {
-                std::io::Error::from_raw_os_error(libc::ELOOP)
-            } else {
-                e
-            }
-        })?;
+        at = cvt_checked(unsafe { libc::openat(at.as_raw_fd(), c.as_ptr(), WALK_FLAGS) }).map_err(
+            |e| {
+                // O_DIRECTORY|O_NOFOLLOW on a link says ENOTDIR; say what it is.
+                let link = nix::sys::stat::fstatat(
+                    Some(at.as_raw_fd()),
+                    c.as_c_str(),
+                    nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+                )
+                .is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFLNK);
+                if link {
+                    std::io::Error::from_raw_os_error(libc::ELOOP)
+                } else {
+                    e
+                }
+            },
+        )?;
     }
     let c = CString::new(last.as_bytes())?;
     // SAFETY: valid directory descriptor, NUL-terminated name.
@@ -268,8 +272,33 @@ fn read_open(path: &Path, fd: OwnedFd, cap: u64) -> Result<Vec<u8>, UntrustedErr
             cap,
         });
     }
-    let mut out = Vec::with_capacity(m.len() as usize);
-    (&mut f).take(cap + 1).read_to_end(&mut out).map_err(io)?;
+    read_capped(path, &mut f, m.len(), cap)
+}
+
+/// At most `cap` bytes of `f` (`cap + 1` read, to see an overrun). The
+/// descriptor is non-blocking: a read that would block (a FIFO or device
+/// swapped in, a file on a filesystem that says `EAGAIN`) is an error
+/// naming the file, never retried: no busy loop, no hang.
+fn read_capped(
+    path: &Path,
+    f: &mut std::fs::File,
+    hint: u64,
+    cap: u64,
+) -> Result<Vec<u8>, UntrustedError> {
+    let mut out = Vec::with_capacity(hint.min(cap) as usize);
+    if let Err(e) = f.take(cap + 1).read_to_end(&mut out) {
+        return Err(if e.kind() == std::io::ErrorKind::WouldBlock {
+            refused(
+                path,
+                "reading it would block (not a plain file's read); not read",
+            )
+        } else {
+            UntrustedError::Io {
+                path: shown(path),
+                source: e,
+            }
+        });
+    }
     if out.len() as u64 > cap {
         return Err(UntrustedError::TooLarge {
             path: shown(path),
@@ -367,17 +396,28 @@ impl UntrustedDir {
         .is_ok()
     }
 
+    /// A second descriptor of this directory to list it with (`readdir`
+    /// moves the offset of the one it reads).
+    fn listing(&self) -> Result<nix::dir::Dir, UntrustedError> {
+        let io = |e: nix::errno::Errno| UntrustedError::Io {
+            path: shown(&self.path),
+            source: e.into(),
+        };
+        // F_DUPFD_CLOEXEC: close-on-exec from the start (a plain dup is
+        // inheritable until fdopendir sets the flag, and a child spawned by
+        // another thread in between would keep it).
+        let dup = nix::fcntl::fcntl(
+            self.fd.as_raw_fd(),
+            nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(0),
+        )
+        .map_err(io)?;
+        nix::dir::Dir::from_fd(dup).map_err(io)
+    }
+
     /// The names in this directory that are valid UTF-8, sorted, at most
     /// `max` of them (more is an error: nobody writes thousands of results).
     pub fn names(&self, max: usize) -> Result<Vec<String>, UntrustedError> {
-        let dup = nix::unistd::dup(self.fd.as_raw_fd()).map_err(|e| UntrustedError::Io {
-            path: shown(&self.path),
-            source: e.into(),
-        })?;
-        let mut dir = nix::dir::Dir::from_fd(dup).map_err(|e| UntrustedError::Io {
-            path: shown(&self.path),
-            source: e.into(),
-        })?;
+        let mut dir = self.listing()?;
         let mut out = Vec::new();
         let mut skipped = 0usize;
         for entry in dir.iter() {
@@ -476,8 +516,87 @@ mod tests {
         assert!(e.contains("more than 9 entries"), "{e}");
     }
 
+    fn cloexec(fd: RawFd) -> bool {
+        // SAFETY: F_GETFD on a descriptor we hold.
+        let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+        assert!(flags >= 0);
+        flags & libc::FD_CLOEXEC != 0
+    }
+
+    /// Whether a child spawned now (as `provenant run` spawns the build)
+    /// has descriptor `fd` open.
+    fn child_sees(fd: RawFd) -> bool {
+        std::process::Command::new("sh")
+            .args(["-c", &format!("test -e /proc/self/fd/{fd}")])
+            .status()
+            .unwrap()
+            .success()
+    }
+
+    /// Descriptors of builder-written paths held while a child starts
+    /// (a file, a directory reached through several components, the
+    /// directory's listing): none reaches the child.
     #[test]
-    fn shown_escapes_control_characters() {
-        assert_eq!(shown(Path::new("a\nb\u{1b}[2K")), "a\\nb\\u{1b}[2K");
+    fn descriptors_of_hostile_paths_do_not_leak_into_children() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path();
+        std::fs::create_dir_all(p.join("a/b")).unwrap();
+        std::fs::write(p.join("a/b/f"), b"x").unwrap();
+        both_ways(|| {
+            let f = open_nofollow(&p.join("a/b/f")).unwrap();
+            let dir = open_dir(&p.join("a/b")).unwrap().unwrap();
+            let listing = dir.listing().unwrap();
+            let via = walk_nofollow(libc::AT_FDCWD, &p.join("a/b"), DIR_FLAGS, false).unwrap();
+            for (what, fd) in [
+                ("file", f.as_raw_fd()),
+                ("directory", dir.fd.as_raw_fd()),
+                ("listing", listing.as_raw_fd()),
+                ("walked directory", via.as_raw_fd()),
+            ] {
+                assert!(cloexec(fd), "{what}: no FD_CLOEXEC");
+                assert!(
+                    !child_sees(fd),
+                    "{what}: descriptor {fd} leaked into a child"
+                );
+            }
+            assert_eq!(dir.names(10).unwrap(), ["f"]);
+        });
+        // The check itself: a descriptor without FD_CLOEXEC does reach it.
+        let leaky = nix::unistd::dup(std::io::stdin().as_raw_fd()).unwrap();
+        assert!(child_sees(leaky.as_raw_fd()), "the leak check sees nothing");
+    }
+
+    /// A FIFO the builder holds open (so a read sees no end of file, only
+    /// "nothing yet") under a non-blocking descriptor: the read is an
+    /// error naming the file at once, not a busy loop or a hang.
+    #[test]
+    fn a_read_that_would_block_is_an_error_naming_the_file() {
+        use std::os::unix::fs::OpenOptionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let fifo = d.path().join("re\u{1b}sult");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let mut f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&fifo)
+            .unwrap();
+        let start = std::time::Instant::now();
+        let e = read_capped(&fifo, &mut f, 0, 100).unwrap_err().to_string();
+        assert!(start.elapsed() < std::time::Duration::from_secs(1));
+        assert!(
+            e.contains("would block") && e.contains("re\\x1bsult"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn errors_escape_the_name() {
+        let d = tempfile::tempdir().unwrap();
+        let evil = d.path().join("a\nb\u{1b}[2K");
+        std::fs::write(&evil, vec![b'x'; 100]).unwrap();
+        let e = read_file(&evil, 10).unwrap_err().to_string();
+        assert!(!e.contains('\n') && !e.contains('\u{1b}'), "{e:?}");
+        assert!(e.contains("a\\nb\\x1b[2K"), "{e}");
     }
 }

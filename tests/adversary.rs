@@ -469,3 +469,130 @@ fn unreadable_products_are_on_the_record() {
         "{st}"
     );
 }
+
+/// A file name that, logged raw, ends the record it is in and starts a
+/// forged one, in red.
+const FORGED: &str = "evil\n2099-01-01T00:00:00.000000Z  INFO forged: build verified\x1b[31m";
+
+/// Every string in a JSON value, decoded.
+fn json_strings(v: &serde_json::Value, out: &mut Vec<String>) {
+    match v {
+        serde_json::Value::String(s) => out.push(s.clone()),
+        serde_json::Value::Array(a) => a.iter().for_each(|v| json_strings(v, out)),
+        serde_json::Value::Object(o) => o.values().for_each(|v| json_strings(v, out)),
+        _ => {}
+    }
+}
+
+/// The builder's name reached the log (the test proves something), only
+/// escaped: no ESC, no record beginning where its newline would have put
+/// one; with JSON logs every line is one whole event whose decoded fields
+/// hold no raw newline or ESC from the name either.
+fn assert_name_escaped(stderr: &str, json: bool, what: &str) {
+    assert!(
+        !stderr.contains('\u{1b}'),
+        "{what}: raw ESC in the log: {stderr:?}"
+    );
+    for line in stderr.lines() {
+        assert!(
+            !line.starts_with("2099-"),
+            "{what}: forged record: {stderr:?}"
+        );
+    }
+    let text = if json {
+        let mut all = Vec::new();
+        for line in stderr.lines().filter(|l| !l.trim().is_empty()) {
+            let v: serde_json::Value = serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("{what}: not one JSON event per line ({e}): {line:?}"));
+            json_strings(&v, &mut all);
+        }
+        for s in &all {
+            assert!(
+                !s.contains('\u{1b}') && !s.contains("\n2099"),
+                "{what}: a JSON field holds the raw name: {s:?}"
+            );
+        }
+        all.join("\n")
+    } else {
+        stderr.to_string()
+    };
+    assert!(
+        text.contains(r"evil\n2099") && text.contains(r"\x1b[31m"),
+        "{what}: the name was not logged (escaped): {stderr}"
+    );
+}
+
+/// File names are the builder's to choose: a FIFO and a product named to
+/// forge a log record, in `record` and `run`, text and JSON logs. The
+/// statement keeps the name exact. (Tekton result files cannot carry such
+/// a name: only names matching Tekton's rule are read.)
+#[test]
+fn file_names_cannot_forge_log_records() {
+    use nix::sys::stat::Mode;
+    for json in [false, true] {
+        let what = format!("record, JSON logs: {json}");
+        let t = tempfile::tempdir().unwrap();
+        let d = t.path();
+        pod(d, false);
+        nix::unistd::mkfifo(&d.join("ws/out").join(FORGED), Mode::S_IRWXU).unwrap();
+        let sidecar = |extra: &[&str]| {
+            let mut c = record_cmd(d, "k.key", "marker:ws/.done");
+            c.args(extra);
+            if json {
+                c.env("PROVENANT_LOG_FORMAT", "json");
+            }
+            run_measured(c).run
+        };
+        let r = sidecar(&[]);
+        assert_eq!(r.code, 0, "{what}: {}", r.stderr);
+        assert!(!r.stderr.contains('\u{1b}'), "{what}: {}", r.stderr);
+        let st = statement_of(&d.join("state/provenance.intoto.jsonl"));
+        let fifo = format!("ws/out/{FORGED}");
+        assert!(
+            st["predicate"]["runDetails"]["byproducts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|b| b["name"] == fifo.as_str()),
+            "{what}: the statement names the FIFO exactly: {st}"
+        );
+        // A dirHash cannot hold a name with a newline: a fatal error
+        // naming the file.
+        write(&d.join("ws/out").join(format!("{FORGED}.bin")), b"x");
+        let r = sidecar(&["--products-as", "dirhash"]);
+        assert_ne!(r.code, 0, "{what}: {}", r.stderr);
+        assert_name_escaped(&r.stderr, json, &format!("{what}, fatal error"));
+
+        // `run`: the command is the builder. A FIFO is logged; a dirHash
+        // of a name with a newline is a fatal error naming it.
+        let what = format!("run, JSON logs: {json}");
+        write(&d.join("build/app"), b"app");
+        let runner = |extra: &[&str], script: &str| {
+            let mut c = provenant(d);
+            c.args([
+                "run",
+                "--product",
+                "build",
+                "--key",
+                "k.key",
+                "-o",
+                "run.jsonl",
+            ])
+            .args(extra)
+            .args(["--", "sh", "-c", script])
+            .env("EVIL", FORGED);
+            if json {
+                c.env("PROVENANT_LOG_FORMAT", "json");
+            }
+            run_measured(c).run
+        };
+        let r = runner(&[], r#"mkfifo "build/$EVIL""#);
+        assert_eq!(r.code, 0, "{what}: {}", r.stderr);
+        assert_name_escaped(&r.stderr, json, &what);
+        std::fs::remove_file(d.join("build").join(FORGED)).unwrap();
+        let r = runner(&["--products-as", "dirhash"], r#"echo x > "build/$EVIL""#);
+        assert_eq!(r.code, exit::CANNOT_CHECK, "{what}: {}", r.stderr);
+        assert!(r.stderr.contains("has no dirHash"), "{what}: {}", r.stderr);
+        assert_name_escaped(&r.stderr, json, &format!("{what}, fatal error"));
+    }
+}

@@ -4,7 +4,8 @@
 //! policy reads from it. Any panic is a bug.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use provenant::verify::{escape, facts, input};
+use provenant::escape;
+use provenant::verify::{facts, input};
 
 fuzz_target!(|data: &[u8]| {
     let _ = provenant::sign::Envelope::parse(data);

@@ -3,11 +3,11 @@ use std::path::PathBuf;
 
 use clap::Args;
 
+use crate::escape::{self, field};
 use crate::provenance::{
     parse_rfc3339, ResourceDescriptor, Statement, ALG_DIR_HASH, ALG_GIT_TREE, ALG_SHA256,
     SLSA_PROVENANCE_V1,
 };
-use crate::verify::escape::{self, field};
 use crate::verify::facts::{self, SubjectOrigin};
 use crate::verify::input::{self, Found};
 use crate::verify::{exit, VerifyError};

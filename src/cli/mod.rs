@@ -8,7 +8,7 @@ mod keygen;
 mod opts;
 mod publish;
 mod record;
-mod report;
+pub(crate) mod report;
 mod run;
 mod signer;
 mod snapshot;
@@ -303,7 +303,7 @@ fn dispatch(command: Command) -> CliResult {
 }
 
 fn digest(a: DigestArgs) -> CliResult {
-    use crate::verify::escape::checksum_line;
+    use crate::escape::checksum_line;
     use std::io::Write;
     use std::os::unix::ffi::OsStrExt;
     let mut opts = a.hash.walk_options();
@@ -311,7 +311,7 @@ fn digest(a: DigestArgs) -> CliResult {
     let out = std::io::stdout();
     let mut out = std::io::BufWriter::new(out.lock());
     // Names are printed as sha256sum prints them (escaped: see
-    // verify::escape), from the raw path bytes, so the output is checkable
+    // crate::escape), from the raw path bytes, so the output is checkable
     // with `sha256sum -c` and no name can forge a line.
     for p in &a.paths {
         let root = crate::provenance::hash_root(p, &opts)?;

@@ -236,7 +236,7 @@ pub fn panic_line() -> String {
 /// starts, so the tests can check what a bug looks like to the user (exit
 /// code 1, one line). Release builds do not look at the variable.
 pub fn injected_fault() {
-    if cfg!(debug_assertions) && std::env::var_os("PROVENANT_TEST_PANIC").is_some() {
+    if crate::hooks::var("PROVENANT_TEST_PANIC").is_some() {
         panic!("PROVENANT_TEST_PANIC is set");
     }
 }

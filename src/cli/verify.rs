@@ -5,7 +5,7 @@ use clap::Args;
 use super::{CliResult, Context, Failure};
 use crate::sign::VerifyingKey;
 
-use crate::verify::escape;
+use crate::escape;
 use crate::verify::input::{self, Found};
 use crate::verify::sigstore::{Identity, Pattern, Requirements};
 use crate::verify::{exit, verify_attestation, AttachedError, Policy, Verified, VerifyError};

@@ -8,7 +8,8 @@
 //! for every request because projected tokens rotate). The pod is
 //! `POD_NAMESPACE`/`POD_NAME` from the downward API, defaulting to the
 //! service account's namespace and the hostname (which Kubernetes sets to
-//! the pod name). `PROVENANT_SERVICEACCOUNT_DIR` moves the mount (tests).
+//! the pod name). `PROVENANT_SERVICEACCOUNT_DIR` moves the mount in test builds only
+//! (`crate::hooks`).
 //!
 //! RBAC needed: `get` and `watch` on `pods` in the pod's namespace
 //! (manifests/examples/pod-kube-api.yaml has the Role).
@@ -47,7 +48,8 @@ impl KubeConfig {
         } else {
             host
         };
-        let dir = std::env::var_os("PROVENANT_SERVICEACCOUNT_DIR")
+        // A test hook (crate::hooks): a release build reads the real mount.
+        let dir = crate::hooks::var("PROVENANT_SERVICEACCOUNT_DIR")
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from(SA_DIR));
         let token_file = dir.join("token");

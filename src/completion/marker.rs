@@ -49,7 +49,7 @@ pub(super) async fn wait(path: PathBuf) -> Report {
         Ok(text) => match text.trim().parse::<i32>() {
             Ok(c) => Some(c),
             Err(_) => {
-                tracing::warn!(path = %untrusted::shown(&path), bytes = text.len(), "marker content is not an exit code; recording the exit code as unknown");
+                tracing::warn!(path = %crate::escape::path(&path), bytes = text.len(), "marker content is not an exit code; recording the exit code as unknown");
                 None
             }
         },
@@ -61,7 +61,7 @@ pub(super) async fn wait(path: PathBuf) -> Report {
     Ok(Completed::now(
         "marker",
         ExitStatus::claimed_opt(exit_code, "marker"),
-        format!("marker {} appeared", untrusted::shown(&path)),
+        format!("marker {} appeared", crate::escape::path(&path)),
     ))
 }
 

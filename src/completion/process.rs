@@ -142,7 +142,7 @@ pub(super) async fn wait(pattern: ProcessPattern) -> Report {
             }
             if pattern.matches(&st.comm, &argv(pid)) {
                 if first.is_none() {
-                    tracing::info!(pid, comm = %st.comm, pattern = %pattern.0, "builder process found; waiting for it to exit");
+                    tracing::info!(pid, comm = %crate::escape::field(&st.comm), pattern = %crate::escape::field(&pattern.0), "builder process found; waiting for it to exit");
                     first = Some((pid, st.starttime));
                     status_visible = std::fs::File::open(format!("/proc/{pid}/environ")).is_ok();
                     if !status_visible {

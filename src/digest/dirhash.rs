@@ -28,7 +28,7 @@ pub fn dir_hash<'a>(
     for (path, sha) in files {
         if path.as_bytes().contains(&b'\n') {
             return Err(DigestError::NewlineInName {
-                path: path.to_string(),
+                path: path.shown().into_owned(),
             });
         }
         // 32 bytes always fit 64 hex digits.

@@ -198,7 +198,8 @@ pub fn hash_file(path: &Path) -> Result<[u8; 32], DigestError> {
 }
 
 pub(crate) fn io_error(path: &Path, e: std::io::Error) -> DigestError {
-    let path = path.display().to_string();
+    // Below a root, the builder chose the name.
+    let path = crate::escape::path(path).into_owned();
     match e.kind() {
         std::io::ErrorKind::NotFound => DigestError::Vanished { path },
         _ => DigestError::Unreadable { path, source: e },
@@ -512,10 +513,10 @@ pub fn hash_tree(root: &Path, opts: &WalkOptions) -> Result<Tree, DigestError> {
     let excludes = Excludes::new(&opts.excludes)?;
     let missing = |e: std::io::Error| match e.kind() {
         std::io::ErrorKind::NotFound => DigestError::Missing {
-            path: root.display().to_string(),
+            path: crate::escape::path(root).into_owned(),
         },
         _ => DigestError::Unreadable {
-            path: root.display().to_string(),
+            path: crate::escape::path(root).into_owned(),
             source: e,
         },
     };

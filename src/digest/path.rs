@@ -68,6 +68,13 @@ impl RelPath {
         (s, encoded)
     }
 
+    /// The name for a log event or an error message (`crate::escape`):
+    /// the builder chose it, and `Display` (the JSON name) keeps newlines
+    /// and escape sequences as they are.
+    pub fn shown(&self) -> std::borrow::Cow<'_, str> {
+        crate::escape::escape_bytes(&self.0).0
+    }
+
     pub fn as_path(&self) -> &std::path::Path {
         use std::os::unix::ffi::OsStrExt;
         std::path::Path::new(std::ffi::OsStr::from_bytes(&self.0))

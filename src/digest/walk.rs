@@ -47,7 +47,7 @@ impl Walker<'_> {
         match self.opts.on_error {
             ErrorPolicy::Fail => Err(err),
             ErrorPolicy::Record => {
-                tracing::warn!(path = %abs.display(), "{err}; recorded as an error entry");
+                tracing::warn!(path = %crate::escape::path(&abs), "{err}; recorded as an error entry");
                 Ok(vec![Entry {
                     path: rel.clone(),
                     kind: EntryKind::Error {
@@ -110,7 +110,7 @@ impl Walker<'_> {
         ft: std::fs::FileType,
     ) -> Result<Vec<Entry>, DigestError> {
         if let Some(kind) = super::special_kind(&ft) {
-            tracing::warn!(path = %real.display(), kind = %kind, "not a regular file: recorded by kind, not opened");
+            tracing::warn!(path = %crate::escape::path(real), kind = %kind, "not a regular file: recorded by kind, not opened");
             return Ok(vec![Entry {
                 path: name,
                 kind: EntryKind::Special { kind },
@@ -200,7 +200,7 @@ impl Walker<'_> {
         out: &mut Vec<Entry>,
     ) -> Result<(), DigestError> {
         let special = |kind| {
-            tracing::warn!(path = %self.abs(&rel).display(), kind = %kind, "not a regular file: recorded by kind, not opened");
+            tracing::warn!(path = %crate::escape::path(&self.abs(&rel)), kind = %kind, "not a regular file: recorded by kind, not opened");
             Entry {
                 path: rel.clone(),
                 kind: EntryKind::Special { kind },

@@ -115,8 +115,8 @@ impl Refusals {
         self.count += 1;
         if self.count <= LOGGED_REFUSALS {
             tracing::warn!(
-                image = %crate::untrusted::shown(std::path::Path::new(&c.name)),
-                file = %crate::untrusted::shown(&c.file),
+                image = %crate::escape::field(&c.name),
+                file = %crate::escape::path(&c.file),
                 "image claim refused, not signed: {reason}"
             );
         }
@@ -211,7 +211,7 @@ fn confirm(
     );
     let mut out = Vec::new();
     for (mut c, asked) in asked {
-        let shown_name = crate::untrusted::shown(std::path::Path::new(&c.name));
+        let shown_name = crate::escape::field(&c.name).into_owned();
         match asked {
             Asked::Answered(Ok(img)) if img.digest == format!("sha256:{}", c.sha256) => {
                 c.check = ClaimCheck::Registry;

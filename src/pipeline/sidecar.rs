@@ -465,7 +465,7 @@ fn recheck_report(root: &Path, watched: &crate::digest::Tree, full: &crate::dige
         if w.get(p) != Some(k) {
             differ += 1;
             if differ <= 20 {
-                tracing::warn!(root = %root.display(), path = %p, "recheck: the watcher's view of this file differed from a fresh hash");
+                tracing::warn!(root = %crate::escape::path(root), path = %p.shown(), "recheck: the watcher's view of this file differed from a fresh hash");
             }
         }
     }

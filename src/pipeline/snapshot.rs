@@ -245,7 +245,7 @@ fn agree(v: &HashedRoot, m: &HashedRoot, excludes: &Excludes) -> Result<(), Gate
         input: v.given.display().to_string(),
         detail: format!(
             "{} {what} between the gate's check and the snapshot; refusing to record it",
-            RelPath::from_bytes(k.clone()).encoded().0.escape_debug()
+            RelPath::from_bytes(k.clone()).shown()
         ),
     };
     for (k, kind) in &vs {

@@ -22,7 +22,7 @@ use serde::Deserialize;
 use sha2::{Digest as _, Sha256};
 
 use super::ResourceDescriptor;
-use crate::untrusted::{self, shown, UntrustedError, MANIFEST_CAP, REPORT_CAP};
+use crate::untrusted::{self, UntrustedError, MANIFEST_CAP, REPORT_CAP};
 
 /// Images one build may claim, across all its reports.
 pub const MAX_CLAIMS: usize = 10_000;
@@ -255,7 +255,7 @@ fn layout_ref_name(file: &Path, name: &str) -> Result<String, ReportedError> {
 
 fn invalid(path: &Path, reason: impl Into<String>) -> ReportedError {
     ReportedError::Invalid {
-        path: shown(path),
+        path: crate::escape::path(path).into_owned(),
         reason: reason.into(),
     }
 }

@@ -176,7 +176,7 @@ pub fn product_byproducts(roots: &[HashedRoot]) -> Vec<ResourceDescriptor> {
                 continue;
             }
             if let EntryKind::Error { message } = &e.kind {
-                tracing::warn!(path = %r.prefix.join(&e.path).encoded().0, error = %message, "product could not be read; recorded as such");
+                tracing::warn!(path = %r.prefix.join(&e.path).shown(), error = %message, "product could not be read; recorded as such");
             }
             out.push(ResourceDescriptor::from_entry(&r.prefix, e).annotate(ANN_ROLE, "product"));
         }

@@ -234,8 +234,8 @@ impl KeylessSigner {
             return Err(self.fulcio_error(format!(
                 "HTTP {} for the identity {} from {}: {}",
                 answer.status,
-                crate::verify::escape::field(challenge),
-                crate::verify::escape::field(claims.iss.as_deref().unwrap_or("(no issuer)")),
+                crate::escape::field(challenge),
+                crate::escape::field(claims.iss.as_deref().unwrap_or("(no issuer)")),
                 answer.reason()
             )));
         }
@@ -390,8 +390,8 @@ impl Signer for KeylessSigner {
         tracing::info!(
             fulcio = %self.url,
             status = a.status,
-            identity = %crate::verify::escape::field(claims.challenge().unwrap_or_default()),
-            issuer = %crate::verify::escape::field(claims.iss.as_deref().unwrap_or("")),
+            identity = %crate::escape::field(claims.challenge().unwrap_or_default()),
+            issuer = %crate::escape::field(claims.iss.as_deref().unwrap_or("")),
             "keyless signing: Fulcio reachable, identity token readable"
         );
         Ok(())

@@ -336,8 +336,8 @@ pub fn check_body(body: &[u8], e: &Logged<'_>, payload: &[u8]) -> Result<(String
         _ => {
             return Err(format!(
                 "entry kind {}/{} is not intoto/0.0.2 or dsse/0.0.1",
-                crate::verify::escape::field(&kind),
-                crate::verify::escape::field(&version)
+                crate::escape::field(&kind),
+                crate::escape::field(&version)
             ))
         }
     }

@@ -285,7 +285,7 @@ fn vouches_for_dir(st: &crate::provenance::Statement, root: &HashedRoot) -> Resu
         .iter()
         .find(|e| matches!(e.kind, EntryKind::Error { .. }))
     {
-        return Err(format!("{} could not be read", e.path.encoded().0));
+        return Err(format!("{} could not be read", e.path.shown()));
     }
     if root.tree.entries.is_empty() {
         return Err("the directory is empty".into());
@@ -410,7 +410,7 @@ fn vouches_for_dir(st: &crate::provenance::Statement, root: &HashedRoot) -> Resu
         problems.truncate(3);
         let shown: Vec<String> = problems
             .iter()
-            .map(|p| p.escape_debug().to_string())
+            .map(|p| crate::escape::field(p).into_owned())
             .collect();
         best.get_or_insert(format!(
             "{count} difference(s) from the attestation (e.g. {})",

@@ -2,7 +2,6 @@
 //! the statement inside it.
 use std::path::Path;
 
-pub mod escape;
 pub mod facts;
 pub mod gate;
 pub mod glob;

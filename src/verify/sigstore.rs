@@ -236,7 +236,7 @@ impl TrustedRoot {
         {
             return Err(err(format!(
                 "mediaType {} is not a Sigstore trusted root",
-                super::escape::field(&f.media_type)
+                crate::escape::field(&f.media_type)
             )));
         }
         for (what, n) in [
@@ -401,8 +401,8 @@ impl std::fmt::Display for CertificateSigner {
         write!(
             f,
             "{} (issuer {})",
-            super::escape::field(&self.subject),
-            super::escape::field(&self.issuer)
+            crate::escape::field(&self.subject),
+            crate::escape::field(&self.issuer)
         )
     }
 }

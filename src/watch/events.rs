@@ -383,7 +383,7 @@ impl Loop {
                     } else {
                         ""
                     };
-                    let reason = format!("cannot watch {}: {e}{hint}", abs.display());
+                    let reason = format!("cannot watch {}: {e}{hint}", crate::escape::path(&abs));
                     degrade(&mut ix[top], reason);
                     return;
                 }

@@ -49,7 +49,7 @@ impl Observed {
                             match on_error {
                                 ErrorPolicy::Fail => return Err(err),
                                 ErrorPolicy::Record => {
-                                    tracing::warn!(path = %abs.display(), "{err}; recorded as an error entry");
+                                    tracing::warn!(path = %crate::escape::path(&abs), "{err}; recorded as an error entry");
                                     State::Known(EntryKind::Error {
                                         message: digest::error_message(err),
                                     })

@@ -1,8 +1,11 @@
-//! Names and other attacker-chosen text as `verify`, `inspect` and
-//! `digest` print them. A product name is chosen by the builder; printed
-//! raw, `"x\nsha256:<hex>  out/installer.sh"` would show a second, fake
-//! subject line, and an ESC sequence could move the cursor and rewrite a
-//! line already on the terminal.
+//! Names and other attacker-chosen text wherever provenant shows them:
+//! `verify`, `inspect` and `digest` output, log events and error messages.
+//! A product name is chosen by the builder; printed raw,
+//! `"x\nsha256:<hex>  out/installer.sh"` would show a second, fake subject
+//! line (or log record), and an ESC sequence could move the cursor and
+//! rewrite a line already on the terminal. Every builder-chosen path that
+//! reaches a log event or an error goes through [`path`] (or [`field`]);
+//! JSON documents (statements, the log line) keep names exact instead.
 //!
 //! The convention is GNU coreutils' (`sha256sum`): a checksum line whose
 //! name needed escaping starts with `\`, and in the name `\` is written
@@ -73,6 +76,13 @@ pub fn field(s: &str) -> Cow<'_, str> {
     escape_bytes(s.as_bytes()).0
 }
 
+/// A path for a log event or an error message: its raw bytes escaped as
+/// above (a name on disk need not be UTF-8).
+pub fn path(p: &std::path::Path) -> Cow<'_, str> {
+    use std::os::unix::ffi::OsStrExt;
+    escape_bytes(p.as_os_str().as_bytes()).0
+}
+
 /// One checksum line in the coreutils format: `[\]DIGEST  NAME`.
 pub fn checksum_line(digest: &str, name: &[u8]) -> String {
     let (name, escaped) = escape_bytes(name);
@@ -109,6 +119,17 @@ mod tests {
             checksum_line("ab", "a\u{202e}b\u{9b}".as_bytes()),
             "\\ab  a\\xe2\\x80\\xaeb\\xc2\\x9b"
         );
+    }
+
+    #[test]
+    fn paths_escape_their_raw_bytes() {
+        use std::os::unix::ffi::OsStrExt;
+        let p = std::path::Path::new(std::ffi::OsStr::from_bytes(b"out/a\nb\x1b[31m\xff"));
+        assert_eq!(path(p), "out/a\\nb\\x1b[31m\\xff");
+        assert!(matches!(
+            path(std::path::Path::new("out/app")),
+            Cow::Borrowed(_)
+        ));
     }
 
     #[test]

@@ -714,7 +714,14 @@ fn credentials_only_go_to_their_registry() {
     c.env("PROVENANT_REGISTRY_PASSWORD", "s3cret-password");
     let r = run(c);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    assert!(r.stderr.contains("is kept in"), "{}", r.stderr);
+    // A 401 refutes the claim (a made-up repository answers so too), and
+    // the line says why: no credentials for the registry the builder named.
+    assert!(
+        r.stderr
+            .contains("the registry does not let our credentials read it"),
+        "{}",
+        r.stderr
+    );
     assert!(
         r.stderr
             .contains("no credentials are configured for localhost"),

@@ -245,7 +245,12 @@ fn confirm(
             // claim.
             Asked::Answered(Err(e @ RegistryError::Auth { .. })) => {
                 tracing::debug!(image = %shown_name, error = %e, "registry refused the claim");
-                refused.refuse(&c, "the registry does not let our credentials read it (no such repository, or --registry-auth is wrong for it)");
+                // The operator needs the registry's own words to tell a
+                // made-up repository from wrong credentials.
+                refused.refuse(
+                    &c,
+                    &format!("the registry does not let our credentials read it (no such repository, or --registry-auth is wrong for it): {e}"),
+                );
             }
             Asked::Answered(Err(e)) => {
                 tracing::debug!(image = %shown_name, error = %e, "registry refused the claim");

@@ -592,7 +592,7 @@ fn pod_with_a_hostile_builder() {
     for reason in [
         "symbolic link in the path",
         "a FIFO, not a regular file",
-        "larger than the 1048576-byte limit",
+        "larger than the 65536-byte limit",
     ] {
         assert!(p.sidecar_stderr.contains(reason), "{reason}: {ctx}");
     }

@@ -31,5 +31,5 @@ fuzz_target!(|data: &[u8]| {
     std::fs::write(d.join("results/IMAGES"), data).unwrap();
     let _ = provenant::provenance::from_tekton_results(&d.join("results"));
     std::fs::write(d.join("layout/index.json"), data).unwrap();
-    let _ = provenant::provenance::from_oci_layout(&d.join("layout"));
+    let _ = provenant::provenance::from_oci_layout(&d.join("layout"), None);
 });

@@ -57,6 +57,10 @@ pub const CLAIM_CHECK_BUDGET: std::time::Duration = std::time::Duration::from_se
 pub const MAX_CHECKED_CLAIMS: usize = 64;
 /// Registry checks in flight at once: 64 claims take eight round trips.
 const CONCURRENT_CHECKS: usize = 8;
+/// Why a layout claim with no image name is refused, whichever way it
+/// lacks one.
+const UNNAMED_LAYOUT: &str = "the OCI layout does not name an image repository (org.opencontainers.image.ref.name, or --oci-layout-image)";
+
 /// Refusals logged one by one; the rest are counted.
 const LOGGED_REFUSALS: usize = 16;
 
@@ -169,14 +173,14 @@ fn confirm(
                 .parent()
                 .is_some_and(|dir| dir.display().to_string() == c.name);
         if unnamed {
-            refused.refuse(&c, "the OCI layout does not name an image repository (org.opencontainers.image.ref.name, or --oci-layout-image)");
+            refused.refuse(&c, UNNAMED_LAYOUT);
             continue;
         }
         if c.source == ClaimSource::OciLayout {
             match provenance::claimed_name(&c.file, &c.name) {
                 Ok(n) => c.name = n,
                 Err(_) => {
-                    refused.refuse(&c, "the OCI layout does not name an image repository (org.opencontainers.image.ref.name, or --oci-layout-image)");
+                    refused.refuse(&c, UNNAMED_LAYOUT);
                     continue;
                 }
             }

@@ -33,6 +33,13 @@ const READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// A connection is closed after this long, whatever it does: the API
 /// server reconnects, and nobody holds a slot forever.
 const MAX_CONNECTION_LIFE: Duration = Duration::from_secs(600);
+/// Reviews up to this size are answered on the I/O thread that read them:
+/// a real pod's review (10-30 KB) takes ~0.1 ms to decide, less than
+/// handing it to the blocking pool, whose thread start-ups and futex
+/// wake-ups were a fifth of the webhook's CPU at 200 admissions in flight
+/// (perf, docs/bench.md). Bigger bodies (up to MAX_BODY) could hold a
+/// worker for milliseconds and still go to the pool.
+const INLINE_BODY: usize = 256 * 1024;
 
 /// The certificate in use, replaced when the files change.
 #[derive(Debug)]
@@ -228,11 +235,14 @@ async fn handle(
                 }
                 Err(_) => return text(StatusCode::REQUEST_TIMEOUT, "request body too slow\n"),
             };
-            let hook2 = hook.clone();
-            // Pure computation on at most 4 MiB; kept off the I/O threads.
-            let answer = match tokio::task::spawn_blocking(move || hook2.review(&body)).await {
-                Ok(a) => a,
-                Err(_) => return text(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n"),
+            let answer = if body.len() <= INLINE_BODY {
+                hook.review(&body)
+            } else {
+                let hook2 = hook.clone();
+                match tokio::task::spawn_blocking(move || hook2.review(&body)).await {
+                    Ok(a) => a,
+                    Err(_) => return text(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n"),
+                }
             };
             let us = t0.elapsed().as_micros() as u64;
             if answer.status == 200 {

@@ -51,7 +51,9 @@ shard_args=(--shard "$shard" --sharding round-robin)
 # targets are built for each mutant. They are the ones that exercise the
 # three modules: the unit tests, and the integration tests of verify,
 # policies, in-toto chains, stage-to-stage gates, the signer service and
-# the independent verifiers (tests/interop.rs).
+# the independent verifiers (tests/interop.rs), and the sidecar's claimed
+# subjects (tests/record.rs compares Claim::to_subject's names and digests
+# exactly; the other tests reaching it need a registry or pods).
 # shellcheck disable=SC2086
 exec cargo mutants --jobs 1 --timeout 240 --build-timeout 900 \
     --file 'src/verify/**' --file 'src/sign/**' --file 'src/provenance/**' \
@@ -59,4 +61,5 @@ exec cargo mutants --jobs 1 --timeout 240 --build-timeout 900 \
     --cargo-arg=--lib --cargo-arg=--test=verify --cargo-arg=--test=policy \
     --cargo-arg=--test=intoto --cargo-arg=--test=chain --cargo-arg=--test=signer \
     --cargo-arg=--test=signer_identity --cargo-arg=--test=interop \
+    --cargo-arg=--test=record \
     ${CARGO_MUTANTS_ARGS:-}

@@ -170,9 +170,8 @@ fn by_uring(t: &Tree, i: usize, n: usize) -> (u64, u8) {
         ring.submit_and_wait(1).expect("io_uring_enter");
         for cqe in ring.completion() {
             let (s, op) = ((cqe.user_data() >> 8) as usize, cqe.user_data() & 0xff);
-            if cqe.result() < 0 {
-                eprintln!("slot {s} op {op}: {}", cqe.result());
-            }
+            let what = ["statx", "openat", "read", "close"][op as usize];
+            assert!(cqe.result() >= 0, "{what}: errno {}", -cqe.result());
             if op == 2 {
                 got[s] = cqe.result();
             }
@@ -211,6 +210,14 @@ fn main() {
     let a: Vec<String> = std::env::args().collect();
     let root = std::path::PathBuf::from(a.get(1).expect("usage: uring_walk DIR [RUNS]"));
     let runs: usize = a.get(2).map_or(3, |r| r.parse().expect("RUNS"));
+    // Once on this machine (kernel 6.18) a thread waited for completions
+    // that never came, with nothing left in the kernel's queue; the bench
+    // must not hang on an experiment.
+    std::thread::spawn(|| {
+        std::thread::sleep(std::time::Duration::from_secs(120));
+        eprintln!("uring_walk: no result after 120 s (a completion never arrived)");
+        std::process::exit(3);
+    });
     let t0 = Instant::now();
     let t = list(&root);
     let list_ms = t0.elapsed().as_secs_f64() * 1000.0;

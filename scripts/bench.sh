@@ -56,6 +56,9 @@ bench_started="$(date +%s)"
 bench_nice="$(nice)"
 
 say() { echo "bench: $*" >&2; }
+# The first N lines, reading the rest: with pipefail, `| head` makes a
+# writer with more to say die of SIGPIPE and errexit end the bench.
+first() { awk -v n="$1" 'NR <= n'; }
 
 # --- prerequisites -----------------------------------------------------------
 need_apt=()
@@ -242,7 +245,7 @@ RS
             cp "$target_dir/tekton-lint/package.json" "$target_dir/tekton-lint/package-lock.json" "$d/"
             ;;
         archive)
-            [[ -f "$d/src.tar" ]] || tar -cf "$d/src.tar" -C "$(dirname "$(ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/ | head -n 1)")" . 2>>"$log"
+            [[ -f "$d/src.tar" ]] || tar -cf "$d/src.tar" -C "$(dirname "$(ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/ | first 1)")" . 2>>"$log"
             ;;
     esac
 }
@@ -918,7 +921,7 @@ finalize_runs files
 say "finalize: the same with one dirHash subject for the workspace"
 finalize_runs dirhash
 say "finalize: the same with one file chosen by --subject, the rest as one dirHash"
-subject_rel="$(cd "$A" && find . -type f | LC_ALL=C sort | head -n 1 | cut -c3-)"
+subject_rel="$(cd "$A" && find . -type f | LC_ALL=C sort | first 1 | cut -c3-)"
 finalize_runs subject
 fin_ws="${FIN[last_ws]:-}"
 # Post-hoc: hashing the same finished workspace from scratch (warm cache),
@@ -995,11 +998,11 @@ if [[ "${BENCH_PERF:-0}" == 1 ]]; then
             pr() { perf report -i "$scratch/perf.data" --stdio -g none "$@" 2>/dev/null | grep -v '^#' | grep -v '^$' | sed -e 's/ *- *- *$//' -e 's/ *$//'; }
             perf_summary="$(
                 echo "# CPU time by object (self)"
-                pr --no-children --sort dso | head -8
+                pr --no-children --sort dso | first 8
                 echo "# hottest symbols (self, >= 0.7%)"
-                pr --no-children --sort dso,symbol --percent-limit 0.7 | head -25
+                pr --no-children --sort dso,symbol --percent-limit 0.7 | first 25
                 echo "# syscalls and provenant functions (children = self + callees)"
-                pr --children --sort symbol --percent-limit 1 | grep -E '__x64_sys_|provenant::|sha2::|std::fs::|std::sys::fs' | head -20
+                pr --children --sort symbol --percent-limit 1 | grep -E '__x64_sys_|provenant::|sha2::|std::fs::|std::sys::fs' | first 20
             )"
         else
             perf_summary="perf record failed (see $log)"
@@ -1015,11 +1018,11 @@ if [[ "${BENCH_PERF:-0}" == 1 ]]; then
             rp() { perf report -i "$scratch/record.perf" --stdio -g none "$@" 2>/dev/null | grep -v '^#' | grep -v '^$' | sed -e 's/ *- *- *$//' -e 's/ *$//'; }
             sidecar_summary="$(
                 echo "# CPU time by thread"
-                rp --no-children --sort comm | head -6
+                rp --no-children --sort comm | first 6
                 echo "# hashing threads: syscalls and hot functions (children = self + callees, % of the thread)"
-                rp --children --comm provenant-hash- --percentage relative --sort symbol --percent-limit 3 | grep -E '__x64_sys_|provenant::|sha2::' | head -12
+                rp --children --comm provenant-hash- --percentage relative --sort symbol --percent-limit 3 | grep -E '__x64_sys_|provenant::|sha2::' | first 12
                 echo "# inotify thread (% of the thread)"
-                rp --children --comm provenant-watch --percentage relative --sort symbol --percent-limit 4 | grep -E '__x64_sys_|provenant::|memcmp|malloc' | head -12
+                rp --children --comm provenant-watch --percentage relative --sort symbol --percent-limit 4 | grep -E '__x64_sys_|provenant::|memcmp|malloc' | first 12
             )"
         fi
     else
@@ -1045,7 +1048,7 @@ echo "## provenant bench ($mode)"
 echo
 echo "- machine: $cores cores ($(nproc) online), ${cpu_model:-unknown CPU}, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo) RAM, load average at start $load_start, at end $load"
 echo "- other processes used ${others_pct}% of the machine's CPU during the ${measure_s}s of measurements (waited ${waited}s for < 10% before starting), hypervisor steal ${steal_pct}%; the bench runs at nice ${bench_nice}, so other work distorts every number"
-echo "- tools: $("$prov" --version), $in_toto_version, $(sha256sum --version | head -n 1), $(openssl version | cut -d' ' -f1-2)"
+echo "- tools: $("$prov" --version), $in_toto_version, $(sha256sum --version | first 1), $(openssl version | cut -d' ' -f1-2)"
 echo "- wall times: warm page cache, best of $runs after one warm-up run; finalize workspaces in $ws_root ($(df -PT "$bench_dir" | awk 'NR == 2 {print $2}') for workloads, $(stat -f -c %T "$(dirname "$ws_root")") for workspaces)"
 echo "- openssl speed -evp sha256 -bytes 16384: $ossl_core MB/s per core; ceiling $ossl_core x $cores = $ossl_ceiling MB/s (openssl -multi $cores measured $ossl_multi MB/s)"
 echo "- bench took ${total_s}s (release build ${build_s}s, workload generation ${gen_s}s, waiting for the machine to be idle ${waited}s)"

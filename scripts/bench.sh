@@ -1101,7 +1101,10 @@ for mode in files dirhash subject; do
         continue
     fi
     [[ -n "${FIN[$mode.note]:-}" ]] && row "finalize runs ($mode)" "stopped early: ${FIN[$mode.note]}" "" ""
-    row "finalize: build seen ended -> attestation written ($what; best of $runs; ${FIN[$mode.phases]})" "$ms ms" "<= 100 ms" "$(verdict "$ms" '<=' 100)"
+    # Issue 19 asks 80 ms for a subject per file; the aggregates keep 100.
+    fin_max=100
+    [[ "$mode" == files ]] && fin_max=80
+    row "finalize: build seen ended -> attestation written ($what; best of $runs; ${FIN[$mode.phases]})" "$ms ms" "<= $fin_max ms" "$(verdict "$ms" '<=' "$fin_max")"
     row "finalize: marker created -> record exited, wall ($mode)" "${FIN[$mode.wall]} ms" "info (<= 100 ms)" ""
     div="($ms > 0 ? $ms : 1)"
     r_post="$(calc "$posthoc_ms / $div")"
@@ -1113,6 +1116,9 @@ for mode in files dirhash subject; do
     row "record CPU in all, finalize included / cp -r CPU ($mode, max of $runs)" "${FIN[$mode.cpu_total]}%" "info" ""
 done
 row "floor: provenant digest CPU of the finished workspace / cp -r CPU (reading and hashing every byte once)" "$(calc "100 * ${digest_cpu} / ${FIN[files.cp_cpu]:-NA}")%" "info" ""
+floor_pct="$(calc "100 * ${digest_cpu} / ${FIN[files.cp_cpu]:-NA}")"
+floor_x="$(calc "${FIN[files.cpu]:-NA} / $floor_pct")"
+row "record CPU until the build ended / the floor (files)" "${floor_x}x" "<= 1.15x" "$(verdict "$floor_x" '<=' 1.15)"
 size_of() { if [[ "$1" == NA ]]; then echo N/A; elif (($1 >= 1000000)); then echo "$(mb "$1") MB"; else echo "$1 B"; fi; }
 for how in files tree dirhash; do
     row "statement, ${FILES[a]} materials as $how: size / envelope file" "$(size_of "${ST_BYTES[$how]:-NA}") / $(size_of "${ST_ENV[$how]:-NA}")" "info" ""

@@ -225,9 +225,12 @@ fn main() {
     let mut seen = [(0u64, 0u8); 2];
     // Warm-up of each, then alternating, so drift hits both.
     for run in 0..=runs {
-        for (k, f) in [by_syscalls as fn(&Tree, usize, usize) -> (u64, u8), by_uring]
-            .into_iter()
-            .enumerate()
+        for (k, f) in [
+            by_syscalls as fn(&Tree, usize, usize) -> (u64, u8),
+            by_uring,
+        ]
+        .into_iter()
+        .enumerate()
         {
             let (ms, b, x) = on_all_cores(&t, f);
             seen[k] = (b, x);

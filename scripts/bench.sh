@@ -271,7 +271,7 @@ real_build() {
 median() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{v[NR] = $1} END {if (NR == 0) print "NA"; else if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f", (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 real_runs() {
     local w="$1" pairs="${BENCH_REAL_PAIRS:-5}" i side ws st marker rec_pid
-    local without="" with="" overhead_cpu="" fin="" rss=0 note=""
+    local without="" with="" overhead_cpu="" fin="" rss=0 note="" cpu_without="" cpu_with=""
     real_prepare "$w"
     # On tmpfs with the finalize measure's workspaces (when /dev/shm has
     # room): on this machine's ext4 the same build's wall time moved by more
@@ -287,6 +287,8 @@ real_runs() {
             if [[ "$side" == without ]]; then
                 real_build "$w" "$ws" "$root/build.time" || { note="the build failed (see $log)"; break 2; }
                 without="$without $(cut -d' ' -f1 "$root/build.time")"
+                cpu_without="$cpu_without $(awk '{print $2 + $3}' "$root/build.time")"
+                echo "real $w pair $i without: $(cat "$root/build.time") (wall user sys, s)" >>"$log"
                 continue
             fi
             "$prov" snapshot --state "$st" --workspace "$ws" 2>>"$log" || { note="snapshot failed"; break 2; }
@@ -305,7 +307,9 @@ real_runs() {
             cat "$root/record.log" >>"$log"
             [[ -f "$root/record.failed" ]] && { note="record failed (see $log)"; break 2; }
             read -r wall u s <"$root/build.time"
+            echo "real $w pair $i with: $wall $u $s (wall user sys, s)" >>"$log"
             with="$with $wall"
+            cpu_with="$cpu_with $(calc "$u + $s")"
             local cpu_build_ms
             cpu_build_ms="$(grep -o 'cpu_build_ms=[0-9]*' "$root/record.log" | tail -n 1 | cut -d= -f2)"
             overhead_cpu="$overhead_cpu $(calc "100 * ${cpu_build_ms:-0} / 1000 / ($u + $s)")"
@@ -324,6 +328,10 @@ real_runs() {
     REAL[$w.with]="$mw"
     REAL[$w.overhead]="$(if [[ "$mw" != NA && "$mwo" != NA ]]; then calc "100 * ($mw - $mwo) / $mwo"; else echo NA; fi)"
     REAL[$w.cpu]="$(echo "$overhead_cpu" | median)"
+    # The build's own CPU: inotify's work on each write and close runs in
+    # the writer, so watching costs the build CPU the sidecar never sees.
+    REAL[$w.bcpu]="$(echo "$cpu_without" | median) s / $(echo "$cpu_with" | median) s"
+    REAL[$w.range]="$(echo "$without" | tr ' ' '\n' | grep -v '^$' | sort -n | awk 'NR == 1 {lo = $1} {hi = $1} END {print lo "-" hi}') s / $(echo "$with" | tr ' ' '\n' | grep -v '^$' | sort -n | awk 'NR == 1 {lo = $1} {hi = $1} END {print lo "-" hi}') s"
     REAL[$w.fin]="$(echo "$fin" | median)"
     REAL[$w.rss]="$(calc "$rss / 1024")"
     REAL[$w.note]="$note"
@@ -332,8 +340,8 @@ real_table() {
     echo
     echo "### Real builds, without and with the sidecar (${BENCH_REAL_PAIRS:-5} pairs, medians)"
     echo
-    echo "| build | files in the workspace | wall without / with | overhead | sidecar CPU during the build / build CPU | finalize | sidecar peak RSS |"
-    echo "|---|---:|---:|---:|---:|---:|---:|"
+    echo "| build | files in the workspace | wall without / with (range) | overhead | build's own CPU without / with | sidecar CPU during the build / build CPU | finalize | sidecar peak RSS |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|"
     local w tgt_o tgt_c
     for w in cargo npm archive; do
         case "$w" in
@@ -342,10 +350,10 @@ real_table() {
             archive) tgt_o="info"; tgt_c="info" ;;
         esac
         if [[ -n "${REAL[$w.note]:-}" ]]; then
-            echo "| $w | N/A: ${REAL[$w.note]} | | | | | |"
+            echo "| $w | N/A: ${REAL[$w.note]} | | | | | | |"
             continue
         fi
-        echo "| $w | ${REAL[$w.files]:-NA} | ${REAL[$w.without]} s / ${REAL[$w.with]} s | ${REAL[$w.overhead]}% (target $tgt_o) | ${REAL[$w.cpu]}% (target $tgt_c) | ${REAL[$w.fin]} ms (target <= 100 ms) | ${REAL[$w.rss]} MB |"
+        echo "| $w | ${REAL[$w.files]:-NA} | ${REAL[$w.without]} s / ${REAL[$w.with]} s (${REAL[$w.range]}) | ${REAL[$w.overhead]}% (target $tgt_o) | ${REAL[$w.bcpu]} | ${REAL[$w.cpu]}% (target $tgt_c) | ${REAL[$w.fin]} ms (target <= 100 ms) | ${REAL[$w.rss]} MB |"
     done
 }
 if [[ "${BENCH_REAL_ONLY:-0}" == 1 ]]; then
@@ -1048,7 +1056,7 @@ echo "## provenant bench ($mode)"
 echo
 echo "- machine: $cores cores ($(nproc) online), ${cpu_model:-unknown CPU}, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo) RAM, load average at start $load_start, at end $load"
 echo "- other processes used ${others_pct}% of the machine's CPU during the ${measure_s}s of measurements (waited ${waited}s for < 10% before starting), hypervisor steal ${steal_pct}%; the bench runs at nice ${bench_nice}, so other work distorts every number"
-echo "- tools: $("$prov" --version), $in_toto_version, $(sha256sum --version | first 1), $(openssl version | cut -d' ' -f1-2)"
+echo "- tools: $("$prov" --version | first 1), $in_toto_version, $(sha256sum --version | first 1), $(openssl version | cut -d' ' -f1-2)"
 echo "- wall times: warm page cache, best of $runs after one warm-up run; finalize workspaces in $ws_root ($(df -PT "$bench_dir" | awk 'NR == 2 {print $2}') for workloads, $(stat -f -c %T "$(dirname "$ws_root")") for workspaces)"
 echo "- openssl speed -evp sha256 -bytes 16384: $ossl_core MB/s per core; ceiling $ossl_core x $cores = $ossl_ceiling MB/s (openssl -multi $cores measured $ossl_multi MB/s)"
 echo "- bench took ${total_s}s (release build ${build_s}s, workload generation ${gen_s}s, waiting for the machine to be idle ${waited}s)"

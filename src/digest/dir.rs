@@ -176,8 +176,8 @@ impl Dir {
         }
     }
 
-    /// The kind of `name`, for file systems that leave `d_type` unknown.
-    pub fn kind_of(&self, name: &CStr) -> std::io::Result<Kind> {
+    /// `name`'s own metadata (a link's, not its target's).
+    pub fn stat_of(&self, name: &CStr) -> std::io::Result<libc::stat> {
         // SAFETY: stat is plain data; fstatat fills it.
         let mut st: libc::stat = unsafe { std::mem::zeroed() };
         let r = unsafe {
@@ -191,7 +191,12 @@ impl Dir {
         if r != 0 {
             return Err(std::io::Error::last_os_error());
         }
-        Ok(Kind::of_mode(st.st_mode))
+        Ok(st)
+    }
+
+    /// The kind of `name`, for file systems that leave `d_type` unknown.
+    pub fn kind_of(&self, name: &CStr) -> std::io::Result<Kind> {
+        self.stat_of(name).map(|st| Kind::of_mode(st.st_mode))
     }
 
     /// The entry's kind from the listing, or asked for.

@@ -273,6 +273,27 @@ impl OpenDir {
         dir::Dir::open_nofollow(path).map(OpenDir)
     }
 
+    /// Each entry's name (without NUL) and whether it is a directory (a
+    /// link to one is not), `.` and `..` left out. Listed with
+    /// `getdents64` into a buffer the thread keeps: `std::fs::read_dir`
+    /// allocates 32 KiB per directory, and under the watcher that
+    /// allocation (10k new directories in a `cp -r` of node_modules) made
+    /// glibc consolidate its fast bins each time.
+    pub fn for_each_entry(&self, mut f: impl FnMut(&std::ffi::CStr, bool)) -> std::io::Result<()> {
+        for (name, t) in self.0.list()?.iter() {
+            f(
+                name,
+                self.0.kind(name, t).is_ok_and(|k| k == dir::Kind::Dir),
+            );
+        }
+        Ok(())
+    }
+
+    /// The inode of `name` in this directory (a link's own).
+    pub fn ino_of(&self, name: &std::ffi::CStr) -> std::io::Result<u64> {
+        self.0.stat_of(name).map(|st| st.st_ino)
+    }
+
     /// [`hash_file_at`] for `name` in this directory.
     pub fn hash_file(
         &self,

@@ -355,7 +355,6 @@ impl Loop {
         start: RelPath,
         mut carried: Option<HashMap<Vec<u8>, Node>>,
     ) {
-        use std::os::unix::fs::MetadataExt;
         let strip = if start.is_empty() {
             0
         } else {
@@ -388,32 +387,33 @@ impl Loop {
                     return;
                 }
             }
-            let Ok(rd) = std::fs::read_dir(&abs) else {
+            // Swapped for a link since it was watched (the watch itself
+            // never follows one): the parent's events tell the rest.
+            let Ok(dir) = crate::digest::OpenDir::open(&abs) else {
                 continue;
             };
-            for de in rd.flatten() {
-                let rel = join(d.as_bytes(), de.file_name().as_bytes());
-                let is_dir = de.file_type().is_ok_and(|t| t.is_dir());
+            let _ = dir.for_each_entry(|name, is_dir| {
+                let rel = join(d.as_bytes(), name.to_bytes());
                 if self.excluded(top, &rel, is_dir) {
-                    continue;
+                    return;
                 }
                 if is_dir {
                     stack.push(RelPath::from_bytes(rel));
-                    continue;
+                    return;
                 }
                 if let Some(c) = carried.as_mut() {
                     if let Some(mut n) = c.remove(&rel[strip..]) {
-                        if de.metadata().is_ok_and(|m| m.ino() == n.ino) {
+                        if dir.ino_of(name).is_ok_and(|ino| ino == n.ino) {
                             n.gen = n.gen.wrapping_add(1);
                             ix[top].nodes.insert(RelPath::from_bytes(rel), n);
-                            continue;
+                            return;
                         }
                     }
                 }
                 if ix[top].touch(&rel, Touch::Appeared) {
                     self.touched.push((top, RelPath::from_bytes(rel)));
                 }
-            }
+            });
         }
     }
 
@@ -421,7 +421,12 @@ impl Loop {
     /// settles renames whose other half never came.
     pub(super) fn end_batch(&mut self, ix: &mut [TopIndex]) {
         let now = Instant::now();
-        for (top, k) in std::mem::take(&mut self.touched) {
+        // Drained, not taken: the lists keep their capacity from batch to
+        // batch. Freed each time (hundreds of KiB when a build writes fast),
+        // every free above 64 KiB made glibc consolidate its fast bins: 5%
+        // of this thread's CPU under `cp -r` of 100k files.
+        let mut touched = std::mem::take(&mut self.touched);
+        for (top, k) in touched.drain(..) {
             let Some(n) = ix[top].nodes.get_mut(k.as_bytes()) else {
                 continue;
             };
@@ -439,6 +444,7 @@ impl Loop {
             }
             n.due = Due::Nothing;
         }
+        self.touched = touched;
         while self.idle.front().is_some_and(|(t, ..)| *t <= now) {
             let Some((_, top, k, gen)) = self.idle.pop_front() else {
                 break;
@@ -471,16 +477,16 @@ impl Loop {
         if self.jobs.is_empty() {
             return;
         }
-        let jobs = std::mem::take(&mut self.jobs);
         {
             let mut n = self
                 .shared
                 .inflight
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            *n += jobs.len();
+            *n += self.jobs.len();
         }
-        let mut jobs = jobs.into_iter().peekable();
+        // Drained for the capacity's sake, as in `end_batch`.
+        let mut jobs = self.jobs.drain(..).peekable();
         while jobs.peek().is_some() {
             let chunk: Vec<Job> = jobs.by_ref().take(CHUNK).collect();
             let shared = self.shared.clone();

@@ -951,7 +951,6 @@ if [[ -n "$fin_ws" && -d "$fin_ws/a" ]]; then
     posthoc_sha="$(best_of par_sha256sum "$fin_ws")"
     # The floor for the sidecar's CPU: reading and hashing every byte the
     # build wrote, once (the median of $runs runs).
-    floor_runs=""
     for ((i = 0; i < runs; i++)); do
         /usr/bin/time -f '%U %S' -o "$scratch/digest.time" "$prov" --log-level warn digest "$fin_ws" >/dev/null 2>>"$log"
         read -r d_u d_s <"$scratch/digest.time"

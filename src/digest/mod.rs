@@ -276,9 +276,9 @@ impl OpenDir {
     /// Each entry's name (without NUL) and whether it is a directory (a
     /// link to one is not), `.` and `..` left out. Listed with
     /// `getdents64` into a buffer the thread keeps: `std::fs::read_dir`
-    /// allocates 32 KiB per directory, and under the watcher that
-    /// allocation (10k new directories in a `cp -r` of node_modules) made
-    /// glibc consolidate its fast bins each time.
+    /// allocates 32 KiB per directory (10k new directories in a `cp -r`
+    /// of node_modules), and each such allocation makes glibc consolidate
+    /// its fast bins.
     pub fn for_each_entry(&self, mut f: impl FnMut(&std::ffi::CStr, bool)) -> std::io::Result<()> {
         for (name, t) in self.0.list()?.iter() {
             f(

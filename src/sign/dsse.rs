@@ -296,7 +296,8 @@ impl Unsigned {
         // nothing, where after signing it added ~10 ms. It does wait for
         // `meanwhile`: made while the trees were still being freed, it
         // raised the sidecar's peak RSS from 62 to 75-85 MB at 100k files
-        // (the bench's finalize rows, 2026-12-02), for ~5 ms of latency.
+        // (the bench's finalize rows, 2026-12-02); the cost is ~10 ms of
+        // latency, the trim's madvise now being on the path.
         let (sig, payload) = rayon::join(
             || signer.sign(&self.buf[self.start..]),
             || {

@@ -18,10 +18,12 @@ use std::ffi::OsString;
 pub const HOOKS: &[&str] = &[
     // Pauses `snapshot` after the gate (tests/chain.rs: the swap race),
     // a write before its rename (tests/record.rs: the mid-finalize kill),
-    // a hash job before it opens its file (tests/watch.rs): crate::testhook.
+    // a hash job before it opens its file and the watcher before it opens
+    // a directory (tests/watch.rs): crate::testhook.
     crate::testhook::AFTER_GATE,
     crate::testhook::BEFORE_COMMIT,
     crate::testhook::BEFORE_HASH,
+    crate::testhook::BEFORE_SCAN,
     // Panics before the command starts (tests/cli_contract.rs).
     "PROVENANT_TEST_PANIC",
     // Moves the service-account mount (tests/completion.rs).
@@ -96,6 +98,7 @@ mod tests {
             crate::testhook::AFTER_GATE,
             crate::testhook::BEFORE_COMMIT,
             crate::testhook::BEFORE_HASH,
+            crate::testhook::BEFORE_SCAN,
         ] {
             crate::testhook::pause(h, "a release build must not pause");
         }

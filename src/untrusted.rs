@@ -340,6 +340,20 @@ pub fn open_nofollow(path: &Path) -> std::io::Result<OwnedFd> {
     })
 }
 
+/// The directory `rel` strictly beneath the open directory `dir`, without
+/// following a link in any component (`""` is `dir` itself): the watcher's
+/// directories, named relative to the root it opened at start, so that a
+/// directory the builder swaps for a link anywhere on the way is refused
+/// (`ELOOP`), not listed, watched or hashed through.
+pub fn open_dir_beneath(dir: std::os::fd::BorrowedFd<'_>, rel: &Path) -> std::io::Result<OwnedFd> {
+    let rel = if rel.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        rel
+    };
+    open_nofollow_at(dir.as_raw_fd(), rel, DIR_FLAGS, true)
+}
+
 /// Whether something (of any kind) is at `path`, without following links.
 pub fn exists(path: &Path) -> bool {
     std::fs::symlink_metadata(path).is_ok()

@@ -310,8 +310,224 @@ fn nested_roots_and_excludes_match_their_own_walks() {
     assert_exact(watch, &[ws.clone(), src.clone()], &opts);
 }
 
-/// The hook of the race test below: where the hashing threads pause.
+/// The hooks of the race tests below (src/testhook.rs): where the hashing
+/// threads pause, and where the watcher pauses before a directory.
 const PAUSE_BEFORE_HASH: &str = "PROVENANT_TEST_PAUSE_BEFORE_HASH";
+const PAUSE_BEFORE_SCAN: &str = "PROVENANT_TEST_PAUSE_BEFORE_SCAN";
+
+/// A hook is read from the environment when a watch starts, so a test that
+/// needs one runs itself again with it set, alone in its process. `None`:
+/// this was the outer run, and the inner one passed. `Some(flag)`: this is
+/// the inner run; the hook's flag file is `flag`, in a directory of its own.
+fn with_hook(name: &str, hook: &str) -> Option<PathBuf> {
+    if let Some(flag) = std::env::var_os(hook) {
+        return Some(PathBuf::from(flag));
+    }
+    let t = tempfile::tempdir().unwrap();
+    let o = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", name, "--nocapture", "--test-threads=1"])
+        .env(hook, t.path().join("pause"))
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success()
+            && out.contains(&format!("test {name} ... ok"))
+            && out.contains("test result: ok. 1 passed"),
+        "the run with the hook failed or did not run the test:\n{out}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    None
+}
+
+/// Every open of `dir` or of a file in it, seen by an inotify watch of our
+/// own: how a test knows the watcher never read the key's directory.
+struct OpenSpy(std::os::fd::OwnedFd);
+
+impl OpenSpy {
+    fn new(dir: &Path) -> OpenSpy {
+        use std::os::fd::FromRawFd;
+        use std::os::unix::ffi::OsStrExt;
+        // SAFETY: plain system calls; the path is NUL-terminated.
+        unsafe {
+            let fd = libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC);
+            assert!(fd >= 0);
+            let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).unwrap();
+            assert!(libc::inotify_add_watch(fd, c.as_ptr(), libc::IN_OPEN | libc::IN_ACCESS) >= 0);
+            OpenSpy(std::os::fd::OwnedFd::from_raw_fd(fd))
+        }
+    }
+
+    /// The events so far: what was opened or read ("." for `dir` itself).
+    fn seen(&self) -> Vec<String> {
+        use std::os::fd::AsRawFd;
+        let mut buf = vec![0u8; 64 * 1024];
+        // SAFETY: buf is valid for writes of its length.
+        let n = unsafe { libc::read(self.0.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        let mut out = Vec::new();
+        let mut at = 0;
+        let head = std::mem::size_of::<libc::inotify_event>();
+        while n > 0 && at + head <= n as usize {
+            let len = u32::from_ne_bytes(buf[at + 12..at + 16].try_into().unwrap()) as usize;
+            let name = &buf[at + head..at + head + len];
+            let name = String::from_utf8_lossy(name)
+                .trim_end_matches('\0')
+                .to_string();
+            out.push(if name.is_empty() { ".".into() } else { name });
+            at += head + len;
+        }
+        out
+    }
+}
+
+/// The workspace `base/ws` holding `x/d/f`, and the key's directory
+/// `base/secret` holding `d/f` with the key in it: what a builder swaps
+/// `x` for, a link, once the watcher is about to look below `x`.
+fn key_swap_setup(base: &Path) -> (PathBuf, PathBuf) {
+    let root = base.join("ws");
+    std::fs::create_dir_all(root.join("x/d")).unwrap();
+    std::fs::write(root.join("x/d/f"), b"a build output").unwrap();
+    let secret = base.join("secret");
+    std::fs::create_dir_all(secret.join("d")).unwrap();
+    std::fs::write(secret.join("d/f"), b"-----BEGIN PRIVATE KEY-----").unwrap();
+    (std::fs::canonicalize(root).unwrap(), secret)
+}
+
+fn swap_for_link(root: &Path, secret: &Path) {
+    std::fs::rename(root.join("x"), root.join("x2")).unwrap();
+    std::os::unix::fs::symlink(secret, root.join("x")).unwrap();
+}
+
+/// Releases every pause of the hook at `flag` until `done` is set; the
+/// first time the watcher pauses at `at`, swaps `x` for the link first.
+/// Returns whether the swap happened there.
+fn release_swapping_at(
+    flag: PathBuf,
+    at: PathBuf,
+    root: PathBuf,
+    secret: PathBuf,
+    done: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<bool> {
+    std::thread::spawn(move || {
+        let mut swapped = false;
+        while !done.load(Ordering::Relaxed) {
+            if let Ok(held) = std::fs::read_to_string(&flag) {
+                if !swapped && Path::new(&held) == at {
+                    swap_for_link(&root, &secret);
+                    swapped = true;
+                }
+                std::fs::remove_file(&flag).unwrap();
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        swapped
+    })
+}
+
+/// The watcher opens every directory beneath its root with no link
+/// followed, then watches and lists that open directory: a directory above
+/// the one it is about to scan, swapped for a link to the key's directory
+/// at that moment, is never watched, listed or hashed through (before, the
+/// absolute path it used followed the link). The scan hook
+/// (src/testhook.rs) holds the watcher before `x/d`, so the swap lands
+/// there every time; the test checks that it did.
+#[test]
+fn a_directory_swapped_for_a_link_before_its_scan_is_not_followed() {
+    let Some(flag) = with_hook(
+        "a_directory_swapped_for_a_link_before_its_scan_is_not_followed",
+        PAUSE_BEFORE_SCAN,
+    ) else {
+        return;
+    };
+    let (root, secret) = key_swap_setup(flag.parent().unwrap());
+    let spy = OpenSpy::new(&secret.join("d"));
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let releaser = release_swapping_at(
+        flag.clone(),
+        root.join("x/d"),
+        root.clone(),
+        secret.clone(),
+        done.clone(),
+    );
+    let watch = Watch::start(
+        std::slice::from_ref(&root),
+        &WatchOptions {
+            batch: Duration::from_secs(60),
+            threads: 1,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let observed = observe(watch, std::slice::from_ref(&root), &WalkOptions::default());
+    done.store(true, Ordering::Relaxed);
+    assert!(
+        releaser.join().unwrap(),
+        "the watcher never paused before x/d"
+    );
+    assert_eq!(
+        spy.seen(),
+        Vec::<String>::new(),
+        "the key's directory was read"
+    );
+    let names: Vec<String> = observed.0[0]
+        .entries
+        .iter()
+        .map(|e| e.path.as_path().display().to_string())
+        .collect();
+    assert_eq!(names, ["x", "x2/d/f"]);
+}
+
+/// The same swap while a hash job is about to open `x/d/f`: the job opens
+/// `x/d` beneath the root, meets the link and hashes nothing; the file is
+/// hashed under its new name, and the key is never opened.
+#[test]
+fn a_directory_swapped_for_a_link_before_a_hash_is_not_followed() {
+    let Some(flag) = with_hook(
+        "a_directory_swapped_for_a_link_before_a_hash_is_not_followed",
+        PAUSE_BEFORE_HASH,
+    ) else {
+        return;
+    };
+    let (root, secret) = key_swap_setup(flag.parent().unwrap());
+    let spy = OpenSpy::new(&secret.join("d"));
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let releaser = release_swapping_at(
+        flag.clone(),
+        root.join("x/d/f"),
+        root.clone(),
+        secret.clone(),
+        done.clone(),
+    );
+    let watch = Watch::start(
+        std::slice::from_ref(&root),
+        &WatchOptions {
+            batch: Duration::from_secs(60),
+            threads: 1,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    // The job for x/d/f is held until the swap; then it runs, before any
+    // event of the swap is read (a 60 s batch).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !root.join("x2").exists() {
+        assert!(Instant::now() < deadline, "the hash job never paused");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let observed = observe(watch, std::slice::from_ref(&root), &WalkOptions::default());
+    done.store(true, Ordering::Relaxed);
+    assert!(
+        releaser.join().unwrap(),
+        "the hash job never paused at x/d/f"
+    );
+    assert_eq!(spy.seen(), Vec::<String>::new(), "the key was read");
+    let names: Vec<String> = observed.0[0]
+        .entries
+        .iter()
+        .map(|e| e.path.as_path().display().to_string())
+        .collect();
+    assert_eq!(names, ["x", "x2/d/f"]);
+}
 
 #[test]
 fn a_digest_follows_a_rename_only_for_the_same_inode() {
@@ -326,22 +542,10 @@ fn a_digest_follows_a_rename_only_for_the_same_inode() {
     //
     // The hook is read from the environment when a watch starts, so the
     // test runs itself again with it set, alone in its process.
-    const NAME: &str = "a_digest_follows_a_rename_only_for_the_same_inode";
-    let Some(flag) = std::env::var_os(PAUSE_BEFORE_HASH).map(PathBuf::from) else {
-        let t = tempfile::tempdir().unwrap();
-        let o = std::process::Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", NAME, "--nocapture", "--test-threads=1"])
-            .env(PAUSE_BEFORE_HASH, t.path().join("pause"))
-            .output()
-            .unwrap();
-        let out = String::from_utf8_lossy(&o.stdout);
-        assert!(
-            o.status.success()
-                && out.contains(&format!("test {NAME} ... ok"))
-                && out.contains("test result: ok. 1 passed"),
-            "the run with the hook failed or did not run the test:\n{out}\n{}",
-            String::from_utf8_lossy(&o.stderr)
-        );
+    let Some(flag) = with_hook(
+        "a_digest_follows_a_rename_only_for_the_same_inode",
+        PAUSE_BEFORE_HASH,
+    ) else {
         return;
     };
     let root = flag.parent().unwrap().join("ws");

@@ -101,18 +101,9 @@ impl Dir {
         .map(Dir)
     }
 
-    /// A directory named by an absolute path whose last component must not
-    /// be a link (the watcher's directories).
-    pub fn open_nofollow(path: &Path) -> std::io::Result<Dir> {
-        let c = std::ffi::CString::new(path.as_os_str().as_bytes())?;
-        // SAFETY: NUL-terminated path, flag arguments.
-        cvt(unsafe {
-            libc::open(
-                c.as_ptr(),
-                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-            )
-        })
-        .map(Dir)
+    pub fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        use std::os::fd::AsFd;
+        self.0.as_fd()
     }
 
     /// A subdirectory; a link in its place is refused, never followed.

@@ -268,9 +268,18 @@ fn kind_of_open(mut f: File, git_blob: bool) -> std::io::Result<Option<(EntryKin
 pub struct OpenDir(dir::Dir);
 
 impl OpenDir {
-    /// `path`'s last component must be a directory, not a link to one.
-    pub fn open(path: &Path) -> std::io::Result<OpenDir> {
-        dir::Dir::open_nofollow(path).map(OpenDir)
+    /// `rel` strictly beneath the directory `top`, no link followed in any
+    /// component ([`crate::untrusted::open_dir_beneath`]). The watcher names
+    /// every directory this way: by an absolute path, a directory above
+    /// the last component that the builder swapped for a link (to the
+    /// key's directory, say) would be followed.
+    pub fn open_beneath(top: std::os::fd::BorrowedFd<'_>, rel: &Path) -> std::io::Result<OpenDir> {
+        crate::untrusted::open_dir_beneath(top, rel).map(|fd| OpenDir(dir::Dir::from_fd(fd)))
+    }
+
+    /// The open directory, for `*at` calls and `/proc/self/fd` (the watch).
+    pub fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.0.as_fd()
     }
 
     /// Each entry's name (without NUL) and whether it is a directory (a

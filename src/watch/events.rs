@@ -26,6 +26,8 @@ pub(super) struct Loop {
     pub(super) batch: Duration,
     pub(super) buf: Vec<u8>,
     pub(super) batch_no: u64,
+    /// [`crate::testhook::BEFORE_SCAN`], read once when the watch starts.
+    pub(super) pause_before_scan: Option<std::path::PathBuf>,
 }
 
 fn poll(fds: &mut [libc::pollfd], timeout: Option<Duration>) {
@@ -273,15 +275,17 @@ impl Loop {
     /// A file renamed inside the root keeps its digest when the file now at
     /// `to` is the inode that was hashed; anything else is hashed again.
     fn move_file(&mut self, ix: &mut [TopIndex], top: usize, from: &[u8], to: &[u8]) {
-        use std::os::unix::fs::MetadataExt;
         let t = &mut ix[top];
         t.take_subtree(to);
         let node = t
             .remove(from)
             .filter(|n| matches!(n.state, State::Known(_)) && n.due == Due::Nothing && n.ino != 0);
         if let Some(mut n) = node {
-            let abs = self.tops[top].abs.join(RelPath::from_bytes(to).as_path());
-            if std::fs::symlink_metadata(&abs).is_ok_and(|m| m.ino() == n.ino) {
+            let (parent, name) = split_name(to);
+            let same = self.tops[top].open_dir(parent).is_ok_and(|d| {
+                std::ffi::CString::new(name).is_ok_and(|c| d.ino_of(&c).is_ok_and(|i| i == n.ino))
+            });
+            if same {
                 n.gen = n.gen.wrapping_add(1);
                 t.nodes.insert(RelPath::from_bytes(to), n);
                 return;
@@ -362,8 +366,34 @@ impl Loop {
         };
         let mut stack = vec![start];
         while let Some(d) = stack.pop() {
+            if let Some(flag) = &self.pause_before_scan {
+                let abs = self.tops[top].abs.join(d.as_path());
+                crate::testhook::pause_at(flag, &abs.display().to_string());
+            }
+            // Opened first, beneath the root with no link followed, then
+            // watched through the descriptor and listed: all three see the
+            // same directory, whatever the builder swaps meanwhile. A link
+            // on the way (ELOOP), or nothing there any more: the parent's
+            // events tell the rest.
+            let dir = match self.tops[top].open_dir(d.as_bytes()) {
+                Ok(dir) => dir,
+                Err(e)
+                    if matches!(
+                        e.raw_os_error(),
+                        Some(libc::ENOENT | libc::ENOTDIR | libc::ELOOP)
+                    ) =>
+                {
+                    continue
+                }
+                Err(e) => {
+                    let abs = self.tops[top].abs.join(d.as_path());
+                    let reason = format!("cannot open {}: {e}", crate::escape::path(&abs));
+                    degrade(&mut ix[top], reason);
+                    return;
+                }
+            };
             let abs = self.tops[top].abs.join(d.as_path());
-            match self.ino.add(&abs) {
+            match self.ino.add_open(dir.as_fd(), &abs) {
                 Ok(wd) => {
                     if let Some((t, old)) = self.dirs.insert(wd, (top, d.clone())) {
                         self.dir_wds[t].remove(old.as_bytes());
@@ -387,11 +417,6 @@ impl Loop {
                     return;
                 }
             }
-            // Swapped for a link since it was watched (the watch itself
-            // never follows one): the parent's events tell the rest.
-            let Ok(dir) = crate::digest::OpenDir::open(&abs) else {
-                continue;
-            };
             let _ = dir.for_each_entry(|name, is_dir| {
                 let rel = join(d.as_bytes(), name.to_bytes());
                 if self.excluded(top, &rel, is_dir) {

@@ -24,16 +24,13 @@ pub(super) fn hash_jobs(shared: &Shared, tops: &[Top], jobs: Vec<Job>, git_blobs
             crate::testhook::pause_at(flag, &abs.display().to_string());
         }
         let rel = j.rel.as_bytes();
-        let (parent, base) = match rel.iter().rposition(|b| *b == b'/') {
-            Some(i) => (&rel[..i], &rel[i + 1..]),
-            None => (&rel[..0], rel),
-        };
+        let (parent, base) = split_name(rel);
         if !dir
             .as_ref()
             .is_some_and(|(t, p, _)| *t == j.top && p.as_slice() == parent)
         {
-            let abs = tops[j.top].abs.join(RelPath::from_bytes(parent).as_path());
-            dir = digest::OpenDir::open(&abs)
+            dir = tops[j.top]
+                .open_dir(parent)
                 .ok()
                 .map(|d| (j.top, parent.to_vec(), d));
         }

@@ -9,7 +9,7 @@
 //! machine. Here the mask is only what the index needs, events are read
 //! 64 KiB at a time after a short batching pause, and parsed in place.
 use std::ffi::CString;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
@@ -26,7 +26,8 @@ use std::path::Path;
 /// * `DELETE_SELF`, `MOVE_SELF`: a watched root itself went away.
 ///
 /// `ONLYDIR` and `DONT_FOLLOW` make a directory swapped for a link between
-/// listing and watching fail instead of watching the link's target;
+/// listing and watching fail instead of watching the link's target (only
+/// where a watch is added by path, [`Inotify::add_open`]'s fallback);
 /// `EXCL_UNLINK` drops events for files already unlinked.
 pub(super) const MASK: u32 = libc::IN_CLOSE_WRITE
     | libc::IN_MODIFY
@@ -68,6 +69,40 @@ impl Inotify {
             return Err(std::io::Error::last_os_error());
         }
         Ok(wd)
+    }
+
+    /// Watches the directory open as `dir` (opened beneath the root with no
+    /// link followed, [`crate::digest::OpenDir::open_beneath`]), through
+    /// its `/proc/self/fd` entry: `inotify_add_watch` takes only a path,
+    /// and a path resolved again could meet a directory the builder has
+    /// since swapped for a link (`DONT_FOLLOW` guards only the last
+    /// component). The magic link names the very inode we opened, so the
+    /// watch is on the directory that is then listed. Without procfs
+    /// (never in a pod; a chroot, say) the directory's absolute path
+    /// `abs` is used, as the first versions did.
+    pub fn add_open(&self, dir: BorrowedFd<'_>, abs: &Path) -> std::io::Result<i32> {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        static NO_PROC: AtomicBool = AtomicBool::new(false);
+        if !NO_PROC.load(Ordering::Relaxed) {
+            let c = CString::new(format!("/proc/self/fd/{}", dir.as_raw_fd()))?;
+            // DONT_FOLLOW would refuse the magic link itself.
+            let mask = MASK & !libc::IN_DONT_FOLLOW;
+            // SAFETY: valid fd and NUL-terminated path.
+            let wd = unsafe { libc::inotify_add_watch(self.fd.as_raw_fd(), c.as_ptr(), mask) };
+            if wd >= 0 {
+                return Ok(wd);
+            }
+            let e = std::io::Error::last_os_error();
+            // ENOENT here is /proc missing (our descriptor is open); any
+            // other error is the watch's own (ENOSPC: the limit).
+            if e.raw_os_error() != Some(libc::ENOENT) {
+                return Err(e);
+            }
+            if !NO_PROC.swap(true, Ordering::Relaxed) {
+                tracing::warn!("/proc/self/fd is missing: directories are watched by path, which follows a directory swapped for a link above the last component");
+            }
+        }
+        self.add(abs)
     }
 
     /// Stops watching `wd` (a directory that left the workspace).

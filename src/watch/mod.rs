@@ -118,6 +118,9 @@ impl Default for WatchOptions {
 #[derive(Debug, Clone)]
 struct Top {
     abs: PathBuf,
+    /// The root, opened when the watch starts: every directory below it is
+    /// opened relative to it, never through a link (`OpenDir::open_beneath`).
+    fd: Arc<OwnedFd>,
     /// Roots below this one, relative to it.
     nested: Vec<Vec<u8>>,
 }
@@ -130,6 +133,22 @@ struct Shared {
     stats: WatchStats,
     /// [`crate::testhook::BEFORE_HASH`], read once when the watch starts.
     pause_before_hash: Option<PathBuf>,
+}
+
+/// `rel`'s directory and last component.
+fn split_name(rel: &[u8]) -> (&[u8], &[u8]) {
+    match rel.iter().rposition(|b| *b == b'/') {
+        Some(i) => (&rel[..i], &rel[i + 1..]),
+        None => (&rel[..0], rel),
+    }
+}
+
+impl Top {
+    /// The directory `rel` below this root, no link followed on the way.
+    fn open_dir(&self, rel: &[u8]) -> std::io::Result<digest::OpenDir> {
+        use std::os::fd::AsFd;
+        digest::OpenDir::open_beneath(self.fd.as_fd(), RelPath::from_bytes(rel).as_path())
+    }
 }
 
 impl Shared {
@@ -208,10 +227,22 @@ impl Watch {
                     let rel = r.strip_prefix(&t.abs).unwrap_or(Path::new(""));
                     t.nested.push(rel.as_os_str().as_bytes().to_vec());
                 }
-                None => tops.push(Top {
-                    abs: r,
-                    nested: Vec::new(),
-                }),
+                None => {
+                    use std::os::unix::fs::OpenOptionsExt;
+                    // Canonical, so no link is left in it to refuse.
+                    let fd = std::fs::OpenOptions::new()
+                        .read(true)
+                        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW)
+                        .open(&r)
+                        .map_err(|e| {
+                            WatchError::Start(format!("{}: {e}", crate::escape::path(&r)))
+                        })?;
+                    tops.push(Top {
+                        abs: r,
+                        fd: Arc::new(fd.into()),
+                        nested: Vec::new(),
+                    })
+                }
             }
         }
         let tops = Arc::new(tops);
@@ -257,6 +288,7 @@ impl Watch {
             batch: opts.batch,
             buf: vec![0u8; 64 * 1024],
             batch_no: 0,
+            pause_before_scan: crate::testhook::flag(crate::testhook::BEFORE_SCAN),
         };
         {
             let shared = shared.clone();

@@ -37,7 +37,7 @@ impl Observed {
                 .into_par_iter()
                 .map(|(k, n)| {
                     let abs = abs_top.join(k.as_path());
-                    n.state = match digest::entry_kind_at(&abs, git_blobs) {
+                    n.state = match resolve_beneath(top, k.as_bytes(), git_blobs) {
                         Ok(Some((kind, ino))) => {
                             n.ino = ino;
                             State::Known(kind)
@@ -170,4 +170,25 @@ impl Observed {
     pub fn unwatch(&mut self) -> impl Send {
         self.leftover.take()
     }
+}
+
+/// [`digest::entry_kind_at`] for `rel` below the root, its directory
+/// opened beneath the root with no link followed: an entry whose path now
+/// runs through a link (a directory swapped for one after its last event)
+/// no longer names a file of the workspace, and is dropped (`Ok(None)`),
+/// never read through the link.
+fn resolve_beneath(
+    top: &Top,
+    rel: &[u8],
+    git_blobs: bool,
+) -> std::io::Result<Option<(EntryKind, u64)>> {
+    let (parent, name) = split_name(rel);
+    let dir = match top.open_dir(parent) {
+        Ok(d) => d,
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ELOOP | libc::ENOTDIR)) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let name = std::ffi::CString::new(name)
+        .map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
+    dir.hash_file(&name, git_blobs)
 }

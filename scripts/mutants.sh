@@ -38,11 +38,14 @@ if [ ! -d "$CARGO_TARGET_DIR/debug/deps" ] && [ -d target/debug/deps ]; then
     mkdir -p "$CARGO_TARGET_DIR/debug/deps"
     cp -a target/debug/.fingerprint target/debug/build "$CARGO_TARGET_DIR/debug/"
     find target/debug/deps -maxdepth 1 \( -name '*.rlib' -o -name '*.rmeta' -o -name '*.so' \) \
-        -exec cp -a {} "$CARGO_TARGET_DIR/debug/deps/" +
+        -exec cp -a -t "$CARGO_TARGET_DIR/debug/deps/" {} +
 fi
 # The copies have no target/interop-venv or target/sigstore-js of their own.
 export PROVENANT_PYTHON="${PROVENANT_PYTHON:-$repo/target/interop-venv/bin/python}"
 export SIGSTORE_JS_DIR="${SIGSTORE_JS_DIR:-$repo/target/sigstore-js}"
+
+# cargo-mutants creates only the last component of -o.
+mkdir -p "$out"
 
 shard_args=(--shard "$shard" --sharding round-robin)
 [ "$shard" = all ] && shard_args=()

@@ -24,9 +24,9 @@ pub const BEFORE_COMMIT: &str = "PROVENANT_TEST_PAUSE_BEFORE_COMMIT";
 /// path (tests/watch.rs).
 pub const BEFORE_HASH: &str = "PROVENANT_TEST_PAUSE_BEFORE_HASH";
 /// Read when a watch starts (`crate::watch`): the watcher pauses before it
-/// opens, watches and lists each directory it scans. The flag holds the
-/// directory's path (tests/watch.rs: a directory above it swapped for a
-/// link to the key's).
+/// opens each directory it scans, and again before it watches the open
+/// directory. The flag holds `open PATH` or `watch PATH` (tests/watch.rs:
+/// a directory above it swapped for a link to the key's at each moment).
 pub const BEFORE_SCAN: &str = "PROVENANT_TEST_PAUSE_BEFORE_SCAN";
 
 /// The flag file the hook `var` is set to, if any (never in a release

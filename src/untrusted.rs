@@ -332,7 +332,7 @@ pub fn open_nofollow(path: &Path) -> std::io::Result<OwnedFd> {
         if e.raw_os_error() == Some(libc::ELOOP) {
             std::io::Error::new(
                 std::io::ErrorKind::InvalidInput,
-                "a symbolic link in the path; inputs the gate verifies are never reached through links",
+                "a symbolic link in the path; paths a build can write are never followed through links",
             )
         } else {
             e

@@ -177,6 +177,44 @@ fn symlink(target: &Path, link: &Path) {
     std::os::unix::fs::symlink(target, link).unwrap();
 }
 
+/// An input root swapped for a link to the key's directory after the
+/// snapshot, before the sidecar starts (or while it runs): the sidecar
+/// neither watches nor walks through it. Before, the root was canonicalized
+/// and became a watched root of its own, and the key's digest (named
+/// `ws/source/k.key`) went into the attestation as a changed input.
+#[test]
+fn an_input_swapped_for_a_link_to_the_key_is_refused() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let key = pod(d, false);
+    std::fs::rename(d.join("ws/source"), d.join("ws/source.orig")).unwrap();
+    symlink(d, &d.join("ws/source"));
+    let m = record(d, &[]);
+    // It fails before it logs its peak RSS: assert_no_key's RSS check
+    // does not apply; the rest of it does.
+    let all = format!("{}\n{}", m.run.stdout, m.run.stderr);
+    for f in key_fragments(&key) {
+        assert!(!all.contains(&f), "key material {f:?} leaked:\n{all}");
+    }
+    assert!(
+        !all.contains("PRIVATE KEY") && !all.contains("panicked"),
+        "{all}"
+    );
+    assert_eq!(m.run.code, 3, "{}", m.run.stderr);
+    assert!(
+        m.run.stderr.contains("ws/source") && m.run.stderr.contains("a symbolic link in the path"),
+        "the refusal names the root and why:\n{}",
+        m.run.stderr
+    );
+    assert!(
+        !d.join("state/provenance.intoto.jsonl").exists(),
+        "an attestation was written"
+    );
+    // The key's digest is nowhere in what the sidecar wrote.
+    let key_digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(key.as_bytes()));
+    assert!(!all.contains(&key_digest), "the key's digest:\n{all}");
+}
+
 const DIGEST_OK: &str = "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
 
 /// Links, a hard link, to the key from every file the sidecar reads:

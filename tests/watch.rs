@@ -403,7 +403,7 @@ fn swap_for_link(root: &Path, secret: &Path) {
 /// Returns whether the swap happened there.
 fn release_swapping_at(
     flag: PathBuf,
-    at: PathBuf,
+    at: String,
     root: PathBuf,
     secret: PathBuf,
     done: std::sync::Arc<std::sync::atomic::AtomicBool>,
@@ -412,7 +412,7 @@ fn release_swapping_at(
         let mut swapped = false;
         while !done.load(Ordering::Relaxed) {
             if let Ok(held) = std::fs::read_to_string(&flag) {
-                if !swapped && Path::new(&held) == at {
+                if !swapped && held == at {
                     swap_for_link(&root, &secret);
                     swapped = true;
                 }
@@ -424,27 +424,46 @@ fn release_swapping_at(
     })
 }
 
+/// The inodes of every inotify watch this process holds, except on the
+/// descriptor `but` (the spy's own), from `/proc/self/fdinfo`.
+fn watched_inodes(but: i32) -> Vec<u64> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc/self/fdinfo").unwrap().flatten() {
+        if e.file_name().to_str() == Some(&but.to_string()) {
+            continue;
+        }
+        let Ok(text) = std::fs::read_to_string(e.path()) else {
+            continue;
+        };
+        for l in text.lines().filter(|l| l.starts_with("inotify wd:")) {
+            let ino = l.split_whitespace().find_map(|w| w.strip_prefix("ino:"));
+            out.extend(ino.and_then(|h| u64::from_str_radix(h, 16).ok()));
+        }
+    }
+    out
+}
+
 /// The watcher opens every directory beneath its root with no link
 /// followed, then watches and lists that open directory: a directory above
-/// the one it is about to scan, swapped for a link to the key's directory
-/// at that moment, is never watched, listed or hashed through (before, the
-/// absolute path it used followed the link). The scan hook
-/// (src/testhook.rs) holds the watcher before `x/d`, so the swap lands
-/// there every time; the test checks that it did.
-#[test]
-fn a_directory_swapped_for_a_link_before_its_scan_is_not_followed() {
-    let Some(flag) = with_hook(
-        "a_directory_swapped_for_a_link_before_its_scan_is_not_followed",
-        PAUSE_BEFORE_SCAN,
-    ) else {
-        return;
-    };
+/// the one it is about to scan, swapped for a link to the key's directory,
+/// is never watched, listed or hashed through (before, the absolute path
+/// it used followed the link). The scan hook (src/testhook.rs) holds the
+/// watcher before it opens `x/d` (`at` = "open"), or after it opened it
+/// and before it adds the watch ("watch"), so the swap lands there every
+/// time; the test checks that it did. Seen from outside: no open of the
+/// key's directory (an inotify watch of the test's own), no inotify watch
+/// on it (`/proc/self/fdinfo`), nothing degraded, and the final tree is
+/// exactly the link and the renamed directory's file.
+fn swap_during_scan(flag: &Path, at: &str) {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::MetadataExt;
     let (root, secret) = key_swap_setup(flag.parent().unwrap());
+    let secret_ino = std::fs::metadata(secret.join("d")).unwrap().ino();
     let spy = OpenSpy::new(&secret.join("d"));
     let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let releaser = release_swapping_at(
-        flag.clone(),
-        root.join("x/d"),
+        flag.to_path_buf(),
+        format!("{at} {}", root.join("x/d").display()),
         root.clone(),
         secret.clone(),
         done.clone(),
@@ -458,23 +477,50 @@ fn a_directory_swapped_for_a_link_before_its_scan_is_not_followed() {
         },
     )
     .unwrap();
-    let observed = observe(watch, std::slice::from_ref(&root), &WalkOptions::default());
+    let watched = watched_inodes(spy.0.as_raw_fd());
+    let (trees, degraded) = observe(watch, std::slice::from_ref(&root), &WalkOptions::default());
     done.store(true, Ordering::Relaxed);
     assert!(
         releaser.join().unwrap(),
-        "the watcher never paused before x/d"
+        "the watcher never paused at {at} x/d"
     );
     assert_eq!(
         spy.seen(),
         Vec::<String>::new(),
         "the key's directory was read"
     );
-    let names: Vec<String> = observed.0[0]
+    assert!(
+        !watched.contains(&secret_ino),
+        "the key's directory was watched"
+    );
+    assert!(!watched.is_empty(), "no watch seen in /proc/self/fdinfo");
+    assert_eq!(degraded, 0);
+    let names: Vec<String> = trees[0]
         .entries
         .iter()
         .map(|e| e.path.as_path().display().to_string())
         .collect();
     assert_eq!(names, ["x", "x2/d/f"]);
+}
+
+#[test]
+fn a_directory_swapped_for_a_link_before_its_scan_is_not_followed() {
+    if let Some(flag) = with_hook(
+        "a_directory_swapped_for_a_link_before_its_scan_is_not_followed",
+        PAUSE_BEFORE_SCAN,
+    ) {
+        swap_during_scan(&flag, "open");
+    }
+}
+
+#[test]
+fn a_directory_swapped_for_a_link_before_its_watch_is_not_followed() {
+    if let Some(flag) = with_hook(
+        "a_directory_swapped_for_a_link_before_its_watch_is_not_followed",
+        PAUSE_BEFORE_SCAN,
+    ) {
+        swap_during_scan(&flag, "watch");
+    }
 }
 
 /// The same swap while a hash job is about to open `x/d/f`: the job opens
@@ -493,7 +539,7 @@ fn a_directory_swapped_for_a_link_before_a_hash_is_not_followed() {
     let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let releaser = release_swapping_at(
         flag.clone(),
-        root.join("x/d/f"),
+        root.join("x/d/f").display().to_string(),
         root.clone(),
         secret.clone(),
         done.clone(),
@@ -514,14 +560,15 @@ fn a_directory_swapped_for_a_link_before_a_hash_is_not_followed() {
         assert!(Instant::now() < deadline, "the hash job never paused");
         std::thread::sleep(Duration::from_millis(5));
     }
-    let observed = observe(watch, std::slice::from_ref(&root), &WalkOptions::default());
+    let (trees, degraded) = observe(watch, std::slice::from_ref(&root), &WalkOptions::default());
     done.store(true, Ordering::Relaxed);
     assert!(
         releaser.join().unwrap(),
         "the hash job never paused at x/d/f"
     );
     assert_eq!(spy.seen(), Vec::<String>::new(), "the key was read");
-    let names: Vec<String> = observed.0[0]
+    assert_eq!(degraded, 0);
+    let names: Vec<String> = trees[0]
         .entries
         .iter()
         .map(|e| e.path.as_path().display().to_string())
@@ -582,4 +629,33 @@ fn a_digest_follows_a_rename_only_for_the_same_inode() {
     assert_eq!(watch.stats().events.load(Ordering::Relaxed), 0);
     assert_eq!(watch.stats().stale.load(Ordering::Relaxed), 0);
     assert_exact(watch, std::slice::from_ref(&root), &WalkOptions::default());
+}
+
+/// The same swap after the build ended, before what the watcher had not
+/// hashed yet is resolved (a file still open for writing when the build
+/// ended): the entry's directory is opened beneath the root, meets the
+/// link, and the entry is dropped, never hashed through it.
+#[test]
+fn a_directory_swapped_for_a_link_before_the_end_resolution_is_not_followed() {
+    use std::io::Write;
+    let t = tempfile::tempdir().unwrap();
+    let (root, secret) = key_swap_setup(t.path());
+    let watch = Watch::start(std::slice::from_ref(&root), &WatchOptions::default()).unwrap();
+    // Written and never closed: left to the resolution.
+    let mut writer = std::fs::OpenOptions::new()
+        .append(true)
+        .open(root.join("x/d/f"))
+        .unwrap();
+    writer.write_all(b" and more").unwrap();
+    let mut observed = watch.finish();
+    swap_for_link(&root, &secret);
+    let spy = OpenSpy::new(&secret.join("d"));
+    assert_eq!(observed.resolve(ErrorPolicy::Fail).unwrap(), 1);
+    assert_eq!(spy.seen(), Vec::<String>::new(), "the key was read");
+    let tree = observed
+        .tree(&root, &WalkOptions::default(), false)
+        .unwrap()
+        .unwrap();
+    assert!(tree.entries.is_empty(), "{:?}", tree.entries);
+    drop(writer);
 }

@@ -303,6 +303,38 @@ impl OpenDir {
         self.0.stat_of(name).map(|st| st.st_ino)
     }
 
+    /// [`entry_kind_at`] for `name` in this directory: looked at with
+    /// `fstatat` first, so a FIFO or device is recorded without being
+    /// opened (an open would release a writer blocked on the FIFO).
+    pub fn entry_kind(
+        &self,
+        name: &std::ffi::CStr,
+        git_blob: bool,
+    ) -> std::io::Result<Option<(EntryKind, u64)>> {
+        let st = self.0.stat_of(name)?;
+        let kind = match st.st_mode & libc::S_IFMT {
+            libc::S_IFREG => return self.hash_file(name, git_blob),
+            libc::S_IFDIR => return Ok(None),
+            libc::S_IFLNK => EntryKind::Symlink {
+                target: self.0.read_link(name)?,
+            },
+            libc::S_IFIFO => EntryKind::Special {
+                kind: SpecialKind::Fifo,
+            },
+            libc::S_IFSOCK => EntryKind::Special {
+                kind: SpecialKind::Socket,
+            },
+            libc::S_IFCHR => EntryKind::Special {
+                kind: SpecialKind::CharDevice,
+            },
+            libc::S_IFBLK => EntryKind::Special {
+                kind: SpecialKind::BlockDevice,
+            },
+            _ => return Ok(None),
+        };
+        Ok(Some((kind, st.st_ino)))
+    }
+
     /// [`hash_file_at`] for `name` in this directory.
     pub fn hash_file(
         &self,

@@ -227,6 +227,10 @@ impl Sidecar {
             },
             progress: false,
             git_blobs: self.materials_as == MaterialsAs::Tree,
+            // Roots are volume mounts: a link anywhere in a root's path at
+            // the end of the build was put there by the builder (an input
+            // swapped for a link to the key's directory), and is refused.
+            root_nofollow: true,
             ..Default::default()
         };
         // A statement with a subject per file can be 17 MB: its buffer is

@@ -366,10 +366,13 @@ impl Loop {
         };
         let mut stack = vec![start];
         while let Some(d) = stack.pop() {
-            if let Some(flag) = &self.pause_before_scan {
-                let abs = self.tops[top].abs.join(d.as_path());
-                crate::testhook::pause_at(flag, &abs.display().to_string());
-            }
+            let pause = |at: &str| {
+                if let Some(flag) = &self.pause_before_scan {
+                    let abs = self.tops[top].abs.join(d.as_path());
+                    crate::testhook::pause_at(flag, &format!("{at} {}", abs.display()));
+                }
+            };
+            pause("open");
             // Opened first, beneath the root with no link followed, then
             // watched through the descriptor and listed: all three see the
             // same directory, whatever the builder swaps meanwhile. A link
@@ -392,8 +395,9 @@ impl Loop {
                     return;
                 }
             };
+            pause("watch");
             let abs = self.tops[top].abs.join(d.as_path());
-            match self.ino.add_open(dir.as_fd(), &abs) {
+            match self.ino.add_open(dir.as_fd()) {
                 Ok(wd) => {
                     if let Some((t, old)) = self.dirs.insert(wd, (top, d.clone())) {
                         self.dir_wds[t].remove(old.as_bytes());

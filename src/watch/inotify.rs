@@ -10,8 +10,6 @@
 //! 64 KiB at a time after a short batching pause, and parsed in place.
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
 
 /// What we subscribe to on every watched directory.
 ///
@@ -26,8 +24,9 @@ use std::path::Path;
 /// * `DELETE_SELF`, `MOVE_SELF`: a watched root itself went away.
 ///
 /// `ONLYDIR` and `DONT_FOLLOW` make a directory swapped for a link between
-/// listing and watching fail instead of watching the link's target (only
-/// where a watch is added by path, [`Inotify::add_open`]'s fallback);
+/// listing and watching fail instead of watching the link's target where a
+/// watch is added by path (the unit tests; the watcher uses
+/// [`Inotify::add_open`]);
 /// `EXCL_UNLINK` drops events for files already unlinked.
 pub(super) const MASK: u32 = libc::IN_CLOSE_WRITE
     | libc::IN_MODIFY
@@ -61,7 +60,9 @@ impl Inotify {
 
     /// Watches the directory `path`; the same directory twice gives the
     /// same watch descriptor.
-    pub fn add(&self, path: &Path) -> std::io::Result<i32> {
+    #[cfg(test)]
+    pub fn add(&self, path: &std::path::Path) -> std::io::Result<i32> {
+        use std::os::unix::ffi::OsStrExt;
         let c = CString::new(path.as_os_str().as_bytes())?;
         // SAFETY: valid fd and NUL-terminated path.
         let wd = unsafe { libc::inotify_add_watch(self.fd.as_raw_fd(), c.as_ptr(), MASK) };
@@ -78,31 +79,26 @@ impl Inotify {
     /// since swapped for a link (`DONT_FOLLOW` guards only the last
     /// component). The magic link names the very inode we opened, so the
     /// watch is on the directory that is then listed. Without procfs
-    /// (never in a pod; a chroot, say) the directory's absolute path
-    /// `abs` is used, as the first versions did.
-    pub fn add_open(&self, dir: BorrowedFd<'_>, abs: &Path) -> std::io::Result<i32> {
-        use std::sync::atomic::{AtomicBool, Ordering};
-        static NO_PROC: AtomicBool = AtomicBool::new(false);
-        if !NO_PROC.load(Ordering::Relaxed) {
-            let c = CString::new(format!("/proc/self/fd/{}", dir.as_raw_fd()))?;
-            // DONT_FOLLOW would refuse the magic link itself.
-            let mask = MASK & !libc::IN_DONT_FOLLOW;
-            // SAFETY: valid fd and NUL-terminated path.
-            let wd = unsafe { libc::inotify_add_watch(self.fd.as_raw_fd(), c.as_ptr(), mask) };
-            if wd >= 0 {
-                return Ok(wd);
-            }
-            let e = std::io::Error::last_os_error();
-            // ENOENT here is /proc missing (our descriptor is open); any
-            // other error is the watch's own (ENOSPC: the limit).
-            if e.raw_os_error() != Some(libc::ENOENT) {
-                return Err(e);
-            }
-            if !NO_PROC.swap(true, Ordering::Relaxed) {
-                tracing::warn!("/proc/self/fd is missing: directories are watched by path, which follows a directory swapped for a link above the last component");
-            }
+    /// (never in a pod; a chroot, say) this fails, and the root is
+    /// degraded (walked when the build ends) rather than watched by path.
+    pub fn add_open(&self, dir: BorrowedFd<'_>) -> std::io::Result<i32> {
+        let c = CString::new(format!("/proc/self/fd/{}", dir.as_raw_fd()))?;
+        // DONT_FOLLOW would refuse the magic link itself.
+        let mask = MASK & !libc::IN_DONT_FOLLOW;
+        // SAFETY: valid fd and NUL-terminated path.
+        let wd = unsafe { libc::inotify_add_watch(self.fd.as_raw_fd(), c.as_ptr(), mask) };
+        if wd >= 0 {
+            return Ok(wd);
         }
-        self.add(abs)
+        let e = std::io::Error::last_os_error();
+        // Our descriptor is open, so ENOENT means no /proc; said apart,
+        // because the caller reads a plain ENOENT as "directory gone".
+        if e.raw_os_error() == Some(libc::ENOENT) {
+            return Err(std::io::Error::other(
+                "/proc/self/fd is missing, needed to watch a directory without following links",
+            ));
+        }
+        Err(e)
     }
 
     /// Stops watching `wd` (a directory that left the workspace).

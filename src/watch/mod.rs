@@ -135,6 +135,31 @@ struct Shared {
     pause_before_hash: Option<PathBuf>,
 }
 
+/// `path` made absolute, if no component of it is a link (then it is
+/// its own canonical form, `.` and `..` aside).
+pub(crate) fn unlinked(path: &Path) -> Option<PathBuf> {
+    let canon = std::fs::canonicalize(path).ok()?;
+    let abs = std::path::absolute(path).ok()?;
+    if canon == abs {
+        return Some(canon);
+    }
+    // `a/../b` resolves lexically to the same place when nothing is a link.
+    let lexical: PathBuf = abs.components().fold(PathBuf::new(), |mut p, c| {
+        match c {
+            std::path::Component::ParentDir => {
+                p.pop();
+            }
+            c => p.push(c),
+        }
+        p
+    });
+    if lexical == canon {
+        return Some(canon);
+    }
+    tracing::warn!(root = %crate::escape::path(path), "a symbolic link in the root's path: not watched, and refused when the build ends");
+    None
+}
+
 /// `rel`'s directory and last component.
 fn split_name(rel: &[u8]) -> (&[u8], &[u8]) {
     match rel.iter().rposition(|b| *b == b'/') {
@@ -213,10 +238,15 @@ impl Watch {
     /// skipped; [`Observed::tree`] gives `None` for them.
     pub fn start(roots: &[PathBuf], opts: &WatchOptions) -> Result<Watch, WatchError> {
         let excludes = Excludes::new(&opts.excludes)?;
+        // A root whose path runs through a link is not watched: in a pod
+        // the roots are volume mounts, so a link on the way was put there
+        // by the builder (the key's directory as an input, say), and it is
+        // refused when the build ends (`Observed::tree`, the sidecar's
+        // walk with `root_nofollow`), not hashed through.
         let mut canon: Vec<PathBuf> = roots
             .iter()
             .filter(|r| r.is_dir())
-            .filter_map(|r| std::fs::canonicalize(r).ok())
+            .filter_map(|r| unlinked(r))
             .collect();
         canon.sort();
         canon.dedup();
@@ -230,13 +260,14 @@ impl Watch {
                 None => {
                     use std::os::unix::fs::OpenOptionsExt;
                     // Canonical, so no link is left in it to refuse.
-                    let fd = std::fs::OpenOptions::new()
+                    let opened = std::fs::OpenOptions::new()
                         .read(true)
                         .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW)
-                        .open(&r)
-                        .map_err(|e| {
-                            WatchError::Start(format!("{}: {e}", crate::escape::path(&r)))
-                        })?;
+                        .open(&r);
+                    // Gone or swapped since: not watched, hashed at the end.
+                    let Ok(fd) = opened else {
+                        continue;
+                    };
                     tops.push(Top {
                         abs: r,
                         fd: Arc::new(fd.into()),

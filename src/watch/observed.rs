@@ -85,7 +85,13 @@ impl Observed {
         opts: &WalkOptions,
         consume: bool,
     ) -> Option<Result<Tree, DigestError>> {
-        let canon = std::fs::canonicalize(root).ok()?;
+        // Through a link now (see `Watch::start`): walked by path, where
+        // the sidecar's `root_nofollow` refuses it.
+        let Some(canon) = unlinked(root) else {
+            return std::fs::symlink_metadata(root)
+                .is_ok()
+                .then(|| digest::hash_tree(root, opts));
+        };
         let i = self
             .tops
             .iter()
@@ -190,5 +196,5 @@ fn resolve_beneath(
     };
     let name = std::ffi::CString::new(name)
         .map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
-    dir.hash_file(&name, git_blobs)
+    dir.entry_kind(&name, git_blobs)
 }

@@ -212,6 +212,9 @@ mod tests {
         fn sign(&self, m: &[u8]) -> Result<Vec<u8>, crate::sign::KeyError> {
             Ok(m[..8].to_vec())
         }
+        fn verifier_pem(&self) -> Option<String> {
+            None
+        }
     }
 
     /// The three parts are byte for byte the serde serialization of the

@@ -520,6 +520,28 @@ impl crate::error::ExitClass for EnvelopeError {
 mod tests {
     use super::*;
 
+    /// Each kind of JSON error is named, with where it is; serde's message
+    /// is kept only for a missing field (it quotes our own field name),
+    /// never where it would quote the document.
+    #[test]
+    fn json_errors_say_what_and_where_without_quoting_the_input() {
+        #[derive(Debug, serde::Deserialize)]
+        struct T {
+            #[allow(dead_code)]
+            n: u32,
+        }
+        let err = |doc: &str| json_error(&serde_json::from_str::<T>(doc).unwrap_err());
+        let cases = [
+            (r#"{"n": "SECRET"}"#, "JSON of the wrong shape at line 1 column 14"),
+            ("{}", "JSON of the wrong shape (missing field `n`) at line 1 column 2"),
+            (r#"{"n": SECRET}"#, "not valid JSON at line 1 column 7"),
+            (r#"{"n": 1"#, "truncated JSON at line 1 column 7"),
+        ];
+        for (doc, want) in cases {
+            assert_eq!(err(doc), want, "{doc}");
+        }
+    }
+
     /// Signs with the message itself, so the test sees exactly what was
     /// signed.
     struct Echo;
@@ -529,6 +551,9 @@ mod tests {
         }
         fn sign(&self, message: &[u8]) -> Result<Vec<u8>, KeyError> {
             Ok(message.to_vec())
+        }
+        fn verifier_pem(&self) -> Option<String> {
+            None
         }
     }
 

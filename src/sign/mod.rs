@@ -51,9 +51,9 @@ pub trait Signer: Send + Sync {
     /// What a transparency log records as the verifier of the last
     /// signature: the public key (SPKI PEM) or the signing certificate
     /// (PEM). `None` when the signer cannot say (no Rekor entry then).
-    fn verifier_pem(&self) -> Option<String> {
-        None
-    }
+    /// Required, not defaulted: every signer can say, and a default of
+    /// `None` would silently drop the Rekor entry of a new one.
+    fn verifier_pem(&self) -> Option<String>;
     /// Proves, before a build runs, that signing will work after it.
     fn check(&self) -> Result<(), KeyError> {
         Ok(())

@@ -532,8 +532,14 @@ mod tests {
         }
         let err = |doc: &str| json_error(&serde_json::from_str::<T>(doc).unwrap_err());
         let cases = [
-            (r#"{"n": "SECRET"}"#, "JSON of the wrong shape at line 1 column 14"),
-            ("{}", "JSON of the wrong shape (missing field `n`) at line 1 column 2"),
+            (
+                r#"{"n": "SECRET"}"#,
+                "JSON of the wrong shape at line 1 column 14",
+            ),
+            (
+                "{}",
+                "JSON of the wrong shape (missing field `n`) at line 1 column 2",
+            ),
             (r#"{"n": SECRET}"#, "not valid JSON at line 1 column 7"),
             (r#"{"n": 1"#, "truncated JSON at line 1 column 7"),
         ];

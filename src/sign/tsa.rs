@@ -300,8 +300,12 @@ mod tests {
         assert_eq!(t.unix_timestamp(), 1704164645);
         let t = generalized_time(b"20240102030405.5Z").unwrap();
         assert_eq!(t.nanosecond(), 500_000_000);
+        // Nanoseconds are the finest it keeps: nine digits, not ten.
+        let t = generalized_time(b"20240102030405.123456789Z").unwrap();
+        assert_eq!(t.nanosecond(), 123_456_789);
         for bad in [
-            &b"2024010203040Z"[..],
+            &b"20240102030405.1234567891Z"[..],
+            b"2024010203040Z",
             b"20240102030405",
             b"20241302030405Z",
             b"2024010203040aZ",

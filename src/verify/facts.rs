@@ -421,6 +421,11 @@ mod tests {
         assert!(name_problem("./x", false).is_some());
         assert!(name_problem("out/%2E%2E/x", true).is_some());
         assert_eq!(name_problem("out/%2E%2E/x", false), None);
+        // Only `%` starts an escape, and only with two hex digits after it.
+        assert_eq!(name_problem("out/a2ea2e/x", true), None);
+        assert_eq!(name_problem("out/%2", true), None);
+        assert_eq!(percent_decode(b"a2e%2E%2e%2%"), b"a2e..%2%");
+        assert_eq!(percent_decode(b"%zz%4"), b"%zz%4");
     }
 
     #[test]

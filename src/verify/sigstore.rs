@@ -1165,6 +1165,93 @@ fn verify_with(spki: &[u8], alg: &str, sig: &[u8], msg: &[u8]) -> bool {
 mod tests {
     use super::*;
 
+    /// Every algorithm `verify_with` accepts verifies a signature made by
+    /// OpenSSL with it (tests/fixtures/cms-signatures), and only with it:
+    /// the same signature under any other accepted algorithm, or over a
+    /// changed message, does not verify.
+    #[test]
+    fn verify_with_accepts_each_algorithm_for_its_own_signatures_only() {
+        macro_rules! fx {
+            ($f:literal) => {
+                include_bytes!(concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/tests/fixtures/cms-signatures/",
+                    $f
+                ))
+                .as_slice()
+            };
+        }
+        let msg = fx!("msg");
+        let (ec256, ec384) = ("1.2.840.10045.4.3.2", "1.2.840.10045.4.3.3");
+        let (rsa256, rsa384, rsa512) = (
+            "1.2.840.113549.1.1.11",
+            "1.2.840.113549.1.1.12",
+            "1.2.840.113549.1.1.13",
+        );
+        let cases: [(&str, &[u8], &str, &[u8]); 7] = [
+            (
+                "p256 sha256",
+                fx!("p256.spki"),
+                ec256,
+                fx!("p256.sha256.sig"),
+            ),
+            (
+                "p256 sha384",
+                fx!("p256.spki"),
+                ec384,
+                fx!("p256.sha384.sig"),
+            ),
+            (
+                "p384 sha256",
+                fx!("p384.spki"),
+                ec256,
+                fx!("p384.sha256.sig"),
+            ),
+            (
+                "p384 sha384",
+                fx!("p384.spki"),
+                ec384,
+                fx!("p384.sha384.sig"),
+            ),
+            ("rsa sha256", fx!("rsa.spki"), rsa256, fx!("rsa.sha256.sig")),
+            ("rsa sha384", fx!("rsa.spki"), rsa384, fx!("rsa.sha384.sig")),
+            ("rsa sha512", fx!("rsa.spki"), rsa512, fx!("rsa.sha512.sig")),
+        ];
+        for (name, spki, alg, sig) in cases {
+            assert!(verify_with(spki, alg, sig, msg), "{name}");
+            assert!(!verify_with(spki, alg, sig, b"another message"), "{name}");
+            for other in [ec256, ec384, rsa256, rsa384, rsa512] {
+                if other != alg {
+                    assert!(!verify_with(spki, other, sig, msg), "{name} as {other}");
+                }
+            }
+        }
+        assert!(!verify_with(
+            fx!("p256.spki"),
+            "1.2.3.4",
+            fx!("p256.sha256.sig"),
+            msg
+        ));
+        assert!(!verify_with(b"not DER", ec256, fx!("p256.sha256.sig"), msg));
+    }
+
+    /// A trusted root one byte over the cap is refused as too large, not
+    /// parsed truncated; one at the cap is read (and fails as JSON).
+    #[test]
+    fn a_trusted_root_over_the_cap_is_refused_as_too_large() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("root.json");
+        std::fs::write(&p, vec![b' '; MAX_TRUSTED_ROOT as usize + 1]).unwrap();
+        let e = TrustedRoot::load(&p).err().unwrap().to_string();
+        assert!(
+            e.contains(&format!("larger than {MAX_TRUSTED_ROOT} bytes")),
+            "{e}"
+        );
+        std::fs::write(&p, vec![b' '; MAX_TRUSTED_ROOT as usize]).unwrap();
+        let e = TrustedRoot::load(&p).err().unwrap().to_string();
+        assert!(!e.contains("larger than"), "{e}");
+    }
+
     fn h(n: u8) -> Vec<u8> {
         leaf_hash(&[n])
     }

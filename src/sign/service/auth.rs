@@ -164,10 +164,6 @@ pub fn check_builder_uri(uri: &str) -> Result<(), String> {
 }
 
 impl BuilderIds {
-    pub fn is_empty(&self) -> bool {
-        self.rules.is_empty() && self.other.is_none()
-    }
-
     /// Whether any rule is for service-account callers.
     pub fn has_namespace_rules(&self) -> bool {
         !self.rules.is_empty()

@@ -310,6 +310,20 @@ fn nested_roots_and_excludes_match_their_own_walks() {
     assert_exact(watch, &[ws.clone(), src.clone()], &opts);
 }
 
+/// A watch of `root` with one hashing thread that reads no event before
+/// it finishes (a 60 s batch): what the race tests need to hold a moment.
+fn held_watch(root: &Path) -> Watch {
+    Watch::start(
+        &[root.to_path_buf()],
+        &WatchOptions {
+            batch: Duration::from_secs(60),
+            threads: 1,
+            ..Default::default()
+        },
+    )
+    .unwrap()
+}
+
 /// The hooks of the race tests below (src/testhook.rs): where the hashing
 /// threads pause, and where the watcher pauses before a directory.
 const PAUSE_BEFORE_HASH: &str = "PROVENANT_TEST_PAUSE_BEFORE_HASH";
@@ -447,43 +461,41 @@ fn watched_inodes(but: i32) -> Vec<u64> {
 /// followed, then watches and lists that open directory: a directory above
 /// the one it is about to scan, swapped for a link to the key's directory,
 /// is never watched, listed or hashed through (before, the absolute path
-/// it used followed the link). The scan hook (src/testhook.rs) holds the
-/// watcher before it opens `x/d` (`at` = "open"), or after it opened it
-/// and before it adds the watch ("watch"), so the swap lands there every
+/// it used followed the link). A hook (src/testhook.rs) holds the watcher
+/// before it opens `x/d` (the flag says `open PATH`), after it opened it
+/// and before it adds the watch (`watch PATH`), or a hash job before it
+/// opens `x/d/f` (`PATH`); `at` says which, and the swap lands there every
 /// time; the test checks that it did. Seen from outside: no open of the
 /// key's directory (an inotify watch of the test's own), no inotify watch
 /// on it (`/proc/self/fdinfo`), nothing degraded, and the final tree is
 /// exactly the link and the renamed directory's file.
-fn swap_during_scan(flag: &Path, at: &str) {
+fn swap_while_watching(flag: &Path, at: impl Fn(&Path) -> String) {
     use std::os::fd::AsRawFd;
     use std::os::unix::fs::MetadataExt;
     let (root, secret) = key_swap_setup(flag.parent().unwrap());
     let secret_ino = std::fs::metadata(secret.join("d")).unwrap().ino();
     let spy = OpenSpy::new(&secret.join("d"));
     let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let held = at(&root);
     let releaser = release_swapping_at(
         flag.to_path_buf(),
-        format!("{at} {}", root.join("x/d").display()),
+        held.clone(),
         root.clone(),
         secret.clone(),
         done.clone(),
     );
-    let watch = Watch::start(
-        std::slice::from_ref(&root),
-        &WatchOptions {
-            batch: Duration::from_secs(60),
-            threads: 1,
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let watch = held_watch(&root);
+    // A hash job held until the swap runs after it, before any event of
+    // the swap is read (a 60 s batch); a scan is held inside start().
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !root.join("x2").exists() {
+        assert!(Instant::now() < deadline, "never paused at {held}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
     let watched = watched_inodes(spy.0.as_raw_fd());
     let (trees, degraded) = observe(watch, std::slice::from_ref(&root), &WalkOptions::default());
     done.store(true, Ordering::Relaxed);
-    assert!(
-        releaser.join().unwrap(),
-        "the watcher never paused at {at} x/d"
-    );
+    assert!(releaser.join().unwrap(), "never paused at {held}");
     assert_eq!(
         spy.seen(),
         Vec::<String>::new(),
@@ -509,7 +521,7 @@ fn a_directory_swapped_for_a_link_before_its_scan_is_not_followed() {
         "a_directory_swapped_for_a_link_before_its_scan_is_not_followed",
         PAUSE_BEFORE_SCAN,
     ) {
-        swap_during_scan(&flag, "open");
+        swap_while_watching(&flag, |root| format!("open {}", root.join("x/d").display()));
     }
 }
 
@@ -519,7 +531,9 @@ fn a_directory_swapped_for_a_link_before_its_watch_is_not_followed() {
         "a_directory_swapped_for_a_link_before_its_watch_is_not_followed",
         PAUSE_BEFORE_SCAN,
     ) {
-        swap_during_scan(&flag, "watch");
+        swap_while_watching(&flag, |root| {
+            format!("watch {}", root.join("x/d").display())
+        });
     }
 }
 
@@ -528,52 +542,12 @@ fn a_directory_swapped_for_a_link_before_its_watch_is_not_followed() {
 /// hashed under its new name, and the key is never opened.
 #[test]
 fn a_directory_swapped_for_a_link_before_a_hash_is_not_followed() {
-    let Some(flag) = with_hook(
+    if let Some(flag) = with_hook(
         "a_directory_swapped_for_a_link_before_a_hash_is_not_followed",
         PAUSE_BEFORE_HASH,
-    ) else {
-        return;
-    };
-    let (root, secret) = key_swap_setup(flag.parent().unwrap());
-    let spy = OpenSpy::new(&secret.join("d"));
-    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let releaser = release_swapping_at(
-        flag.clone(),
-        root.join("x/d/f").display().to_string(),
-        root.clone(),
-        secret.clone(),
-        done.clone(),
-    );
-    let watch = Watch::start(
-        std::slice::from_ref(&root),
-        &WatchOptions {
-            batch: Duration::from_secs(60),
-            threads: 1,
-            ..Default::default()
-        },
-    )
-    .unwrap();
-    // The job for x/d/f is held until the swap; then it runs, before any
-    // event of the swap is read (a 60 s batch).
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !root.join("x2").exists() {
-        assert!(Instant::now() < deadline, "the hash job never paused");
-        std::thread::sleep(Duration::from_millis(5));
+    ) {
+        swap_while_watching(&flag, |root| root.join("x/d/f").display().to_string());
     }
-    let (trees, degraded) = observe(watch, std::slice::from_ref(&root), &WalkOptions::default());
-    done.store(true, Ordering::Relaxed);
-    assert!(
-        releaser.join().unwrap(),
-        "the hash job never paused at x/d/f"
-    );
-    assert_eq!(spy.seen(), Vec::<String>::new(), "the key was read");
-    assert_eq!(degraded, 0);
-    let names: Vec<String> = trees[0]
-        .entries
-        .iter()
-        .map(|e| e.path.as_path().display().to_string())
-        .collect();
-    assert_eq!(names, ["x", "x2/d/f"]);
 }
 
 #[test]
@@ -598,15 +572,7 @@ fn a_digest_follows_a_rename_only_for_the_same_inode() {
     let root = flag.parent().unwrap().join("ws");
     std::fs::create_dir(&root).unwrap();
     std::fs::write(root.join("a"), b"version one").unwrap();
-    let watch = Watch::start(
-        std::slice::from_ref(&root),
-        &WatchOptions {
-            batch: Duration::from_secs(60),
-            threads: 1,
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let watch = held_watch(&root);
     // The scan queued `a`; its job is about to open it.
     let deadline = Instant::now() + Duration::from_secs(60);
     let held = loop {

@@ -236,6 +236,31 @@ fn a_directory_input_is_checked_file_by_file() {
         5,
         "1 difference(s) from the attestation (e.g. sub/injected.c is not a subject with that content)",
     );
+    // The snapshot's --exclude and --on-error shape what it records, never
+    // what the gate verifies: an excluded file in a required input is
+    // still a difference, and an unreadable one still fails the gate
+    // (mutation shard 1/40's recheck: deleting the gate's own `excludes`
+    // or `on_error` went unnoticed).
+    let mut c = provenant(d);
+    c.args([
+        "snapshot",
+        "--state",
+        "state3",
+        "--require",
+        "src",
+        "--policy",
+        "policy.yaml",
+        "--material",
+        "src",
+        "--exclude",
+        "**/injected.c",
+        "--on-error",
+        "record",
+    ]);
+    run(c).fails(
+        5,
+        "1 difference(s) from the attestation (e.g. sub/injected.c is not a subject with that content)",
+    );
 }
 
 /// Stage one attests a whole output directory as one subject, its in-toto

@@ -300,3 +300,19 @@ impl<'a> BuildFacts<'a> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The exit code byproduct, field for field: a reader (and `verify`'s
+    /// exitCode rule) sees the number as text/plain content.
+    #[test]
+    fn the_exit_code_byproduct_is_text_content() {
+        let d = serde_json::to_value(exit_code_byproduct(3)).unwrap();
+        assert_eq!(
+            d,
+            serde_json::json!({"name": "exit-code", "content": "Mw==", "mediaType": "text/plain"})
+        );
+    }
+}

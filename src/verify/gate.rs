@@ -537,3 +537,23 @@ impl crate::error::ExitClass for GateError {
         GateError::exit_code(self)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The recorded upstream attestation, field for field.
+    #[test]
+    fn the_upstream_descriptor_names_the_envelope() {
+        let d = serde_json::to_value(upstream_descriptor("src", "ab", &["k1".into()])).unwrap();
+        assert_eq!(
+            d,
+            serde_json::json!({
+                "name": "attestation:src",
+                "digest": {"sha256": "ab"},
+                "mediaType": "application/vnd.dsse.envelope.v1+json",
+                "annotations": {"provenant.verifiedBy": ["k1"]}
+            })
+        );
+    }
+}

@@ -25,7 +25,7 @@ pub(super) enum Kind {
 }
 
 impl Kind {
-    fn of_mode(mode: libc::mode_t) -> Kind {
+    pub fn of_mode(mode: libc::mode_t) -> Kind {
         match mode & libc::S_IFMT {
             libc::S_IFDIR => Kind::Dir,
             libc::S_IFLNK => Kind::Link,
@@ -35,6 +35,19 @@ impl Kind {
             libc::S_IFBLK => Kind::Block,
             _ => Kind::File,
         }
+    }
+
+    /// The special-file kind of a FIFO, socket or device; `None` for a
+    /// file, directory or link.
+    pub fn special(self) -> Option<super::SpecialKind> {
+        use super::SpecialKind as S;
+        Some(match self {
+            Kind::Fifo => S::Fifo,
+            Kind::Socket => S::Socket,
+            Kind::Char => S::CharDevice,
+            Kind::Block => S::BlockDevice,
+            Kind::File | Kind::Dir | Kind::Link => return None,
+        })
     }
 
     fn of_dtype(t: u8) -> Option<Kind> {

@@ -312,25 +312,16 @@ impl OpenDir {
         git_blob: bool,
     ) -> std::io::Result<Option<(EntryKind, u64)>> {
         let st = self.0.stat_of(name)?;
-        let kind = match st.st_mode & libc::S_IFMT {
-            libc::S_IFREG => return self.hash_file(name, git_blob),
-            libc::S_IFDIR => return Ok(None),
-            libc::S_IFLNK => EntryKind::Symlink {
+        let kind = match dir::Kind::of_mode(st.st_mode) {
+            dir::Kind::File => return self.hash_file(name, git_blob),
+            dir::Kind::Dir => return Ok(None),
+            dir::Kind::Link => EntryKind::Symlink {
                 target: self.0.read_link(name)?,
             },
-            libc::S_IFIFO => EntryKind::Special {
-                kind: SpecialKind::Fifo,
+            special => match special.special() {
+                Some(kind) => EntryKind::Special { kind },
+                None => return Ok(None),
             },
-            libc::S_IFSOCK => EntryKind::Special {
-                kind: SpecialKind::Socket,
-            },
-            libc::S_IFCHR => EntryKind::Special {
-                kind: SpecialKind::CharDevice,
-            },
-            libc::S_IFBLK => EntryKind::Special {
-                kind: SpecialKind::BlockDevice,
-            },
-            _ => return Ok(None),
         };
         Ok(Some((kind, st.st_ino)))
     }
@@ -567,6 +558,25 @@ fn build_globs<'a>(globs: impl Iterator<Item = &'a str>) -> Result<GlobSet, Dige
         glob: "(set)".into(),
         source,
     })
+}
+
+/// `p` absolute and without `.`/`..` or doubled slashes, lexically (no
+/// link resolved): for comparing the paths of required inputs and
+/// materials, and for telling whether a root's path runs through a link
+/// (its canonical form then differs; `crate::watch`).
+pub fn normalized(p: &Path) -> PathBuf {
+    let abs = std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    let mut out = PathBuf::new();
+    for c in abs.components() {
+        match c {
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            std::path::Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 /// Hashes everything under `root` (or `root` itself if it is not a

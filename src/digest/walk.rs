@@ -221,12 +221,7 @@ impl Walker<'_> {
                 return Ok(());
             }
             Kind::Fifo | Kind::Socket | Kind::Char | Kind::Block => {
-                out.push(special(match kind {
-                    Kind::Fifo => SpecialKind::Fifo,
-                    Kind::Socket => SpecialKind::Socket,
-                    Kind::Char => SpecialKind::CharDevice,
-                    _ => SpecialKind::BlockDevice,
-                }));
+                out.extend(kind.special().map(special));
                 return Ok(());
             }
         }

@@ -407,7 +407,7 @@ impl Sidecar {
         let markers: Vec<PathBuf> = self
             .markers
             .iter()
-            .map(|m| super::snapshot::normalized(m))
+            .map(|m| crate::digest::normalized(m))
             .collect();
         let selector = self.opts.subjects.selector()?;
         let mut products = Vec::new();
@@ -417,7 +417,7 @@ impl Sidecar {
             // A completion marker inside the workspace is ours, not a
             // product. Resolved once per root, not per file: finalize
             // touches 100k files.
-            let root = super::snapshot::normalized(w);
+            let root = crate::digest::normalized(w);
             let marker_rels: Vec<Vec<u8>> = markers
                 .iter()
                 .filter_map(|m| m.strip_prefix(&root).ok())

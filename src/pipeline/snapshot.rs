@@ -2,13 +2,13 @@
 //! required input must come with an attestation from the previous stage
 //! that verifies and passes the policy), then the inputs hashed before the
 //! builder starts, left in the state volume for the sidecar.
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use time::OffsetDateTime;
 
 use super::{oneshot::hash_roots, PipelineError};
 use crate::choice::Choice as _;
-use crate::digest::{EntryKind, Excludes, RelPath, SpecialKind, WalkOptions};
+use crate::digest::{normalized, EntryKind, Excludes, RelPath, SpecialKind, WalkOptions};
 use crate::pod::{PodIdentity, SnapRoot, Snapshot, SNAPSHOT_VERSION};
 use crate::provenance::{
     parse_sha256_digest, rfc3339, HashedRoot, MaterialsAs, ResourceDescriptor, ALG_SHA256,
@@ -95,23 +95,6 @@ pub fn snapshot(
     let files: usize = snap.materials.iter().map(|r| r.entries.len()).sum();
     tracing::info!(snapshot = %path.display(), materials = files, "snapshot written");
     Ok(path)
-}
-
-/// `p` absolute and without `.`/`..` or doubled slashes, for comparing
-/// the paths of required inputs and materials.
-pub(super) fn normalized(p: &Path) -> PathBuf {
-    let abs = std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
-    let mut out = PathBuf::new();
-    for c in abs.components() {
-        match c {
-            std::path::Component::ParentDir => {
-                out.pop();
-            }
-            std::path::Component::CurDir => {}
-            other => out.push(other),
-        }
-    }
-    out
 }
 
 /// The materials, hashed; a material that is a required input is the tree
@@ -315,6 +298,7 @@ fn gate(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     fn hashed(p: &Path, excludes: &[&str]) -> HashedRoot {
         let walk = WalkOptions {

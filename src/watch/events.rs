@@ -396,7 +396,6 @@ impl Loop {
                 }
             };
             pause("watch");
-            let abs = self.tops[top].abs.join(d.as_path());
             match self.ino.add_open(dir.as_fd()) {
                 Ok(wd) => {
                     if let Some((t, old)) = self.dirs.insert(wd, (top, d.clone())) {
@@ -405,17 +404,16 @@ impl Loop {
                     self.dir_wds[top].insert(d.clone(), wd);
                     self.shared.stats.dirs.fetch_add(1, Ordering::Relaxed);
                 }
-                // Gone or replaced by a file or link already: its events
-                // in the parent tell the rest.
-                Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR)) => {
-                    continue
-                }
+                // Through the open descriptor, a watch cannot find the
+                // directory gone or swapped: any failure is the watch's
+                // own (the limit, no procfs).
                 Err(e) => {
                     let hint = if e.raw_os_error() == Some(libc::ENOSPC) {
                         " (raise fs.inotify.max_user_watches)"
                     } else {
                         ""
                     };
+                    let abs = self.tops[top].abs.join(d.as_path());
                     let reason = format!("cannot watch {}: {e}{hint}", crate::escape::path(&abs));
                     degrade(&mut ix[top], reason);
                     return;

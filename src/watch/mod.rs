@@ -139,21 +139,8 @@ struct Shared {
 /// its own canonical form, `.` and `..` aside).
 pub(crate) fn unlinked(path: &Path) -> Option<PathBuf> {
     let canon = std::fs::canonicalize(path).ok()?;
-    let abs = std::path::absolute(path).ok()?;
-    if canon == abs {
-        return Some(canon);
-    }
     // `a/../b` resolves lexically to the same place when nothing is a link.
-    let lexical: PathBuf = abs.components().fold(PathBuf::new(), |mut p, c| {
-        match c {
-            std::path::Component::ParentDir => {
-                p.pop();
-            }
-            c => p.push(c),
-        }
-        p
-    });
-    if lexical == canon {
+    if digest::normalized(path) == canon {
         return Some(canon);
     }
     tracing::warn!(root = %crate::escape::path(path), "a symbolic link in the root's path: not watched, and refused when the build ends");

@@ -300,18 +300,9 @@ fn missing_root_and_unreadable_entries_name_the_path() {
         let mut c = Command::new("setpriv");
         c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
             .arg(std::env::current_exe().unwrap())
-            .args(["--exact", NAME, "--nocapture", "--test-threads=1"])
             // Its temporary directory must be one nobody may write.
             .env("TMPDIR", "/tmp");
-        let o = c.output().expect("setpriv (util-linux)");
-        let out = String::from_utf8_lossy(&o.stdout);
-        assert!(
-            o.status.success()
-                && out.contains(&format!("test {NAME} ... ok"))
-                && out.contains("test result: ok. 1 passed"),
-            "the unprivileged run of {NAME} failed or did not run it:\n{out}\n{}",
-            String::from_utf8_lossy(&o.stderr)
-        );
+        common::rerun_alone(c, NAME, "the unprivileged run (setpriv, util-linux)");
         return;
     }
     let t = tempfile::tempdir().unwrap();

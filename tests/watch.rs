@@ -338,19 +338,9 @@ fn with_hook(name: &str, hook: &str) -> Option<PathBuf> {
         return Some(PathBuf::from(flag));
     }
     let t = tempfile::tempdir().unwrap();
-    let o = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", name, "--nocapture", "--test-threads=1"])
-        .env(hook, t.path().join("pause"))
-        .output()
-        .unwrap();
-    let out = String::from_utf8_lossy(&o.stdout);
-    assert!(
-        o.status.success()
-            && out.contains(&format!("test {name} ... ok"))
-            && out.contains("test result: ok. 1 passed"),
-        "the run with the hook failed or did not run the test:\n{out}\n{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    let mut c = std::process::Command::new(std::env::current_exe().unwrap());
+    c.env(hook, t.path().join("pause"));
+    common::rerun_alone(c, name, "the run with the hook");
     None
 }
 

@@ -298,3 +298,21 @@ pub fn exit_byproduct(content: Option<&str>, origin: Option<&str>) -> serde_json
     }
     b
 }
+
+/// Runs the test `name` of the current test binary again, alone, through
+/// `c` (the binary itself, or a wrapper such as `setpriv` with the binary
+/// as its argument), and asserts that the run ran exactly that test and
+/// that it passed: a re-run that filtered out everything must not count.
+#[allow(dead_code)]
+pub fn rerun_alone(mut c: Command, name: &str, what: &str) {
+    c.args(["--exact", name, "--nocapture", "--test-threads=1"]);
+    let o = c.output().expect(what);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success()
+            && out.contains(&format!("test {name} ... ok"))
+            && out.contains("test result: ok. 1 passed"),
+        "{what} of {name} failed or did not run it:\n{out}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}

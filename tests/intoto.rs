@@ -249,3 +249,76 @@ fn metablock_links_verify_and_match_products() {
         r.stdout, r.stderr
     );
 }
+
+/// The byproducts of a link as in-toto's own loader reads them
+/// (`Metablock.load`, which also checks the link's schema).
+fn link_byproducts(d: &Path, step: &str) -> serde_json::Value {
+    let link = std::fs::read_dir(d.join("links"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with(&format!("{step}."))
+        })
+        .unwrap_or_else(|| panic!("no link for step {step}"));
+    let mut c = Command::new(interop_python());
+    c.arg("-c")
+        .arg(
+            "import json, sys\n\
+             from in_toto.models.metadata import Metablock\n\
+             print(json.dumps(Metablock.load(sys.argv[1]).signed.byproducts))",
+        )
+        .arg(&link);
+    let r = run(c);
+    assert_eq!(
+        r.code, 0,
+        "in-toto could not load {step}'s link: {}",
+        r.stderr
+    );
+    serde_json::from_str(r.stdout.trim()).unwrap()
+}
+
+/// A link's `return-value` is the exit code of the build it records, read
+/// back from the provenance's exit-code byproduct: 0 for the build that
+/// passed, the real code for a failed build attested with
+/// `--attest-failed`, and none at all for `attest`, which ran nothing.
+#[test]
+fn links_carry_the_build_s_return_value() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    chain(d, "metablock");
+    assert_eq!(
+        link_byproducts(d, "build"),
+        serde_json::json!({"return-value": 0})
+    );
+    assert_eq!(link_byproducts(d, "source"), serde_json::json!({}));
+    let mut c = provenant(d);
+    c.args([
+        "run",
+        "--attest-failed",
+        "--product",
+        "out",
+        "--key",
+        "build.key",
+        "-o",
+        "failed.intoto.jsonl",
+        "--in-toto-link",
+        "links",
+        "--step-name",
+        "failed",
+        "--in-toto-link-format",
+        "metablock",
+        "--",
+        "sh",
+        "-c",
+        "echo partial > out/app; exit 3",
+    ]);
+    let r = run(c);
+    assert_eq!(r.code, 3, "run must pass the build's exit on: {}", r.stderr);
+    assert_eq!(
+        link_byproducts(d, "failed"),
+        serde_json::json!({"return-value": 3})
+    );
+}

@@ -207,6 +207,24 @@ fn marker_mode_attests_what_the_builder_produced() {
         p["buildDefinition"]["internalParameters"]["completion"],
         "marker"
     );
+    // No downward API here, so no pod identity: none is recorded, not an
+    // empty `pod` object.
+    let internal: Vec<&str> = p["buildDefinition"]["internalParameters"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        internal,
+        [
+            "attestFailed",
+            "completion",
+            "materialsAs",
+            "onError",
+            "productsAs"
+        ]
+    );
     assert_eq!(p["runDetails"]["byproducts"][0]["name"], "exit-code");
     // The file in the state volume is the same envelope, and verifies.
     let file = read_json(&d.join("state/provenance.intoto.jsonl"));

@@ -78,16 +78,6 @@ impl DigestSet {
     }
 }
 
-impl<const N: usize> From<[(String, String); N]> for DigestSet {
-    fn from(pairs: [(String, String); N]) -> Self {
-        let mut d = DigestSet(Vec::with_capacity(N));
-        for (k, v) in pairs {
-            d.insert(k, v);
-        }
-        d
-    }
-}
-
 impl Serialize for DigestSet {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
@@ -172,27 +162,17 @@ impl ResourceDescriptor {
         }
     }
 
-    pub fn sha256_hex(&self) -> Option<&str> {
-        self.digest.get(ALG_SHA256).map(String::as_str)
-    }
-
     pub fn annotate(mut self, key: &str, value: impl Into<serde_json::Value>) -> Self {
         self.annotations.insert(key.to_string(), value.into());
         self
     }
 
-    /// Descriptors for every entry of a hashed tree. `prefix` is the name the
-    /// user gave the root (e.g. `src`), so names read as paths from where the
-    /// command ran. Entries that are not regular files have no content digest;
-    /// they are described by annotations and a `uri` naming their kind so the
-    /// descriptor stays valid and nothing is silently dropped.
-    pub fn from_tree(prefix: &RelPath, tree: &Tree) -> Vec<ResourceDescriptor> {
-        tree.entries
-            .iter()
-            .map(|e| Self::from_entry(prefix, e))
-            .collect()
-    }
-
+    /// The descriptor of one entry of a hashed tree. `prefix` is the name
+    /// the user gave the root (e.g. `src`), so names read as paths from
+    /// where the command ran. Entries that are not regular files have no
+    /// content digest; they are described by annotations and a `uri` naming
+    /// their kind so the descriptor stays valid and nothing is silently
+    /// dropped.
     pub fn from_entry(prefix: &RelPath, entry: &Entry) -> ResourceDescriptor {
         let path = prefix.join(&entry.path);
         let (name, encoded) = path.encoded();
@@ -290,5 +270,26 @@ mod tests {
             .to_string();
         assert!(err.contains("duplicate digest algorithm 'sha256'"), "{err}");
         assert!(serde_json::from_str::<DigestSet>(r#"{"sha256":1}"#).is_err());
+    }
+
+    /// What `verify` prints for a signed statement whose digest is not an
+    /// object says what was expected there.
+    #[test]
+    fn a_digest_that_is_not_an_object_says_what_was_expected() {
+        for digest in ["5", r#""abc""#, "[]", "null"] {
+            let st = format!(
+                r#"{{"_type":"https://in-toto.io/Statement/v1","subject":[{{"name":"a","digest":{digest}}}],"predicateType":"x","predicate":{{}}}}"#
+            );
+            let err = crate::provenance::Statement::parse(st.as_bytes())
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.starts_with("statement is not valid JSON: invalid type: ")
+                    && err.contains(
+                        ", expected a digest set (object of algorithm to hex string) at line 1"
+                    ),
+                "{err}"
+            );
+        }
     }
 }

@@ -509,6 +509,26 @@ fn bad_setups_fail_with_one_line() {
     ]);
     // A mistake in the command line: a usage error, exit 2.
     run(c).fails(2, "bogus:x");
+    // Images only, but no report to read them from: refused before the
+    // build, not quietly attested as files (the build has already ended
+    // here, so without the check the run ends too, rather than waits).
+    std::fs::write(d.join("ended"), b"0\n").unwrap();
+    let mut c = provenant(d);
+    c.args([
+        "record",
+        "--state",
+        "state",
+        "--key",
+        "k.key",
+        "--completion",
+        "marker:ended",
+        "--subjects",
+        "reported",
+    ]);
+    run(c).fails(
+        2,
+        "--subjects reported needs a report to read the images from: --kpack-report, --tekton-results or --oci-layout",
+    );
     let mut c = provenant(d);
     c.args([
         "record",

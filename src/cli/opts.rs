@@ -136,29 +136,36 @@ pub struct SubjectOpts {
 
 impl SubjectOpts {
     pub fn subject_options(&self) -> Result<SubjectOptions, UsageError> {
-        Ok(SubjectOptions {
-            source: self.subjects,
-            reports: ReportSources {
-                kpack_report: self.kpack_report.clone(),
-                tekton_results: self.tekton_results.clone(),
-                oci_layouts: self.oci_layouts.clone(),
-                oci_layout_image: self
-                    .oci_layout_image
-                    .as_deref()
-                    .map(|i| {
-                        crate::provenance::claimed_name(
-                            std::path::Path::new("--oci-layout-image"),
-                            i,
-                        )
+        let reports = ReportSources {
+            kpack_report: self.kpack_report.clone(),
+            tekton_results: self.tekton_results.clone(),
+            oci_layouts: self.oci_layouts.clone(),
+            oci_layout_image: self
+                .oci_layout_image
+                .as_deref()
+                .map(|i| {
+                    crate::provenance::claimed_name(std::path::Path::new("--oci-layout-image"), i)
                         .map_err(|_| {
                             UsageError(
                                 "--oci-layout-image: not an image reference (REGISTRY/REPOSITORY)"
                                     .into(),
                             )
                         })
-                    })
-                    .transpose()?,
-            },
+                })
+                .transpose()?,
+        };
+        // `reported` promises nothing is attested without an image a report
+        // names; with no report to read it once quietly fell back to the
+        // product files (found by the mutation check of
+        // ReportSources::is_empty).
+        if self.subjects == SubjectSource::Reported && reports.is_empty() {
+            return Err(UsageError(
+                "--subjects reported needs a report to read the images from: --kpack-report, --tekton-results or --oci-layout".into(),
+            ));
+        }
+        Ok(SubjectOptions {
+            source: self.subjects,
+            reports,
             allowed: AllowedRepos::new(&self.allow_image_repos).map_err(UsageError)?,
             globs: self.subject_globs.clone(),
         })

@@ -79,7 +79,9 @@ pub fn observe_claims(
     registry: Option<&Registry>,
     within: &Deadline,
 ) -> Result<Vec<Claim>, PipelineError> {
-    if opts.source == SubjectSource::Files || opts.reports.is_empty() {
+    // No shortcut for an empty ReportSources: with nothing to read,
+    // `reported` must still refuse below rather than fall back to files.
+    if opts.source == SubjectSource::Files {
         return Ok(Vec::new());
     }
     let reported = provenance::reported_claims(&opts.reports);

@@ -338,4 +338,43 @@ mod tests {
             );
         }
     }
+
+    /// `resolvedDependencies` is optional: a build with no materials, or
+    /// whose material roots hold no regular file where only files are
+    /// listed, leaves it out rather than writing `[]`; so does a statement
+    /// read back and written out again.
+    #[test]
+    fn an_empty_list_leaves_resolved_dependencies_out() {
+        let fifo = vec![entry(
+            b"pipe",
+            EntryKind::Special {
+                kind: SpecialKind::Fifo,
+            },
+        )];
+        let prefix = RelPath::from_bytes(b"src".to_vec());
+        let mut only_special = DescriptorList::new();
+        only_special.push_entries(&prefix, &fifo, true);
+        let mut one = DescriptorList::new();
+        one.push_entries(&prefix, &fifo, false);
+        for (deps, want) in [
+            (DescriptorList::new(), ""),
+            (only_special, ""),
+            (
+                one,
+                r#","resolvedDependencies":[{"name":"src/pipe","uri":"special:fifo","annotations":{"provenant.fileType":"fifo"}}]"#,
+            ),
+        ] {
+            let bd = crate::provenance::BuildDefinition {
+                build_type: "t".into(),
+                external_parameters: serde_json::Map::new(),
+                internal_parameters: serde_json::Map::new(),
+                resolved_dependencies: deps,
+            };
+            let json = format!(r#"{{"buildType":"t","externalParameters":{{}}{want}}}"#);
+            assert_eq!(serde_json::to_string(&bd).unwrap(), json);
+            // Read back (built descriptors), it writes out the same.
+            let back: crate::provenance::BuildDefinition = serde_json::from_str(&json).unwrap();
+            assert_eq!(serde_json::to_string(&back).unwrap(), json);
+        }
+    }
 }

@@ -77,7 +77,8 @@ pub struct SubjectOpts {
     pub products_as: ProductsAs,
     /// Where subjects come from: `auto` (images a report names, if any
     /// survive their checks, else the product files), `files`, `reported`
-    /// (only reported images; nothing is attested without one).
+    /// (only reported images; nothing is attested without one, and one of
+    /// --kpack-report, --tekton-results, --oci-layout is required).
     #[arg(long, value_name = "auto|files|reported", default_value = "auto", value_parser = choice::<SubjectSource>())]
     pub subjects: SubjectSource,
     /// kpack / buildpacks lifecycle `report.toml`.

@@ -768,4 +768,49 @@ mod tests {
         let e = from_kpack_report(&p).unwrap_err().to_string();
         assert!(!e.contains("SECRET"), "{e}");
     }
+
+    #[test]
+    fn claimed_digests_are_sha256_in_lowercase_hex_of_64_digits() {
+        let hex = "0123456789abcdef".repeat(4);
+        assert_eq!(
+            parse_sha256_digest(&format!("sha256:{hex}")),
+            Some(hex.clone())
+        );
+        assert_eq!(
+            parse_sha256_digest(&format!(" sha256:{hex}\n")),
+            Some(hex.clone())
+        );
+        for bad in [
+            hex.clone(),
+            format!("sha512:{hex}"),
+            format!("sha256:{}", &hex[1..]),
+            format!("sha256:{hex}0"),
+            format!("sha256:{}", hex.to_uppercase()),
+            format!("sha256:{}g", &hex[1..]),
+            "sha256:".to_string(),
+        ] {
+            assert_eq!(parse_sha256_digest(&bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn claimed_names_are_capped_then_parsed() {
+        let f = Path::new("report.toml");
+        let err = |r: &str| claimed_name(f, r).unwrap_err().to_string();
+        let size = "report.toml: an image reference is empty or longer than 512 bytes";
+        let shape = "report.toml: a claimed image is not a valid image reference";
+        assert_eq!(
+            claimed_name(f, " reg.example/team/app:v1\n").unwrap(),
+            "reg.example/team/app"
+        );
+        assert_eq!(err(""), size);
+        assert_eq!(err(" \t "), size);
+        // At the cap the reference reaches the parser (which refuses a
+        // repository this long); one byte over it does not.
+        let at_cap = format!("reg.example/{}", "a".repeat(500));
+        assert_eq!(at_cap.len(), 512);
+        assert_eq!(err(&at_cap), shape);
+        assert_eq!(err(&format!("{at_cap}a")), size);
+        assert_eq!(err("reg.example/UPPER"), shape);
+    }
 }

@@ -812,5 +812,15 @@ mod tests {
         assert_eq!(err(&at_cap), shape);
         assert_eq!(err(&format!("{at_cap}a")), size);
         assert_eq!(err("reg.example/UPPER"), shape);
+        let chars =
+            "report.toml: an image reference holds whitespace, control or non-ASCII characters";
+        for r in [
+            "reg.example/a b",
+            "reg.example/a\x01b",
+            "reg.example/a\x7fb",
+            "reg.example/\u{e9}",
+        ] {
+            assert_eq!(err(r), chars, "{r:?}");
+        }
     }
 }

@@ -823,4 +823,26 @@ mod tests {
             assert_eq!(err(r), chars, "{r:?}");
         }
     }
+
+    #[test]
+    fn layout_ref_names_are_printable_ascii_up_to_the_cap() {
+        let f = Path::new("index.json");
+        let refused = "index.json: org.opencontainers.image.ref.name is empty, too long, or not printable ASCII";
+        let at_cap = "v".repeat(512);
+        assert_eq!(layout_ref_name(f, "v1.0").unwrap(), "v1.0");
+        assert_eq!(layout_ref_name(f, &at_cap).unwrap(), at_cap);
+        for bad in [
+            String::new(),
+            format!("{at_cap}v"),
+            "v 1".into(),
+            "v\u{e9}".into(),
+            "v\n".into(),
+        ] {
+            assert_eq!(
+                layout_ref_name(f, &bad).unwrap_err().to_string(),
+                refused,
+                "{bad:?}"
+            );
+        }
+    }
 }

@@ -845,4 +845,16 @@ mod tests {
             );
         }
     }
+
+    #[test]
+    fn tekton_result_names_follow_tekton_s_rule() {
+        let longest = "a".repeat(256);
+        for name in ["IMAGE_URL", "x.y-z_1", longest.as_str()] {
+            assert!(is_result_name(name), "{name}");
+        }
+        let too_long = "a".repeat(257);
+        for name in ["", too_long.as_str(), "a b", "a/b", "\u{e9}", "..\n"] {
+            assert!(!is_result_name(name), "{name:?}");
+        }
+    }
 }

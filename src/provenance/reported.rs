@@ -381,15 +381,14 @@ pub fn from_tekton_results(
             };
             let text = utf8_text(&path, text)?;
             let mut out = Vec::new();
+            // No count cap here: REPORT_CAP bounds the file to under 900
+            // entries, and Reported::take caps the claims of all files.
             for (i, item) in text
                 .split([',', '\n'])
                 .map(str::trim)
                 .filter(|s| !s.is_empty())
                 .enumerate()
             {
-                if i >= MAX_CLAIMS {
-                    return Err(invalid(&path, format!("more than {MAX_CLAIMS} images")));
-                }
                 let bad = || invalid(&path, format!("entry {} is not url@sha256:<64 hex>", i + 1));
                 let (url, digest) = item.split_once('@').ok_or_else(bad)?;
                 let hex = parse_sha256_digest(digest).ok_or_else(bad)?;
@@ -856,5 +855,63 @@ mod tests {
         for name in ["", too_long.as_str(), "a b", "a/b", "\u{e9}", "..\n"] {
             assert!(!is_result_name(name), "{name:?}");
         }
+    }
+
+    /// The three forms a Tekton task reports images in: IMAGE_URL with
+    /// IMAGE_DIGEST (with any prefix), IMAGES (comma- or newline-separated
+    /// `url@digest`), and `*ARTIFACT_OUTPUTS` (`{"uri", "digest"}`); other
+    /// results are not claims.
+    #[test]
+    fn tekton_results_claim_in_each_of_their_forms() {
+        let d = tempfile::tempdir().unwrap();
+        let [a, b, c, e] = ["a", "b", "c", "e"].map(|x| x.repeat(64));
+        let files = [
+            ("IMAGE_URL", "reg.example/one:v1\n".to_string()),
+            ("IMAGE_DIGEST", format!("sha256:{a}\n")),
+            (
+                "IMAGES",
+                format!("reg.example/two@sha256:{b}, reg.example/three:v3@sha256:{c}\n\n"),
+            ),
+            (
+                "app-ARTIFACT_OUTPUTS",
+                format!(r#"{{"uri":"reg.example/four","digest":"sha256:{e}"}}"#),
+            ),
+            ("OTHER", format!("reg.example/five@sha256:{a}")),
+        ];
+        for (name, content) in &files {
+            std::fs::write(d.path().join(name), content).unwrap();
+        }
+        let mut got: Vec<(String, String)> = from_tekton_results(d.path())
+            .unwrap()
+            .into_iter()
+            .flat_map(|r| r.unwrap())
+            .map(|c| (c.name, c.sha256))
+            .collect();
+        got.sort();
+        let want = [
+            ("reg.example/four", &e),
+            ("reg.example/one", &a),
+            ("reg.example/three", &c),
+            ("reg.example/two", &b),
+        ]
+        .map(|(n, h)| (n.to_string(), h.clone()));
+        assert_eq!(got, want);
+        std::fs::write(
+            d.path().join("IMAGES"),
+            format!("reg.example/two@sha256:{b},nodigest"),
+        )
+        .unwrap();
+        let refused: Vec<String> = from_tekton_results(d.path())
+            .unwrap()
+            .into_iter()
+            .filter_map(|r| r.err().map(|e| e.to_string()))
+            .collect();
+        assert_eq!(
+            refused,
+            [format!(
+                "{}: entry 2 is not url@sha256:<64 hex>",
+                d.path().join("IMAGES").display()
+            )]
+        );
     }
 }

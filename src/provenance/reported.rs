@@ -511,7 +511,6 @@ pub fn from_oci_layout(
 /// does not cross `/` and `**` does (`registry.example.com/team/*`).
 #[derive(Debug, Clone, Default)]
 pub struct AllowedRepos {
-    patterns: Vec<String>,
     set: Option<globset::GlobSet>,
 }
 
@@ -536,17 +535,12 @@ impl AllowedRepos {
             );
         }
         Ok(AllowedRepos {
-            patterns: patterns.to_vec(),
             set: Some(b.build().map_err(|e| format!("--allow-image-repo: {e}"))?),
         })
     }
 
     pub fn is_empty(&self) -> bool {
         self.set.is_none()
-    }
-
-    pub fn patterns(&self) -> &[String] {
-        &self.patterns
     }
 
     /// Whether the image `name` (as a claim names it) lies in an allowed

@@ -329,4 +329,23 @@ mod tests {
         assert!(!h.is_dir);
         assert_eq!(h.prefix, clean_prefix(d.path()));
     }
+
+    #[test]
+    fn prefixes_are_cleaned_of_dots_and_empty_components() {
+        for (given, want) in [
+            ("./src/", "src"),
+            (".", ""),
+            ("", ""),
+            ("a//b/./c", "a/b/c"),
+            ("/abs/./x/", "/abs/x"),
+            ("/", "/"),
+            ("..", ".."),
+        ] {
+            assert_eq!(
+                clean_prefix(Path::new(given)).as_bytes(),
+                want.as_bytes(),
+                "{given:?}"
+            );
+        }
+    }
 }

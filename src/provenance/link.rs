@@ -196,4 +196,34 @@ mod tests {
         st["predicate"] = serde_json::json!({"not": "provenance"});
         assert!(super::Link::from_statement("build", &parse(&st), &[], Some(0)).is_err());
     }
+
+    /// Only files are in-toto artifacts: a dependency known by URI (an
+    /// image reference, even with a digest) and an upstream attestation the
+    /// gate recorded are not, or every MATCH rule would trip over them.
+    #[test]
+    fn only_files_are_artifacts() {
+        let [a, b, c, d] = ["a", "b", "c", "d"].map(|x| x.repeat(64));
+        let st = serde_json::json!({
+            "_type": "https://in-toto.io/Statement/v1",
+            "subject": [{"name": "out/app", "digest": {"sha256": a}}],
+            "predicateType": "https://slsa.dev/provenance/v1",
+            "predicate": {"buildDefinition": {"buildType": "x", "externalParameters": {},
+                "resolvedDependencies": [
+                    {"name": "src/a.c", "digest": {"sha256": b}},
+                    {"name": "builder-image", "uri": "oci://reg.example/b", "digest": {"sha256": c}},
+                    {"name": "attestation:src", "digest": {"sha256": d}},
+                    {"name": "src/no-digest", "uri": "symlink:a.c"}]},
+                "runDetails": {"builder": {"id": "b"}}}
+        });
+        let st = super::Statement::parse(&serde_json::to_vec(&st).unwrap()).unwrap();
+        let link = super::Link::from_statement("build", &st, &[], None).unwrap();
+        assert_eq!(
+            serde_json::to_value(&link.materials).unwrap(),
+            serde_json::json!({"src/a.c": {"sha256": b}})
+        );
+        assert_eq!(
+            serde_json::to_value(&link.products).unwrap(),
+            serde_json::json!({"out/app": {"sha256": a}})
+        );
+    }
 }

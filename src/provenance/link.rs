@@ -171,6 +171,11 @@ mod tests {
             "{\"a\":\"q\\\"\\\\\n\u{e9}\",\"b\":[1,true,null],\"\u{e9}\":{}}"
         );
         assert!(super::canonical_json(&serde_json::json!(1.5)).is_err());
+        // Integers of either sign, to the ends of i64 and u64.
+        assert_eq!(
+            super::canonical_json(&serde_json::json!([-1, i64::MIN, u64::MAX])).unwrap(),
+            b"[-1,-9223372036854775808,18446744073709551615]"
+        );
     }
 
     /// A predicate that does not read back gives no link, rather than a

@@ -193,16 +193,7 @@ fn metablock_links_verify_and_match_products() {
     chain(d, "metablock");
     let r = in_toto_verify(d);
     assert_eq!(r.code, 0, "in-toto-verify: {}{}", r.stdout, r.stderr);
-    let link = std::fs::read_dir(d.join("links"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with("build.")
-        })
-        .unwrap();
+    let link = link_of(d, "build");
     let block = read_json(&link);
     assert_eq!(block["signed"]["_type"], "link");
     assert!(block["signatures"][0]["sig"]
@@ -250,10 +241,9 @@ fn metablock_links_verify_and_match_products() {
     );
 }
 
-/// The byproducts of a link as in-toto's own loader reads them
-/// (`Metablock.load`, which also checks the link's schema).
-fn link_byproducts(d: &Path, step: &str) -> serde_json::Value {
-    let link = std::fs::read_dir(d.join("links"))
+/// The link file of `step` (`<step>.<keyid>.link`).
+fn link_of(d: &Path, step: &str) -> std::path::PathBuf {
+    std::fs::read_dir(d.join("links"))
         .unwrap()
         .map(|e| e.unwrap().path())
         .find(|p| {
@@ -262,7 +252,13 @@ fn link_byproducts(d: &Path, step: &str) -> serde_json::Value {
                 .to_string_lossy()
                 .starts_with(&format!("{step}."))
         })
-        .unwrap_or_else(|| panic!("no link for step {step}"));
+        .unwrap_or_else(|| panic!("no link for step {step}"))
+}
+
+/// The byproducts of a link as in-toto's own loader reads them
+/// (`Metablock.load`, which also checks the link's schema).
+fn link_byproducts(d: &Path, step: &str) -> serde_json::Value {
+    let link = link_of(d, step);
     let mut c = Command::new(interop_python());
     c.arg("-c")
         .arg(

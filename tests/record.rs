@@ -482,76 +482,40 @@ fn bad_setups_fail_with_one_line() {
     let t = tempfile::tempdir().unwrap();
     let d = t.path();
     setup(d);
-    let mut c = provenant(d);
-    c.args([
-        "record",
-        "--state",
-        "nostate",
-        "--key",
-        "k.key",
-        "--completion",
-        "sigterm",
-    ]);
-    run(c).fails(3, "no snapshot at nostate/snapshot.json");
+    // `record --state STATE --key KEY --completion HOW`, then `extra`.
+    let record = |state: &str, key: &str, how: &str, extra: &[&str]| {
+        let mut c = provenant(d);
+        c.args([
+            "record",
+            "--state",
+            state,
+            "--key",
+            key,
+            "--completion",
+            how,
+        ])
+        .args(extra);
+        run(c)
+    };
+    record("nostate", "k.key", "sigterm", &[]).fails(3, "no snapshot at nostate/snapshot.json");
     let mut c = provenant(d);
     c.args(["snapshot", "--state", "state", "--material", "ws/missing"]);
     run(c).fails(3, "ws/missing: no such file or directory");
     snapshot(d, &[]);
-    let mut c = provenant(d);
-    c.args([
-        "record",
-        "--state",
-        "state",
-        "--key",
-        "k.key",
-        "--completion",
-        "bogus:x",
-    ]);
     // A mistake in the command line: a usage error, exit 2.
-    run(c).fails(2, "bogus:x");
+    record("state", "k.key", "bogus:x", &[]).fails(2, "bogus:x");
     // Images only, but no report to read them from: refused before the
     // build, not quietly attested as files (the build has already ended
     // here, so without the check the run ends too, rather than waits).
     std::fs::write(d.join("ended"), b"0\n").unwrap();
-    let mut c = provenant(d);
-    c.args([
-        "record",
-        "--state",
-        "state",
-        "--key",
-        "k.key",
-        "--completion",
-        "marker:ended",
-        "--subjects",
-        "reported",
-    ]);
-    run(c).fails(
+    record("state", "k.key", "marker:ended", &["--subjects", "reported"]).fails(
         2,
         "--subjects reported needs a report to read the images from: --kpack-report, --tekton-results or --oci-layout",
     );
-    let mut c = provenant(d);
-    c.args([
-        "record",
-        "--state",
-        "state",
-        "--key",
-        "nokey.key",
-        "--completion",
-        "sigterm",
-    ]);
-    run(c).fails(3, "nokey.key");
+    record("state", "nokey.key", "sigterm", &[]).fails(3, "nokey.key");
     std::fs::write(d.join("state/snapshot.json"), b"{garbage").unwrap();
-    let mut c = provenant(d);
-    c.args([
-        "record",
-        "--state",
-        "state",
-        "--key",
-        "k.key",
-        "--completion",
-        "sigterm",
-    ]);
-    run(c).fails(3, "state/snapshot.json is not a provenant snapshot");
+    record("state", "k.key", "sigterm", &[])
+        .fails(3, "state/snapshot.json is not a provenant snapshot");
 }
 
 /// Waits (60 s at most) until the hook flag `flag` exists; returns what it

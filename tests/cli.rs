@@ -579,11 +579,14 @@ fn run_forwards_signals_to_the_command() {
     let mut c = provenant(d);
     c.args([
         "run", "--attest-failed", "--product", "out", "--key", "k.key", "-o", "sig.jsonl", "--", "sh", "-c",
-        "trap 'echo got-term > out/term.txt; exit 42' TERM; touch ready; while true; do sleep 0.05; done",
+        "trap 'echo got-term > out/term.txt; exit 42' TERM; touch ready; i=0; while [ $i -lt 1200 ]; do sleep 0.05; i=$((i+1)); done",
     ])
     .stdin(std::process::Stdio::null())
     .stdout(std::process::Stdio::piped())
     .stderr(std::process::Stdio::piped());
+    // The command gives up after about a minute: if provenant died of the
+    // signal instead of forwarding it, the command would otherwise keep
+    // the pipes open and the test would hang rather than fail.
     let child = c.spawn().unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     while !d.join("ready").exists() {

@@ -48,14 +48,11 @@ impl ChildError {
 /// foreground process group, child included, and a second copy makes some
 /// programs abort instead of shutting down cleanly.
 pub async fn run_child(argv: &[String]) -> Result<std::process::ExitStatus, ChildError> {
-    let mut child = tokio::process::Command::new(&argv[0])
-        .args(&argv[1..])
-        .spawn()
-        .map_err(|source| ChildError::Spawn {
-            command: argv[0].clone(),
-            source,
-        })?;
-    let pid = child.id().map(|p| nix::unistd::Pid::from_raw(p as i32));
+    // The handlers go in before the command starts: a SIGTERM that came
+    // between the two once took the default action and killed us, leaving
+    // the command running unrecorded (and tests/cli.rs's signal test
+    // hanging on its pipes). One that comes before the command exists is
+    // queued and forwarded as soon as it does.
     let interactive = std::io::stdin().is_terminal();
     let mut kinds = vec![
         (SignalKind::terminate(), nix::sys::signal::Signal::SIGTERM),
@@ -93,6 +90,14 @@ pub async fn run_child(argv: &[String]) -> Result<std::process::ExitStatus, Chil
             tokio::spawn(async move { while s.recv().await.is_some() {} });
         }
     }
+    let mut child = tokio::process::Command::new(&argv[0])
+        .args(&argv[1..])
+        .spawn()
+        .map_err(|source| ChildError::Spawn {
+            command: argv[0].clone(),
+            source,
+        })?;
+    let pid = child.id().map(|p| nix::unistd::Pid::from_raw(p as i32));
     loop {
         tokio::select! {
             status = child.wait() => return status.map_err(ChildError::Wait),

@@ -5,14 +5,15 @@
 # suite or an equivalent change (docs/testing.md lists each one).
 #
 # Not part of scripts/test.sh or CI: all 1,948 mutants (at c7df7b8) take
-# about 8 hours on a 2-core machine, one module 1-3.5 hours. A shard is a
+# about 9 hours on a 2-core machine, one module 1.3-4 hours. A shard is a
 # reproducible, evenly spread sample (round-robin over the list cargo-mutants
 # generates, which is deterministic for a given tree); a module is a census.
 #
 # usage: scripts/mutants.sh [WHAT [OUTPUT_DIR]]
 #   WHAT        k/n, e.g. 0/40: a round-robin shard of all three modules;
 #               "all" for every mutant; or one of the modules (e.g.
-#               src/provenance) for every mutant of that module
+#               src/provenance) or one of their files (src/sign/dsse.rs)
+#               for every mutant of that module or file
 #   OUTPUT_DIR  default target/mutants-out/<what>; results in mutants.out/
 # Extra cargo-mutants options go in CARGO_MUTANTS_ARGS (e.g. "--list").
 #
@@ -53,16 +54,18 @@ jobs="${MUTANTS_JOBS:-$(n=$(nproc); echo $((n > 4 ? 4 : n)))}"
 export PROVENANT_PYTHON="${PROVENANT_PYTHON:-$repo/target/interop-venv/bin/python}"
 export SIGSTORE_JS_DIR="${SIGSTORE_JS_DIR:-$repo/target/sigstore-js}"
 
-# cargo-mutants creates only the last component of -o.
-mkdir -p "$out"
-
 files=(--file 'src/verify/**' --file 'src/sign/**' --file 'src/provenance/**')
 case "$shard" in
 all) shard_args=() ;;
 src/verify | src/sign | src/provenance) shard_args=() files=(--file "$shard/**") ;;
+src/verify/*.rs | src/sign/*.rs | src/provenance/*.rs) # a case * matches / too
+    [ -f "$shard" ] || { echo "mutants: no such file: $shard" >&2; exit 2; }
+    shard_args=() files=(--file "$shard") ;;
 [0-9]*/[0-9]*) shard_args=(--shard "$shard" --sharding round-robin) ;;
-*) echo "mutants: WHAT is k/n, all, src/verify, src/sign or src/provenance (not $shard)" >&2; exit 2 ;;
+*) echo "mutants: WHAT is k/n, all, src/verify, src/sign, src/provenance or one of their files (not $shard)" >&2; exit 2 ;;
 esac
+# cargo-mutants creates only the last component of -o.
+mkdir -p "$out"
 
 # --cargo-arg applies to the build as well as the test run: only these
 # targets are built for each mutant. They are the ones that exercise the

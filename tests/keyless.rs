@@ -473,9 +473,32 @@ fn key_signing_with_rekor() {
     // as unchecked.
     let v = verify(&[], "k.sigstore.json").ok();
     assert!(v.stderr.contains("not checked"), "{}", v.stderr);
-    // The bare envelope carries no entry: refused when one is required.
+    // The bare envelope carries no entry: refused when one is required,
+    // and without a trusted root nothing is said of entries it lacks.
     verify(&["--trusted-root", &tr, "--require-tlog"], "k.intoto.jsonl")
         .fails(exit::INVALID, "no transparency-log entry");
+    let v = verify(&[], "k.intoto.jsonl").ok();
+    assert!(!v.stderr.contains("transparency-log"), "{}", v.stderr);
+    // A key and certificate identities together: the key vouches for a
+    // key-signed bundle (the identities are for certificate-signed ones),
+    // and its log entry is checked against the trusted root.
+    let v = verify(
+        &[
+            "--trusted-root",
+            &tr,
+            "--certificate-identity",
+            "someone@example.com",
+            "--certificate-oidc-issuer",
+            "https://issuer.example.com",
+        ],
+        "k.sigstore.json",
+    )
+    .ok();
+    assert!(
+        v.stderr.contains("1 transparency-log entry verified"),
+        "{}",
+        v.stderr
+    );
     // An entry logging another key's signature: refused.
     let mut c = attest_cmd(d, "other.key", &["out"], "o.intoto.jsonl");
     c.args(["--bundle", "o.sigstore.json", "--rekor-url", &m.url]);

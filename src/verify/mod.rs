@@ -337,3 +337,27 @@ impl crate::error::ExitClass for VerifyError {
         VerifyError::exit_code(self)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// With nothing to trust, the answer names the missing key: not the
+    /// missing certificate, which is the answer only when identities were
+    /// given (the CLI asks for `--key` before this is reached; the library
+    /// says it itself for every other caller).
+    #[test]
+    fn no_keys_and_no_identities_is_no_trusted_key() {
+        let envelope = Envelope::parse(
+            br#"{"payloadType":"application/vnd.in-toto+json","payload":"e30=","signatures":[{"sig":"AAAA"}]}"#,
+        )
+        .unwrap();
+        let trust = Trust {
+            keys: &[],
+            threshold: 1,
+            sigstore: None,
+        };
+        let e = verify_attestation("x", envelope, None, &trust).unwrap_err();
+        assert!(matches!(e, VerifyError::NoKeys), "{e}");
+    }
+}

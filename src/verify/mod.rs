@@ -243,6 +243,12 @@ pub fn verify_bytes(label: &str, bytes: &[u8], trust: &Trust<'_>) -> Result<Veri
 /// The bytes of `path` (`-`: standard input) and the label to name it by,
 /// at most [`input::MAX_INPUT`] bytes.
 pub fn read_input(path: &Path) -> Result<(String, Vec<u8>), VerifyError> {
+    read_input_capped(path, input::MAX_INPUT)
+}
+
+/// [`read_input`] with another cap: the 1 GiB one is too large to test at
+/// its edge, so the tests hold this to a cap of a few bytes.
+fn read_input_capped(path: &Path, cap: u64) -> Result<(String, Vec<u8>), VerifyError> {
     use std::io::Read;
     let (label, reader): (String, Box<dyn Read>) = if path.as_os_str() == "-" {
         ("-".into(), Box::new(std::io::stdin()))
@@ -256,13 +262,13 @@ pub fn read_input(path: &Path) -> Result<(String, Vec<u8>), VerifyError> {
     };
     let mut bytes = Vec::new();
     reader
-        .take(input::MAX_INPUT + 1)
+        .take(cap + 1)
         .read_to_end(&mut bytes)
         .map_err(|source| VerifyError::Read {
             path: label.clone(),
             source,
         })?;
-    if bytes.len() as u64 > input::MAX_INPUT {
+    if bytes.len() as u64 > cap {
         return Err(VerifyError::TooLarge { path: label });
     }
     Ok((label, bytes))
@@ -359,5 +365,26 @@ mod tests {
         };
         let e = verify_attestation("x", envelope, None, &trust).unwrap_err();
         assert!(matches!(e, VerifyError::NoKeys), "{e}");
+    }
+
+    /// The cap is the most bytes read: a file of exactly the cap is read
+    /// whole, one byte more is refused as too large (not cut to the cap
+    /// and then refused as malformed JSON).
+    #[test]
+    fn an_input_is_read_up_to_the_cap_and_refused_past_it() {
+        let t = tempfile::tempdir().unwrap();
+        let at_cap = t.path().join("at-cap");
+        std::fs::write(&at_cap, b"abcd").unwrap();
+        let (label, bytes) = read_input_capped(&at_cap, 4).unwrap();
+        assert_eq!(
+            (label.as_str(), bytes.as_slice()),
+            (at_cap.to_str().unwrap(), &b"abcd"[..])
+        );
+        let over = t.path().join("over");
+        std::fs::write(&over, b"abcde").unwrap();
+        match read_input_capped(&over, 4) {
+            Err(VerifyError::TooLarge { path }) => assert_eq!(path, over.to_str().unwrap()),
+            other => panic!("{other:?}"),
+        }
     }
 }

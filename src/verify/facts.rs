@@ -63,11 +63,11 @@ fn ann_str<'a>(d: &'a ResourceDescriptor, key: &str) -> Result<Option<&'a str>, 
 }
 
 /// Strict decimal: `0`, or an optional `-` and digits without a leading
-/// zero, within i32.
+/// zero, within i32 (the parse refuses what overflows it, so no length
+/// check is needed before it).
 fn decimal(s: &str) -> Option<i32> {
     let digits = s.strip_prefix('-').unwrap_or(s);
     if digits.is_empty()
-        || digits.len() > 10
         || !digits.bytes().all(|b| b.is_ascii_digit())
         || (digits.len() > 1 && digits.starts_with('0'))
         || s == "-0"
@@ -433,6 +433,8 @@ mod tests {
         assert_eq!(decimal("0"), Some(0));
         assert_eq!(decimal("137"), Some(137));
         assert_eq!(decimal("-1"), Some(-1));
+        assert_eq!(decimal("2147483647"), Some(i32::MAX));
+        assert_eq!(decimal("-2147483648"), Some(i32::MIN));
         for bad in [
             "",
             " 0",
@@ -442,6 +444,8 @@ mod tests {
             "-0",
             "1e3",
             "99999999999",
+            "2147483648",
+            "-2147483649",
             "0x1",
         ] {
             assert_eq!(decimal(bad), None, "{bad:?}");

@@ -15,7 +15,9 @@
 #               src/provenance) or one of their files (src/sign/dsse.rs)
 #               for every mutant of that module or file
 #   OUTPUT_DIR  default target/mutants-out/<what>; results in mutants.out/
-# Extra cargo-mutants options go in CARGO_MUTANTS_ARGS (e.g. "--list").
+# Extra cargo-mutants options go in CARGO_MUTANTS_ARGS (e.g. "--list");
+# MUTANTS_TESTS replaces the test targets (e.g. "lib verify registry");
+# MUTANTS_RESUME=1 goes on with a census (below).
 #
 # Installs cargo-mutants from crates.io when it is missing. Needs the
 # interop venv and sigstore-js (scripts/interop-venv.sh, scripts/sigstore-js.sh;
@@ -105,8 +107,25 @@ done
 # in cargo test's order, 5-8 s in this one). With --iterate, a rerun into
 # the same OUTPUT_DIR skips the mutants an earlier run caught or found
 # unviable: a census can stop and go on.
+# A census longer than a working session goes on where it stopped:
+# docs/mutants/NAME.done lists the mutants an earlier run caught or found
+# unviable (cargo-mutants' caught.txt and unviable.txt), and with
+# MUTANTS_RESUME=1 a run into a new OUTPUT_DIR starts from it. The names
+# carry line numbers, so a mutant whose line moved since is tested again.
+# A mutant that loops forever is stopped after MUTANTS_TIMEOUT seconds
+# (150): all the targets take 35 s alone, up to 80 s beside a second copy
+# and other work, and each of the census's loops held a job for 6 minutes
+# at the 240 s it had before.
+iterate=()
+if [ "${MUTANTS_RESUME:-}" = 1 ]; then
+    iterate=(--iterate)
+    if [ -f "docs/mutants/$name.done" ] && [ ! -e "$out/mutants.out" ]; then
+        mkdir -p "$out/mutants.out"
+        cp "docs/mutants/$name.done" "$out/mutants.out/previously_caught.txt"
+    fi
+fi
 # shellcheck disable=SC2086
-exec cargo mutants --jobs "$jobs" --timeout 240 --build-timeout 900 \
+exec cargo mutants --jobs "$jobs" --timeout "${MUTANTS_TIMEOUT:-150}" --build-timeout 900 \
     "${files[@]}" "${shard_args[@]}" -o "$out" \
     --test-tool=nextest --cargo-arg=--profile=mutants --no-shuffle \
-    "${target_args[@]}" ${CARGO_MUTANTS_ARGS:-}
+    "${target_args[@]}" "${iterate[@]}" ${CARGO_MUTANTS_ARGS:-}

@@ -302,9 +302,9 @@ pub fn normalize_uri(s: &str) -> Result<String, &'static str> {
     if s.chars().any(|c| c.is_control() || c == ' ' || c == '\\') {
         return Err("it has a control character, space or '\\'");
     }
+    // A scheme starts with a letter, so one that is empty (`:x`) is none.
     let scheme_end = s.find(':').filter(|&i| {
-        i > 0
-            && s.as_bytes()[0].is_ascii_alphabetic()
+        s.as_bytes()[0].is_ascii_alphabetic()
             && s[..i]
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'-' || b == b'.')
@@ -411,6 +411,50 @@ mod tests {
         );
         assert!(normalize_uri("a/../b").is_err());
         assert_eq!(normalize_uri("plain-id").unwrap(), "plain-id");
+    }
+
+    /// Each character a URI may not have is refused on its own.
+    #[test]
+    fn spaces_and_control_characters_are_refused() {
+        for bad in [
+            "https://x/a b",
+            "https://x/a\u{1}b",
+            "https://x/a\u{7f}",
+            "https://x/a\\b",
+        ] {
+            assert_eq!(
+                normalize_uri(bad).unwrap_err(),
+                "it has a control character, space or '\\'",
+                "{bad:?}"
+            );
+        }
+    }
+
+    /// A scheme is a letter, then letters, digits, `+`, `-` and `.`
+    /// (RFC 3986 section 3.1): only then is the value a URI (its scheme
+    /// and host lowercased). Anything else before a `:` is a path, whose
+    /// dot segments are refused.
+    #[test]
+    fn schemes_follow_rfc_3986() {
+        for (uri, normal) in [
+            ("git+SSH://Host/a", "git+ssh://host/a"),
+            ("Coap-TCP://Host/a", "coap-tcp://host/a"),
+            ("X.Y://Host/a", "x.y://host/a"),
+            ("A1://Host/a", "a1://host/a"),
+        ] {
+            assert_eq!(normalize_uri(uri).unwrap(), normal, "{uri}");
+        }
+        for path in ["1a:b/../c", "a_b:c/../d", ":b/./c", "+a:b/../c"] {
+            assert_eq!(
+                normalize_uri(path),
+                Err(if path.contains("..") {
+                    "it has a '..' segment"
+                } else {
+                    "it has a '.' segment"
+                }),
+                "{path}"
+            );
+        }
     }
 
     #[test]

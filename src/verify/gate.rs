@@ -556,4 +556,37 @@ mod tests {
             })
         );
     }
+
+    /// Every form of `--require`, and each way a value is not one: an
+    /// empty side of `=` or an empty value is a usage error (exit 2), not
+    /// a requirement on a file named "" that the gate then looks for.
+    #[test]
+    fn require_values_parse_or_are_usage_errors() {
+        let path = |i: &str, a: Option<&str>| Requirement::Path {
+            input: i.into(),
+            attestation: a.map(PathBuf::from),
+        };
+        for (v, want) in [
+            ("src", path("src", None)),
+            ("src=src.att", path("src", Some("src.att"))),
+            ("a=b=c", path("a", Some("b=c"))),
+            (
+                "image:reg.local/app",
+                Requirement::Image("reg.local/app".into()),
+            ),
+        ] {
+            assert_eq!(v.parse::<Requirement>().unwrap(), want, "{v}");
+        }
+        for (v, message) in [
+            ("=src.att", "--require =src.att: expected PATH=ATTESTATION"),
+            ("src=", "--require src=: expected PATH=ATTESTATION"),
+            ("=", "--require =: expected PATH=ATTESTATION"),
+            ("", "--require: empty value"),
+            ("image:", "--require image:: expected image:REF"),
+        ] {
+            let e = v.parse::<Requirement>().unwrap_err();
+            assert_eq!(e.exit_code(), exit::USAGE, "{v}");
+            assert_eq!(e.to_string(), message, "{v}");
+        }
+    }
 }

@@ -203,6 +203,13 @@ fn an_attestation_for_something_else_is_refused() {
         5,
         "other.tar: the attestation does not vouch for this input",
     );
+    // A FIFO in the attested file's place: named for what it is (and
+    // never opened, so the gate does not wait for a writer).
+    nix::unistd::mkfifo(&d.join("pipe.tar"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+    gate(d, "pipe.tar=source.tar.intoto.jsonl").fails(
+        5,
+        "pipe.tar: the attestation does not vouch for this input: it is a fifo, not a regular file",
+    );
     // No attestation at all.
     gate(d, "other.tar").fails(3, "other.tar: no attestation found (looked for other.tar.intoto.jsonl, other.tar.sigstore.json)");
 }

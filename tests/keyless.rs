@@ -459,16 +459,28 @@ fn key_signing_with_rekor() {
         run(c)
     };
     let tr = m.trusted_root.to_str().unwrap().to_string();
-    let v = verify(
-        &["--trusted-root", &tr, "--require-tlog"],
-        "k.sigstore.json",
-    )
-    .ok();
-    assert!(
-        v.stderr.contains("1 transparency-log entry verified"),
-        "{}",
-        v.stderr
-    );
+    // The entry checked against the trusted root, also with certificate
+    // identities given beside the key: the key vouches for a key-signed
+    // bundle (the identities are for certificate-signed ones).
+    let with_identities = [
+        "--trusted-root",
+        &tr,
+        "--certificate-identity",
+        "someone@example.com",
+        "--certificate-oidc-issuer",
+        "https://issuer.example.com",
+    ];
+    for args in [
+        &["--trusted-root", &tr, "--require-tlog"][..],
+        &with_identities,
+    ] {
+        let v = verify(args, "k.sigstore.json").ok();
+        assert!(
+            v.stderr.contains("1 transparency-log entry verified"),
+            "{args:?}: {}",
+            v.stderr
+        );
+    }
     // Without the trusted root the key still vouches; the entry is noted
     // as unchecked.
     let v = verify(&[], "k.sigstore.json").ok();
@@ -479,26 +491,6 @@ fn key_signing_with_rekor() {
         .fails(exit::INVALID, "no transparency-log entry");
     let v = verify(&[], "k.intoto.jsonl").ok();
     assert!(!v.stderr.contains("transparency-log"), "{}", v.stderr);
-    // A key and certificate identities together: the key vouches for a
-    // key-signed bundle (the identities are for certificate-signed ones),
-    // and its log entry is checked against the trusted root.
-    let v = verify(
-        &[
-            "--trusted-root",
-            &tr,
-            "--certificate-identity",
-            "someone@example.com",
-            "--certificate-oidc-issuer",
-            "https://issuer.example.com",
-        ],
-        "k.sigstore.json",
-    )
-    .ok();
-    assert!(
-        v.stderr.contains("1 transparency-log entry verified"),
-        "{}",
-        v.stderr
-    );
     // An entry logging another key's signature: refused.
     let mut c = attest_cmd(d, "other.key", &["out"], "o.intoto.jsonl");
     c.args(["--bundle", "o.sigstore.json", "--rekor-url", &m.url]);

@@ -19,7 +19,7 @@
 # MUTANTS_TESTS replaces the test targets (e.g. "lib verify registry");
 # MUTANTS_RESUME=1 goes on with a census (below).
 #
-# Installs cargo-mutants from crates.io when it is missing. Needs the
+# Installs cargo-mutants and cargo-nextest from crates.io when missing. Needs the
 # interop venv and sigstore-js (scripts/interop-venv.sh, scripts/sigstore-js.sh;
 # scripts/test.sh makes both).
 set -euo pipefail
@@ -36,6 +36,12 @@ out="${2:-target/mutants-out/$name}"
 if ! cargo mutants --version 2>/dev/null | grep -q "$cargo_mutants_version"; then
     echo "mutants: installing cargo-mutants $cargo_mutants_version" >&2
     cargo install --locked --quiet cargo-mutants --version "$cargo_mutants_version"
+fi
+# The tests run under nextest (below); this kind of machine ships it, a
+# plain Debian one does not.
+if ! cargo nextest --version >/dev/null 2>&1; then
+    echo "mutants: installing cargo-nextest" >&2
+    cargo install --locked --quiet cargo-nextest
 fi
 
 # Each mutated copy (in /tmp; the tree itself is never mutated) builds in
@@ -101,21 +107,12 @@ target_args=()
 for t in "${targets[@]}"; do
     if [ "$t" = lib ]; then target_args+=(--cargo-arg=--lib); else target_args+=("--cargo-arg=--test=$t"); fi
 done
-# The tests run under nextest, in the `mutants` profile of
-# .config/nextest.toml: it stops at the first failing test and runs first
-# the tests likeliest to fail cheaply (a caught mutant's tests took 20-30 s
-# in cargo test's order, 5-8 s in this one). With --iterate, a rerun into
-# the same OUTPUT_DIR skips the mutants an earlier run caught or found
-# unviable: a census can stop and go on.
-# A census longer than a working session goes on where it stopped:
-# docs/mutants/NAME.done lists the mutants an earlier run caught or found
-# unviable (cargo-mutants' caught.txt and unviable.txt), and with
-# MUTANTS_RESUME=1 a run into a new OUTPUT_DIR starts from it. The names
-# carry line numbers, so a mutant whose line moved since is tested again.
-# A mutant that loops forever is stopped after MUTANTS_TIMEOUT seconds
-# (150): all the targets take 35 s alone, up to 80 s beside a second copy
-# and other work, and each of the census's loops held a job for 6 minutes
-# at the 240 s it had before.
+# A census longer than a working session goes on where it stopped: with
+# MUTANTS_RESUME=1, cargo-mutants' --iterate skips the mutants an earlier
+# run into the same OUTPUT_DIR caught or found unviable, and a new
+# OUTPUT_DIR starts from docs/mutants/NAME.done (those lists, committed).
+# The names carry line numbers, so a mutant whose line moved since is
+# tested again.
 iterate=()
 if [ "${MUTANTS_RESUME:-}" = 1 ]; then
     iterate=(--iterate)
@@ -124,6 +121,13 @@ if [ "${MUTANTS_RESUME:-}" = 1 ]; then
         cp "docs/mutants/$name.done" "$out/mutants.out/previously_caught.txt"
     fi
 fi
+# The tests run under nextest, in the `mutants` profile of
+# .config/nextest.toml: it stops at the first failing test and runs first
+# the tests likeliest to fail cheaply (a caught mutant's tests took 20-30 s
+# in cargo test's order, 5-8 s in this one). A mutant that loops forever
+# is stopped after MUTANTS_TIMEOUT seconds (150): all the targets take
+# 35 s alone, up to 80 s beside a second copy and other work, and each of
+# the census's loops held a job for 6 minutes at the 240 s it had before.
 # shellcheck disable=SC2086
 exec cargo mutants --jobs "$jobs" --timeout "${MUTANTS_TIMEOUT:-150}" --build-timeout 900 \
     "${files[@]}" "${shard_args[@]}" -o "$out" \
